@@ -1,0 +1,1 @@
+"""Small pieces every ecgpipe process shares: the injected clock and state-dir files."""

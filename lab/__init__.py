@@ -1,0 +1,1 @@
+"""The outage lab: processes, the broker, inspection, the ledger and the CLI."""

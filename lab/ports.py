@@ -1,0 +1,32 @@
+"""Free TCP ports on loopback."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_port(host: str, port: int, deadline_s: float, alive=lambda: True) -> bool:
+    """Wait until something accepts on host:port, or the deadline passes, or alive() is False."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if port_open(host, port):
+            return True
+        if not alive():
+            return False
+        time.sleep(0.05)
+    return False

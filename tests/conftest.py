@@ -1,0 +1,75 @@
+"""Shared fixtures: a real Mosquitto on a free port, started from broker_config/."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.broker import BrokerSettings, RunningBroker
+from lab.ports import free_port
+
+_counter = itertools.count()
+
+
+def make_broker(tmp_path: Path, **kw: object) -> RunningBroker:
+    port = free_port()
+    root = tmp_path / f"broker-{port}"
+    settings = BrokerSettings(
+        port=port, data_dir=root / "data", log_file=root / "mosquitto.log", **kw  # type: ignore[arg-type]
+    )
+    return RunningBroker(settings, root / "mosquitto.conf").start()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[RunningBroker]:
+    """A fresh Mosquitto for one test, on a free loopback port, stopped afterwards."""
+    b = make_broker(tmp_path)
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture
+def broker_factory(tmp_path: Path) -> Iterator[Callable[..., RunningBroker]]:
+    """Start brokers with custom settings (e.g. max_queued=50); all are stopped afterwards."""
+    started: list[RunningBroker] = []
+
+    def factory(**kw: object) -> RunningBroker:
+        b = make_broker(tmp_path, **kw)
+        started.append(b)
+        return b
+
+    yield factory
+    for b in started:
+        b.stop()
+
+
+@pytest.fixture
+def unique() -> Callable[[str], str]:
+    """Unique names for client ids, device ids and topics, so tests never collide."""
+    run = uuid.uuid4().hex[:6]
+
+    def make(prefix: str) -> str:
+        return f"{prefix}-{os.getpid()}-{run}-{next(_counter)}"
+
+    return make
+
+
+def wait_until(cond: Callable[[], object], timeout: float = 20.0, interval: float = 0.05,
+               what: str = "condition") -> object:
+    """Poll cond() until it returns something truthy, or fail the test at the deadline."""
+    end = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)  # wait-ok: polling interval inside a deadline-bounded wait

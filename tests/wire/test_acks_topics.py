@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wire import (
+    WireError, ack_topic, decode_ack, decode_status, device_from_topic, ecg_topic, encode_ack,
+    encode_status, seqs_to_ranges,
+)
+
+
+@given(st.sets(st.integers(0, 500)))
+def test_ranges_cover_exactly_the_seqs(seqs: set[int]) -> None:
+    ranges = seqs_to_ranges(seqs)
+    covered = {s for a, b in ranges for s in range(a, b + 1)}
+    assert covered == seqs
+    assert all(ranges[i][1] + 1 < ranges[i + 1][0] for i in range(len(ranges) - 1))
+
+
+def test_ack_round_trip_and_rejections() -> None:
+    assert decode_ack(encode_ack("hc-1", [(0, 4), (9, 9)])) == ("hc-1", [(0, 4), (9, 9)])
+    for bad in (b"", b"{", b'{"v":2,"ranges":[]}', b'{"v":1,"device_id":"a","ranges":[[5,1]]}'):
+        with pytest.raises(WireError):
+            decode_ack(bad)
+
+
+def test_topics_and_status() -> None:
+    assert ecg_topic("hc-7") == "heartcheck/hc-7/ecg"
+    assert device_from_topic(ack_topic("hc-7")) == "hc-7"
+    with pytest.raises(WireError):
+        device_from_topic("heartcheck/a/b/c")
+    with pytest.raises(WireError):
+        ecg_topic("has space")
+    doc = decode_status(encode_status("hc-7", "offline", 3, 12.5))
+    assert doc["state"] == "offline" and doc["boot_epoch"] == 3

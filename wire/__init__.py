@@ -1,0 +1,31 @@
+"""The ecgpipe wire format: readings, confirmations, status messages and topics.
+
+Everything that crosses the broker is defined here, and nothing else imports paho.
+See docs/wire-format.md for the byte layout.
+"""
+
+from wire.acks import decode_ack, encode_ack, seqs_to_ranges
+from wire.codec import MAX_PAYLOAD_BYTES, WIRE_VERSION, decode_reading, encode_reading
+from wire.errors import WireError
+from wire.reading import FLAG_BACKLOG, Reading
+from wire.status import decode_status, encode_status
+from wire.topics import ack_topic, device_from_topic, ecg_topic, status_topic
+
+__all__ = [
+    "FLAG_BACKLOG",
+    "MAX_PAYLOAD_BYTES",
+    "WIRE_VERSION",
+    "Reading",
+    "WireError",
+    "ack_topic",
+    "decode_ack",
+    "decode_reading",
+    "decode_status",
+    "device_from_topic",
+    "ecg_topic",
+    "encode_ack",
+    "encode_reading",
+    "encode_status",
+    "seqs_to_ranges",
+    "status_topic",
+]

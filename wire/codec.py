@@ -1,0 +1,120 @@
+"""Binary encoding of a Reading (format version 1). Layout: docs/wire-format.md.
+
+All integers are big-endian. The payload ends with a CRC-32 of every byte before it,
+and its length must match the lengths it declares exactly, so every truncation and
+every trailing byte is rejected.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+from wire.errors import (
+    BadMagicError,
+    ChecksumError,
+    FieldError,
+    LengthError,
+    TruncatedError,
+    VersionError,
+)
+from wire.reading import FLAG_SIGNED, Reading
+
+MAGIC = b"HC"
+WIRE_VERSION = 1
+MAX_PAYLOAD_BYTES = 128 * 1024
+
+_PREFIX = struct.Struct(">2sBBB")  # magic, version, flags, device id length
+# boot_epoch, seq, captured_at_us, sample_rate_hz, gain_uv, strip_id, chunk, chunks, n_samples
+_FIXED = struct.Struct(">IIqHfIHHH")
+_U16 = struct.Struct(">H")
+_CRC = struct.Struct(">I")
+
+
+def encode_reading(reading: Reading, flags: int | None = None) -> bytes:
+    """Encode a reading; `flags` overrides reading.flags (e.g. to mark a backlog send)."""
+    f = reading.flags if flags is None else flags
+    sig = reading.signature
+    if sig:
+        f |= FLAG_SIGNED
+    else:
+        f &= ~FLAG_SIGNED
+    dev = reading.device_id.encode("ascii")
+    parts = [
+        _PREFIX.pack(MAGIC, WIRE_VERSION, f, len(dev)),
+        dev,
+        _FIXED.pack(
+            reading.boot_epoch,
+            reading.seq,
+            round(reading.captured_at * 1_000_000),
+            reading.sample_rate_hz,
+            reading.gain_uv,
+            reading.strip_id,
+            reading.chunk,
+            reading.chunks,
+            reading.samples.size,
+        ),
+        reading.samples.astype(">i2", copy=False).tobytes(),
+        _U16.pack(len(sig)),
+        sig,
+    ]
+    body = b"".join(parts)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def decode_reading(payload: bytes) -> Reading:
+    """Decode and validate a payload. Raises a WireError subclass on any defect."""
+    data = memoryview(payload)
+    n = len(data)
+    if n > MAX_PAYLOAD_BYTES:
+        raise LengthError(f"payload of {n} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
+    if n < _PREFIX.size:
+        raise TruncatedError(f"{n} bytes is shorter than the {_PREFIX.size}-byte prefix")
+    magic, version, flags, dev_len = _PREFIX.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise BadMagicError(f"magic {bytes(magic)!r} is not {MAGIC!r}")
+    if version != WIRE_VERSION:
+        raise VersionError(f"wire version {version} is not supported (this reads {WIRE_VERSION})")
+    off = _PREFIX.size
+    need = off + dev_len + _FIXED.size
+    if n < need:
+        raise TruncatedError(f"{n} bytes; the header needs {need}")
+    try:
+        device_id = bytes(data[off : off + dev_len]).decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise FieldError("device id is not ASCII") from exc
+    off += dev_len
+    (boot, seq, cap_us, rate, gain, strip, chunk, chunks, n_samples) = _FIXED.unpack_from(data, off)
+    off += _FIXED.size
+    samples_end = off + 2 * n_samples
+    if n < samples_end + _U16.size:
+        raise TruncatedError(f"{n} bytes; {n_samples} samples need {samples_end + _U16.size}")
+    (sig_len,) = _U16.unpack_from(data, samples_end)
+    sig_start = samples_end + _U16.size
+    total = sig_start + sig_len + _CRC.size
+    if n < total:
+        raise TruncatedError(f"{n} bytes; the declared lengths need {total}")
+    if n > total:
+        raise LengthError(f"{n - total} trailing bytes after the declared lengths")
+    (crc,) = _CRC.unpack_from(data, total - _CRC.size)
+    if zlib.crc32(data[: total - _CRC.size]) != crc:
+        raise ChecksumError("CRC-32 does not match")
+    if bool(flags & FLAG_SIGNED) != (sig_len > 0):
+        raise FieldError("signed flag and signature length disagree")
+    samples = np.frombuffer(data[off:samples_end], dtype=">i2").astype(np.int16)
+    return Reading(
+        device_id=device_id,
+        boot_epoch=boot,
+        seq=seq,
+        captured_at=cap_us / 1_000_000,
+        sample_rate_hz=rate,
+        gain_uv=float(gain),
+        samples=samples,
+        flags=flags,
+        strip_id=strip,
+        chunk=chunk,
+        chunks=chunks,
+        signature=bytes(data[sig_start : sig_start + sig_len]),
+    )
