@@ -1,0 +1,205 @@
+"""The `ecgpipe` command: parse arguments, call one function, print a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from lab.errors import LabError
+from lab.statedir import DELIVERY_MODES, POLICIES, StackConfig, StateDir, resolve_state_dir
+
+COMPONENT_CHOICES = ("ingest", "broker", "devices")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one clear line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        sys.exit(2)
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _emit(doc: Any, as_json: bool, fmt) -> None:  # type: ignore[no-untyped-def]
+    print(json.dumps(doc, indent=1, sort_keys=True, default=str) if as_json else fmt(doc))
+
+
+def build_parser() -> OneLineParser:
+    common = OneLineParser(add_help=False)
+    common.add_argument("--state-dir", dest="state_dir_sub", default=argparse.SUPPRESS,
+                        help="state dir (default ./.ecgpipe, or $ECGPIPE_STATE_DIR)")
+    p = OneLineParser(prog="ecgpipe", description="ecgpipe: an outage lab for ECG telemetry.")
+    p.add_argument("--state-dir", default=None, help="state dir (default ./.ecgpipe, or $ECGPIPE_STATE_DIR)")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=OneLineParser)
+
+    up = sub.add_parser("up", parents=[common], help="start broker, ingest and a device fleet in the background")
+    up.add_argument("--devices", type=int, default=10, help="number of simulated devices (default 10)")
+    up.add_argument("--delivery", choices=DELIVERY_MODES, default="end-to-end")
+    up.add_argument("--max-queued", type=int, default=1000, help="Mosquitto max_queued_messages (default 1000)")
+    up.add_argument("--outbox-capacity", type=int, default=5000, help="readings each device's outbox holds")
+    up.add_argument("--outbox-policy", choices=POLICIES, default="drop-oldest")
+    up.add_argument("--sample-rate", type=int, default=250)
+    up.add_argument("--chunk-seconds", type=float, default=1.0)
+    up.add_argument("--ack-timeout", type=float, default=10.0, help="end-to-end resend timeout, seconds")
+    up.add_argument("--seed", type=int, default=0)
+    up.add_argument("--no-persistence", action="store_true", help="run Mosquitto with persistence off")
+    up.add_argument("--json", action="store_true")
+
+    st = sub.add_parser("status", parents=[common], help="each component's pid and state; devices online")
+    st.add_argument("--json", action="store_true")
+    sub.add_parser("down", parents=[common], help="stop everything; keep the state dir")
+
+    k = sub.add_parser("kill", parents=[common], help="kill or freeze a component")
+    k.add_argument("component", choices=COMPONENT_CHOICES)
+    k.add_argument("--signal", default="KILL", type=str.upper, choices=("KILL", "TERM", "STOP"))
+    for name, text in (("start", "start a component again"), ("resume", "resume a component after STOP")):
+        c = sub.add_parser(name, parents=[common], help=text)
+        c.add_argument("component", choices=COMPONENT_CHOICES)
+
+    ins = sub.add_parser("inspect", parents=[common], help="what is buffered where")
+    isub = ins.add_subparsers(dest="what", required=True, parser_class=OneLineParser)
+    for name, text in (("devices", "one row per device: buffered and evicted readings"),
+                       ("broker", "the broker's $SYS counters"),
+                       ("ingest", "per device: stored, missing seq ranges, duplicates, quarantine")):
+        x = isub.add_parser(name, parents=[common], help=text)
+        x.add_argument("--json", action="store_true")
+    one = isub.add_parser("device", parents=[common], help="one device's buffered readings")
+    one.add_argument("device_id")
+    one.add_argument("--json", action="store_true")
+
+    rep = sub.add_parser("report", parents=[common], help="the ledger per device and in total")
+    rep.add_argument("--json", action="store_true")
+    rep.add_argument("--all", action="store_true", help="list every device in the text table")
+
+    demo = sub.add_parser("demo", parents=[common], help="the three delivery modes through one outage")
+    demo.add_argument("--devices", type=int, default=20)
+    demo.add_argument("--outage", type=float, default=15.0, help="seconds the ingest service stays dead")
+    demo.add_argument("--max-queued", type=int, default=100)
+    demo.add_argument("--modes", default=",".join(DELIVERY_MODES), help="comma-separated delivery modes")
+    demo.add_argument("--json", action="store_true", help="print the three ledgers as JSON at the end")
+
+    ing = sub.add_parser("ingest", help="the ingest service")
+    isub2 = ing.add_subparsers(dest="ingest_cmd", required=True, parser_class=OneLineParser)
+    run = isub2.add_parser("run", help="run the ingest service in the foreground (same as python -m ingest)")
+    run.add_argument("args", nargs=argparse.REMAINDER, help="arguments of python -m ingest")
+    return p
+
+
+def _state_dir(args: argparse.Namespace) -> StateDir:
+    return StateDir(resolve_state_dir(getattr(args, "state_dir_sub", None) or args.state_dir))
+
+
+def run(args: argparse.Namespace) -> int:
+    from lab import stack
+
+    cmd = args.cmd
+    if cmd == "ingest":
+        return _ingest_run(args)
+    sd = _state_dir(args)
+    if cmd == "up":
+        cfg = StackConfig(devices=args.devices, delivery=args.delivery, max_queued=args.max_queued,
+                          outbox_capacity=args.outbox_capacity, outbox_policy=args.outbox_policy,
+                          sample_rate=args.sample_rate, chunk_seconds=args.chunk_seconds,
+                          ack_timeout=args.ack_timeout, seed=args.seed, persistence=not args.no_persistence)
+        say = (lambda m: None) if args.json else _say
+        say(f"starting {cfg.devices} devices ({cfg.delivery}) in {sd.root} ...")
+        cfg = stack.up(sd, cfg, progress=say)
+        if args.json:
+            from lab.status import status
+            print(json.dumps(status(sd), indent=1, sort_keys=True))
+        else:
+            _say(f"up: broker on {cfg.host}:{cfg.port}. Next: ecgpipe status | ecgpipe kill ingest | "
+                 f"ecgpipe inspect devices | ecgpipe report | ecgpipe down")
+        return 0
+    if cmd == "status":
+        from lab.status import format_status, status
+        _emit(status(sd), args.json, format_status)
+        return 0
+    if cmd == "down":
+        sd.config()
+        stopped = stack.down(sd, progress=_say)
+        _say(f"down: stopped {', '.join(stopped) if stopped else 'nothing (all were dead)'}; "
+             f"files kept in {sd.root}")
+        return 0
+    if cmd == "kill":
+        pid = stack.kill(sd, args.component, args.signal)
+        _say(f"sent SIG{args.signal} to {args.component} (pid {pid}); it is now "
+             f"{sd.component(args.component).state()}")
+        return 0
+    if cmd == "start":
+        stack.start(sd, args.component, progress=_say)
+        return 0
+    if cmd == "resume":
+        pid = stack.resume(sd, args.component)
+        _say(f"resumed {args.component} (pid {pid}); it is now {sd.component(args.component).state()}")
+        return 0
+    if cmd == "inspect":
+        from lab import inspect as ins
+        from ecgcore.clock import SystemClock
+
+        if args.what == "devices":
+            _emit(ins.inspect_devices(sd, SystemClock().now()), args.json, ins.format_devices)
+        elif args.what == "device":
+            _emit(ins.inspect_device(sd, args.device_id), args.json, ins.format_device)
+        elif args.what == "broker":
+            _emit(ins.inspect_broker(sd), args.json, ins.format_broker)
+        else:
+            _emit(ins.inspect_ingest(sd), args.json, ins.format_ingest)
+        return 0
+    if cmd == "report":
+        from lab.report import build_report, format_report
+        from lab.inspect import _require
+
+        _require(sd)
+        rep = build_report(sd)
+        _emit(rep, args.json, lambda r: format_report(r, max_devices=10**9 if args.all else 20))
+        return 0
+    if cmd == "demo":
+        from lab.demo import run_demo
+        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+        bad = [m for m in modes if m not in DELIVERY_MODES]
+        if bad or not modes:
+            raise LabError(f"--modes takes a comma-separated list of {', '.join(DELIVERY_MODES)}, not {args.modes!r}")
+        if args.devices < 1 or args.outage <= 0 or args.max_queued < 1:
+            raise LabError("--devices, --outage and --max-queued must be positive")
+        return run_demo(sd.root, devices=args.devices, outage_s=args.outage, max_queued=args.max_queued,
+                        modes=modes, as_json=args.json)
+    raise LabError(f"unknown command {cmd}")
+
+
+def _ingest_run(args: argparse.Namespace) -> int:
+    from ingest.__main__ import main as ingest_main
+
+    argv = list(args.args)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if "--port" not in argv and "-h" not in argv and "--help" not in argv:
+        sd = StateDir(resolve_state_dir(args.state_dir))
+        cfg = sd.config()  # a clear error if there is no stack to take the broker from
+        argv = ["--state-dir", str(sd.root), "--host", cfg.host, "--port", str(cfg.port),
+                "--acks" if cfg.delivery == "end-to-end" else "--no-acks", *argv]
+    return ingest_main(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except LabError as exc:
+        sys.stderr.write(f"ecgpipe: error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("ecgpipe: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

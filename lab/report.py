@@ -1,0 +1,88 @@
+"""The report: the ledger per device and in total, the broker's dropped counter beside
+"lost", and capture→store latency. Reads only the state dir."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from devices import inspect as dev_inspect
+from ingest import inspect as ing_inspect
+from lab.brokerstats import broker_stats
+from lab.ledger import FIELDS, Ledger, build_ledger, seq_ranges
+from lab.statedir import StateDir
+
+
+def gather_ledger(sd: StateDir) -> Ledger:
+    sets = dev_inspect.ledger_sets(sd.outbox_db)
+    stats = ing_inspect.device_stats(sd.ingest_db)
+    return build_ledger(
+        generated={d: v["generated"] for d, v in sets.items()},
+        stored=ing_inspect.stored_seqs(sd.ingest_db),
+        buffered={d: v["buffered"] for d, v in sets.items()},
+        evicted={d: v["evicted"] for d, v in sets.items()},
+        duplicates={d: int(v.get("duplicates", 0)) for d, v in stats.items()},
+    )
+
+
+def latency_quantiles(values: np.ndarray) -> dict[str, float | None]:
+    if values.size == 0:
+        return {"p50": None, "p99": None, "max": None, "n": 0}
+    p50, p99 = np.percentile(values, [50, 99])
+    return {"p50": round(float(p50), 3), "p99": round(float(p99), 3), "max": round(float(values.max()), 3),
+            "n": int(values.size)}
+
+
+def build_report(sd: StateDir) -> dict[str, Any]:
+    ledger = gather_ledger(sd)
+    broker = broker_stats(sd.root)
+    try:
+        cfg = sd.config().__dict__
+    except Exception:  # a copied state dir may lack stack.json; the ledger does not need it
+        cfg = {}
+    quarantine = ing_inspect.quarantine_counts(sd.ingest_db)
+    return {
+        "state_dir": str(sd.root),
+        "stack": cfg,
+        "totals": ledger.totals,
+        "balanced": ledger.balanced(),
+        "evicted_by_reason": ledger.evicted_by_reason,
+        "devices": {
+            d: {**led.as_dict(), "lost_ranges": seq_ranges(led.lost_seqs)}
+            for d, led in ledger.devices.items()
+        },
+        "broker": {"dropped": broker["dropped"], "restarts_seen": broker["restarts_seen"],
+                   "stored_messages": broker["stored_messages"]},
+        "quarantined": {"total": sum(quarantine.values()), "by_reason": quarantine},
+        "latency_s": latency_quantiles(ing_inspect.latencies(sd.ingest_db)),
+    }
+
+
+def format_report(rep: dict[str, Any], max_devices: int = 20) -> str:
+    t = rep["totals"]
+    head = f"{'device':<12}" + "".join(f"{k:>11}" for k in FIELDS)
+    lines = [f"ledger for {rep['state_dir']}"
+             + (f"  (delivery {rep['stack'].get('delivery')})" if rep.get("stack") else ""), head]
+    items = sorted(rep["devices"].items())
+    for d, row in items[:max_devices]:
+        lines.append(f"{d:<12}" + "".join(f"{row[k]:>11}" for k in FIELDS))
+    if len(items) > max_devices:
+        lines.append(f"... {len(items) - max_devices} more devices (use --json for all)")
+    lines.append(f"{'TOTAL':<12}" + "".join(f"{t[k]:>11}" for k in FIELDS))
+    ok = "holds" if rep["balanced"] else "DOES NOT HOLD"
+    lines.append(f"generated = stored + buffered + evicted + lost: "
+                 f"{t['generated']} = {t['stored']} + {t['buffered']} + {t['evicted']} + {t['lost']} ({ok})")
+    lines.append(f"broker dropped (PUBACKed, then discarded): {rep['broker']['dropped']}"
+                 f"   beside lost: {t['lost']}")
+    if rep["evicted_by_reason"]:
+        lines.append("evicted by reason: " + ", ".join(f"{k}: {v}" for k, v in rep["evicted_by_reason"].items()))
+    q = rep["quarantined"]
+    if q["total"]:
+        lines.append(f"quarantined messages: {q['total']} ("
+                     + ", ".join(f"{k}: {v}" for k, v in q["by_reason"].items()) + ")")
+    lat = rep["latency_s"]
+    if lat["n"]:
+        lines.append(f"capture->store latency: p50 {lat['p50']:.3f} s, p99 {lat['p99']:.3f} s, "
+                     f"max {lat['max']:.3f} s over {lat['n']} readings")
+    return "\n".join(lines)

@@ -1,0 +1,177 @@
+"""Bring a stack up and down, and start, signal or resume one component.
+
+`up` starts broker → watcher → ingest → fleet, each as its own session with a pidfile,
+and returns once each is healthy: the broker accepts TCP, ingest has subscribed
+(ingest/ready.json names its pid), and every device is online (fleet/devices.json).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ecgcore.files import read_json
+from lab.broker import BrokerSettings, broker_argv, write_config
+from lab.errors import ComponentError, ConfigError
+from lab.ports import free_port, wait_port
+from lab.procs import DEAD, RUNNING, STOPPED, python_argv
+from lab.statedir import COMPONENTS, StackConfig, StateDir
+
+Progress = Callable[[str], None]
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+def broker_settings(sd: StateDir, cfg: StackConfig) -> BrokerSettings:
+    return BrokerSettings(port=cfg.port, host=cfg.host, data_dir=sd.broker_dir / "data",
+                          log_file=sd.broker_dir / "mosquitto.log", max_queued=cfg.max_queued,
+                          persistence=cfg.persistence)
+
+
+def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
+    common = ["--state-dir", str(sd.root), "--host", cfg.host, "--port", str(cfg.port),
+              "--speed", str(cfg.speed)]
+    if name == "broker":
+        return broker_argv(sd.broker_dir / "mosquitto.conf")
+    if name == "watch":
+        return python_argv("lab.watch", *common)
+    if name == "ingest":
+        acks = "--acks" if cfg.delivery == "end-to-end" else "--no-acks"
+        return python_argv("ingest", *common, acks)
+    if name == "devices":
+        return python_argv(
+            "devices", *common, "--devices", str(cfg.devices), "--delivery", cfg.delivery,
+            "--outbox-capacity", str(cfg.outbox_capacity), "--outbox-policy", cfg.outbox_policy,
+            "--chunk-seconds", str(cfg.chunk_seconds), "--sample-rate", str(cfg.sample_rate),
+            "--seed", str(cfg.seed), "--ack-timeout", str(cfg.ack_timeout), "--id-prefix", cfg.id_prefix)
+    raise ConfigError(f"unknown component {name!r}; use broker, ingest or devices")
+
+
+def _wait(cond: Callable[[], bool], deadline_s: float, alive: Callable[[], bool]) -> bool:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if cond():
+            return True
+        if not alive():
+            return cond()
+        time.sleep(0.1)
+    return cond()
+
+
+def _log_tail(path: Path, lines: int = 3) -> str:
+    try:
+        tail = path.read_text(errors="replace").strip().splitlines()[-lines:]
+    except FileNotFoundError:
+        return ""
+    return " | ".join(t.strip() for t in tail)
+
+
+def start_component(sd: StateDir, cfg: StackConfig, name: str, progress: Progress = _quiet,
+                    deadline_s: float | None = None) -> int:
+    """Start one component and wait until it is healthy."""
+    comp = sd.component(name)
+    if name == "broker":
+        write_config(broker_settings(sd, cfg), sd.broker_dir / "mosquitto.conf")
+    if name == "ingest":
+        sd.ingest_ready.unlink(missing_ok=True)
+    pid = comp.start(component_argv(sd, cfg, name))
+    alive = lambda: comp.state() == RUNNING  # noqa: E731
+    if name == "broker":
+        ok = wait_port(cfg.host, cfg.port, deadline_s or 10, alive=alive)
+        what = f"accept connections on {cfg.host}:{cfg.port}"
+    elif name == "ingest":
+        ok = _wait(lambda: (read_json(sd.ingest_ready) or {}).get("pid") == pid, deadline_s or 30, alive)
+        what = "subscribe"
+    elif name == "devices":
+        def all_online() -> bool:
+            doc = read_json(sd.devices_json) or {}
+            devs = doc.get("devices", {})
+            return doc.get("pid") == pid and len(devs) == cfg.devices and all(
+                d.get("online") for d in devs.values())
+        ok = _wait(all_online, deadline_s or (60 + cfg.devices / 20), alive)
+        what = f"bring all {cfg.devices} devices online"
+    else:
+        ok = True
+        what = "start"
+    if not ok:
+        state = comp.state()
+        raise ComponentError(f"{name} did not {what} (it is {state}); log {comp.logfile}: "
+                             f"{_log_tail(comp.logfile)}")
+    progress(f"{name:<8} pid {pid:<7} healthy")
+    return pid
+
+
+def clear_previous_run(sd: StateDir) -> bool:
+    had = sd.exists()
+    for sub in ("broker", "ingest", "fleet", "watch"):
+        shutil.rmtree(sd.root / sub, ignore_errors=True)
+    sd.stack_file.unlink(missing_ok=True)
+    return had
+
+
+def up(sd: StateDir, cfg: StackConfig, progress: Progress = _quiet) -> StackConfig:
+    if sd.exists():
+        live = [n for n in COMPONENTS if sd.component(n).state() != DEAD]
+        if live:
+            raise ComponentError(f"a stack is already running in {sd.root} ({', '.join(live)}); "
+                                 f"run `ecgpipe down` first or use another --state-dir")
+    sd.root.mkdir(parents=True, exist_ok=True)
+    if clear_previous_run(sd):
+        progress(f"replaced the previous run's files in {sd.root}")
+    if cfg.port == 0:
+        cfg = StackConfig.from_json({**cfg.__dict__, "port": free_port(cfg.host)})
+    sd.save_config(cfg)
+    try:
+        for name in ("broker", "watch", "ingest", "devices"):
+            start_component(sd, cfg, name, progress)
+    except Exception:
+        down(sd)
+        raise
+    return cfg
+
+
+def down(sd: StateDir, progress: Progress = _quiet) -> list[str]:
+    """Stop the fleet first (so it commits), then ingest, watcher and broker. Keeps the files."""
+    stopped = []
+    for name in ("devices", "ingest", "watch", "broker"):
+        comp = sd.component(name)
+        if comp.state() != DEAD:
+            comp.stop()
+            stopped.append(name)
+            progress(f"{name:<8} stopped")
+    return stopped
+
+
+def kill(sd: StateDir, name: str, signal_name: str = "KILL") -> int:
+    sd.config()
+    comp = sd.component(name)
+    if signal_name.upper() not in ("KILL", "TERM", "STOP"):
+        raise ConfigError(f"--signal must be KILL, TERM or STOP, not {signal_name!r}")
+    pid = comp.signal(signal_name)
+    if signal_name.upper() == "STOP":
+        comp.wait_state(STOPPED, 5)
+    else:
+        comp.wait_state(DEAD, 15 if signal_name.upper() == "TERM" else 5)
+    return pid
+
+
+def start(sd: StateDir, name: str, progress: Progress = _quiet) -> int:
+    cfg = sd.config()
+    comp = sd.component(name)
+    if comp.state() == STOPPED:
+        raise ComponentError(f"{name} is frozen (SIGSTOP); use `ecgpipe resume {name}`")
+    return start_component(sd, cfg, name, progress)
+
+
+def resume(sd: StateDir, name: str) -> int:
+    sd.config()
+    comp = sd.component(name)
+    if comp.state() != STOPPED:
+        raise ComponentError(f"{name} is {comp.state()}, not stopped; nothing to resume")
+    pid = comp.signal("CONT")
+    comp.wait_state(RUNNING, 5)
+    return pid

@@ -1,0 +1,113 @@
+"""The layout of a state dir (see docs/architecture.md) and the stack's saved settings."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from ecgcore.files import read_json, write_json_atomic
+from lab.errors import ConfigError, StateDirError
+from lab.procs import Component
+
+DEFAULT_STATE_DIR = ".ecgpipe"
+DELIVERY_MODES = ("fire-and-forget", "broker-ack", "end-to-end")
+POLICIES = ("drop-oldest", "reject-new")
+COMPONENTS = ("broker", "ingest", "devices", "watch")
+
+
+def resolve_state_dir(arg: str | None) -> Path:
+    return Path(arg or os.environ.get("ECGPIPE_STATE_DIR") or DEFAULT_STATE_DIR).resolve()
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """What `ecgpipe up` started; saved as stack.json so every later command can reuse it."""
+
+    devices: int = 10
+    delivery: str = "end-to-end"
+    max_queued: int = 1000
+    host: str = "127.0.0.1"
+    port: int = 0
+    persistence: bool = True
+    outbox_capacity: int = 5000
+    outbox_policy: str = "drop-oldest"
+    seed: int = 0
+    sample_rate: int = 250
+    chunk_seconds: float = 1.0
+    ack_timeout: float = 10.0
+    speed: float = 1.0
+    id_prefix: str = "hc"
+
+    def __post_init__(self) -> None:
+        if self.delivery not in DELIVERY_MODES:
+            raise ConfigError(f"--delivery must be one of {', '.join(DELIVERY_MODES)}, not {self.delivery!r}")
+        if self.outbox_policy not in POLICIES:
+            raise ConfigError(f"--outbox-policy must be one of {', '.join(POLICIES)}, not {self.outbox_policy!r}")
+        for name, value, lo in (("devices", self.devices, 1), ("max_queued", self.max_queued, 1),
+                                ("outbox_capacity", self.outbox_capacity, 1),
+                                ("sample_rate", self.sample_rate, 1)):
+            if value < lo:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least {lo}, got {value}")
+        if self.devices > 10_000:
+            raise ConfigError(f"--devices {self.devices} is more than one fleet process drives (10000)")
+        for name, value in (("chunk_seconds", self.chunk_seconds), ("ack_timeout", self.ack_timeout),
+                            ("speed", self.speed)):
+            if not value > 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+    @classmethod
+    def from_json(cls, doc: dict) -> StackConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+
+class StateDir:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def stack_file(self) -> Path:
+        return self.root / "stack.json"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.root / "broker"
+
+    @property
+    def ingest_db(self) -> Path:
+        return self.root / "ingest" / "ingest.sqlite"
+
+    @property
+    def ingest_ready(self) -> Path:
+        return self.root / "ingest" / "ready.json"
+
+    @property
+    def outbox_db(self) -> Path:
+        return self.root / "fleet" / "outbox.sqlite"
+
+    @property
+    def devices_json(self) -> Path:
+        return self.root / "fleet" / "devices.json"
+
+    @property
+    def sys_history(self) -> Path:
+        return self.root / "watch" / "sys.jsonl"
+
+    def component(self, name: str) -> Component:
+        directory = {"broker": "broker", "ingest": "ingest", "devices": "fleet", "watch": "watch"}.get(name)
+        if directory is None:
+            raise ConfigError(f"unknown component {name!r}; use broker, ingest or devices")
+        return Component("fleet" if name == "devices" else name, self.root / directory)
+
+    def config(self) -> StackConfig:
+        doc = read_json(self.stack_file)
+        if doc is None:
+            raise StateDirError(f"no stack in {self.root}: run `ecgpipe up` first (or pass --state-dir)")
+        return StackConfig.from_json(doc)
+
+    def save_config(self, cfg: StackConfig) -> None:
+        write_json_atomic(self.stack_file, asdict(cfg))
+
+    def exists(self) -> bool:
+        return self.stack_file.exists()
