@@ -20,6 +20,10 @@ from ecgcore.files import read_json, write_json_atomic
 from lab.errors import ComponentError
 
 RUNNING, STOPPED, DEAD = "running", "stopped", "dead"
+
+# Children this process started: kept so they are reaped (no zombies, and no
+# "subprocess is still running" ResourceWarning when a Popen object is collected).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "STOP": signal.SIGSTOP,
            "CONT": signal.SIGCONT, "INT": signal.SIGINT}
 
@@ -58,6 +62,9 @@ class Component:
         info = self.info()
         if not info:
             return DEAD
+        child = _CHILDREN.get(int(info["pid"]))
+        if child is not None and child.poll() is not None:
+            del _CHILDREN[child.pid]  # reaped
         st = _stat(int(info["pid"]))
         if st is None or st[1] != info.get("start_ticks") or st[0] in ("Z", "X", "x"):
             return DEAD
@@ -72,6 +79,7 @@ class Component:
             log.flush()
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, env=env, close_fds=True)
+        _CHILDREN[proc.pid] = proc
         st = _stat(proc.pid)
         write_json_atomic(self.pidfile, {"pid": proc.pid, "start_ticks": st[1] if st else None,
                                          "argv": argv, "started_at": time.time(), "last_signal": None})

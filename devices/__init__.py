@@ -1,0 +1,15 @@
+"""The device side of ecgpipe: a fleet of simulated HeartCheck ECG monitors.
+
+Modules, one responsibility each:
+
+    profile       PatientProfile and fleet_profiles(n, seed)
+    ecg_source    ECG banks (neurokit2 ecgsyn, cached; or synthetic) and per-device EcgStream
+    outbox        the fleet's SQLite outbox: rows, seq counters, evictions
+    device        the per-device state machine (pure: no paho, no sockets)
+    mqtt_adapter  every device's MQTT connection on one selector (the only paho import)
+    fleet         the event loop that owns all of the above
+    inspect       read-only views of fleet/outbox.sqlite for the lab
+    errors        DeviceError and its subclasses
+
+Run it with `python -m devices` (see docs/architecture.md for the options).
+"""

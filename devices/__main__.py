@@ -1,0 +1,94 @@
+"""`python -m devices`: run a fleet of simulated ECG monitors (docs/architecture.md).
+
+    python -m devices --state-dir DIR --host HOST --port PORT --devices N --delivery MODE
+                      [--outbox-capacity 5000] [--outbox-policy drop-oldest|reject-new]
+                      [--chunk-seconds 1.0] [--sample-rate 250] [--seed 0] [--speed 1.0]
+                      [--id-prefix hc] [--ack-timeout 10] [--window 50]
+                      [--ecg-source ecgsyn|synthetic]
+
+Bad arguments: one error line on stderr, exit 2. SIGTERM or SIGINT: a
+graceful stop, exit 0. A device-side failure: one line on stderr, exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from devices.device import Delivery
+from devices.errors import ConfigError, DeviceError
+from devices.fleet import SOURCES, Fleet, FleetConfig
+from devices.outbox import POLICIES
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is ONE line on stderr (and exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m devices",
+        description="Run a fleet of simulated HeartCheck ECG monitors publishing over MQTT.",
+    )
+    p.add_argument("--state-dir", required=True, type=Path, help="state dir; uses DIR/fleet/")
+    p.add_argument("--host", required=True, help="MQTT broker host")
+    p.add_argument("--port", required=True, type=int, help="MQTT broker port")
+    p.add_argument("--devices", required=True, type=int, help="number of devices")
+    p.add_argument("--delivery", required=True, choices=[d.value for d in Delivery],
+                   help="when the outbox lets go of a reading")
+    p.add_argument("--outbox-capacity", type=int, default=5000, help="rows per device")
+    p.add_argument("--outbox-policy", choices=POLICIES, default="drop-oldest",
+                   help="what a full outbox does")
+    p.add_argument("--chunk-seconds", type=float, default=1.0, help="seconds of ECG per reading")
+    p.add_argument("--sample-rate", type=int, default=250, help="samples per second")
+    p.add_argument("--seed", type=int, default=0, help="seed of profiles, signals and jitter")
+    p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    p.add_argument("--id-prefix", default="hc", help="device ids are PREFIX-0000, PREFIX-0001...")
+    p.add_argument("--ack-timeout", type=float, default=10.0,
+                   help="end-to-end: simulated seconds before an unacked reading is re-sent")
+    p.add_argument("--window", type=int, default=50, help="readings in flight per device")
+    p.add_argument("--ecg-source", choices=SOURCES, default="ecgsyn",
+                   help="ecgsyn (neurokit2, cached) or synthetic (cheap, for tests)")
+    return p
+
+
+def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        return FleetConfig(
+            state_dir=ns.state_dir, host=ns.host, port=ns.port, devices=ns.devices,
+            delivery=ns.delivery, outbox_capacity=ns.outbox_capacity,
+            outbox_policy=ns.outbox_policy, chunk_seconds=ns.chunk_seconds,
+            sample_rate=ns.sample_rate, seed=ns.seed, speed=ns.speed, id_prefix=ns.id_prefix,
+            ack_timeout=ns.ack_timeout, window=ns.window, ecg_source=ns.ecg_source,
+        )
+    except ConfigError as exc:
+        parser.error(str(exc))  # exits 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_config(argv)
+    fleet = Fleet(config)
+
+    def stop(_signum: int, _frame: object) -> None:
+        fleet.request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        return fleet.run()
+    except DeviceError as exc:
+        print(f"devices: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""The fleet: N devices, one outbox, one MQTT hub, one thread, one event loop.
+
+Each loop iteration:
+
+    1. wait in the selector (epoll) until a socket is ready or the next deadline
+       (next tick, next connection attempt, next keepalive pass), converted to real
+       seconds with `clock.to_wall()`;
+    2. read/write the ready sockets (paho's callbacks only queue events);
+    3. start due connection attempts, run paho's keepalive about once a wall second;
+    4. route queued events to their devices (connects, PUBACKs, end-to-end acks);
+    5. on a tick (every `tick_seconds` of real time): generate every complete chunk,
+       commit the outbox ONCE for all devices, then let every device publish.
+       Publishing comes after the commit, so nothing is ever published under a seq that
+       a kill -9 could hand out again;
+    6. about once a second, write fleet/devices.json (atomically) and log what changed.
+
+SIGTERM/SIGINT (installed by `__main__`, or `request_stop()`): stop generating, commit,
+publish a retained "offline" status on every live link, disconnect, and return 0.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from devices.device import Delivery, Device, DeviceConfig
+from devices.ecg_source import EcgStream, make_source
+from devices.errors import ConfigError
+from devices.mqtt_adapter import LinkEvent, MqttHub
+from devices.outbox import POLICIES, Outbox
+from devices.profile import fleet_profiles
+from ecgcore.clock import Clock, make_clock
+from ecgcore.files import write_json_atomic
+from wire import WireError, decode_ack
+from wire.reading import DEVICE_ID_RE
+
+SOURCES = ("ecgsyn", "synthetic")
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """Everything `python -m devices` accepts (docs/architecture.md), validated."""
+
+    state_dir: Path
+    host: str
+    port: int
+    devices: int
+    delivery: Delivery
+    outbox_capacity: int = 5000
+    outbox_policy: str = "drop-oldest"
+    chunk_seconds: float = 1.0
+    sample_rate: int = 250
+    seed: int = 0
+    speed: float = 1.0
+    id_prefix: str = "hc"
+    ack_timeout: float = 10.0
+    window: int = 50
+    ecg_source: str = "ecgsyn"
+    keepalive: int = 10
+    tick_seconds: float = 0.1  # real seconds between generate/commit/publish passes
+    device: DeviceConfig = field(init=False)
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "delivery", Delivery(self.delivery))
+        except ValueError:
+            raise ConfigError(f"delivery {self.delivery!r} is not one of "
+                              f"{[d.value for d in Delivery]}") from None
+        object.__setattr__(self, "state_dir", Path(self.state_dir))
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is not in 1..65535")
+        if self.devices < 1:
+            raise ConfigError(f"a fleet needs at least 1 device, got {self.devices}")
+        if self.outbox_capacity < 1:
+            raise ConfigError(f"outbox capacity must be at least 1, got {self.outbox_capacity}")
+        if self.outbox_policy not in POLICIES:
+            raise ConfigError(f"outbox policy {self.outbox_policy!r} is not one of {POLICIES}")
+        if not (math.isfinite(self.speed) and self.speed > 0):
+            raise ConfigError(f"speed must be positive, got {self.speed}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be non-negative, got {self.seed}")
+        if self.ecg_source not in SOURCES:
+            raise ConfigError(f"ECG source {self.ecg_source!r} is not one of {SOURCES}")
+        if not DEVICE_ID_RE.match(f"{self.id_prefix}-{self.devices - 1:04d}"):
+            raise ConfigError(f"id prefix {self.id_prefix!r} must be letters, digits, _ or -"
+                              " and leave device ids of at most 64 characters")
+        if not 1 <= self.keepalive <= 65535:
+            raise ConfigError(f"keepalive {self.keepalive} s is out of range")
+        if not self.tick_seconds > 0:
+            raise ConfigError(f"tick must be positive, got {self.tick_seconds}")
+        object.__setattr__(self, "device", DeviceConfig(
+            delivery=self.delivery, chunk_seconds=self.chunk_seconds,
+            sample_rate=self.sample_rate, ack_timeout=self.ack_timeout, window=self.window,
+        ))
+
+    @property
+    def fleet_dir(self) -> Path:
+        return self.state_dir / "fleet"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.fleet_dir / "outbox.sqlite"
+
+    @property
+    def devices_json(self) -> Path:
+        return self.fleet_dir / "devices.json"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.fleet_dir / "ecg-cache"
+
+    def device_ids(self) -> list[str]:
+        return [f"{self.id_prefix}-{i:04d}" for i in range(self.devices)]
+
+
+def raise_nofile_limit() -> int:
+    """Raise RLIMIT_NOFILE's soft limit to the hard limit; returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class Fleet:
+    """Owns the clock, the outbox, the devices and the MQTT hub. See the module docstring."""
+
+    def __init__(self, config: FleetConfig, clock: Clock | None = None,
+                 out: TextIO | None = None) -> None:
+        self.config = config
+        self.clock = clock if clock is not None else make_clock(config.speed)
+        self._out = out if out is not None else sys.stdout
+        self._stop_requested = False
+        self.devices: list[Device] = []
+        self.bad_acks = 0
+        self.running = False  # True from the end of start() to the start of shutdown()
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop (safe from a signal handler or another thread)."""
+        self._stop_requested = True
+
+    def run(self) -> int:
+        """Start, loop until asked to stop, shut down gracefully. Returns the exit code."""
+        self.start()
+        try:
+            while not self._stop_requested:
+                self.step()
+        finally:
+            self.shutdown()
+        return 0
+
+    def start(self) -> None:
+        cfg = self.config
+        limit = raise_nofile_limit()
+        cfg.fleet_dir.mkdir(parents=True, exist_ok=True)
+        self.log(f"fleet starting: {cfg.devices} devices, delivery {cfg.delivery}, broker "
+                 f"{cfg.host}:{cfg.port}, {cfg.sample_rate} Hz x {cfg.chunk_seconds:g} s chunks, "
+                 f"ecg {cfg.ecg_source}, speed {cfg.speed:g}, pid {os.getpid()}")
+        if limit < cfg.devices + 64:
+            self.log(f"warning: the open-file limit {limit} is too low for {cfg.devices} devices")
+        self.outbox = Outbox(cfg.outbox_path, capacity=cfg.outbox_capacity,
+                             policy=cfg.outbox_policy)
+        source = make_source(cfg.ecg_source, cfg.sample_rate, cfg.seed, cfg.cache_dir)
+        profiles = fleet_profiles(cfg.devices, cfg.seed)
+        streams = [EcgStream.for_profile(p, source) for p in profiles]
+        self.hub = MqttHub(
+            cfg.host, cfg.port, self.clock, np.random.default_rng([cfg.seed, 0x6B0F]),
+            keepalive=cfg.keepalive,
+            subscribe_acks=cfg.delivery is Delivery.END_TO_END,
+        )
+        for i, (device_id, profile, stream) in enumerate(
+            zip(cfg.device_ids(), profiles, streams, strict=True)
+        ):
+            link = self.hub.add(device_id, boot_epoch=0)
+            device = Device(device_id, profile, stream, self.outbox, link, self.clock, cfg.device,
+                            start_offset=cfg.chunk_seconds * i / cfg.devices)
+            link.boot_epoch = device.boot_epoch
+            self.devices.append(device)
+        self.outbox.commit()
+        self.running = True
+        now = self.clock.monotonic()
+        self._next_tick = now
+        self._next_report = now
+        self._logged_online = 0
+        self._logged_evicted = self.outbox.evicted()
+        self._next_evict_log = now
+        self._logged_skipped = 0
+        boots = sorted({d.boot_epoch for d in self.devices})
+        self.log(f"outbox {cfg.outbox_path}: {self.outbox.total()} rows buffered, boot epochs "
+                 f"{boots[0]}..{boots[-1]}, capacity {cfg.outbox_capacity} ({cfg.outbox_policy})")
+        self._write_devices_json()
+
+    def step(self) -> None:
+        """One loop iteration (see the module docstring)."""
+        clock, hub = self.clock, self.hub
+        wait = min(self._next_tick, hub.next_deadline()) - clock.monotonic()
+        hub.poll(min(clock.to_wall(max(0.0, wait)), self.config.tick_seconds))
+        hub.service()
+        self._route(hub.drain())
+        now = clock.monotonic()
+        if now >= self._next_tick:
+            self._next_tick = now + self.config.tick_seconds * clock.speed
+            self._tick()
+        if now >= self._next_report:
+            self._next_report = now + 1.0 * clock.speed
+            self._write_devices_json()
+            self._report(now)
+
+    def _tick(self) -> None:
+        now = self.clock.monotonic()
+        for d in self.devices:
+            if now >= d.next_due:
+                d.generate()
+        self.outbox.commit()
+        for d in self.devices:
+            d.pump()
+
+    def _route(self, events: list[LinkEvent]) -> None:
+        for ev in events:
+            device = self.devices[ev.index]
+            if ev.kind == "puback":
+                device.on_puback(ev.mid, ev.ok)
+            elif ev.kind == "connected":
+                device.on_connected()
+            elif ev.kind == "disconnected":
+                device.on_disconnected()
+            elif ev.kind == "message":
+                try:
+                    device_id, ranges = decode_ack(ev.payload)
+                except WireError as exc:
+                    self._bad_ack(ev.topic, str(exc))
+                    continue
+                if device_id != device.device_id:
+                    self._bad_ack(ev.topic, f"it names {device_id}")
+                    continue
+                device.on_ack(ranges)
+
+    def _bad_ack(self, topic: str, why: str) -> None:
+        self.bad_acks += 1
+        if self.bad_acks == 1 or self.bad_acks % 1000 == 0:
+            self.log(f"ignored a bad ack on {topic} ({self.bad_acks} so far): {why}")
+
+    def shutdown(self) -> None:
+        """Stop generating, commit, say offline, disconnect, close. Idempotent."""
+        if not self.running:
+            return
+        self.running = False
+        self.log("fleet stopping: committing the outbox and disconnecting")
+        try:
+            self.outbox.commit()
+            self.hub.begin_shutdown()
+            for _ in range(60):  # at most ~3 s of real time for the goodbyes
+                if self.hub.open_sockets() == 0:
+                    break
+                self.hub.poll(0.05)
+                self._route(self.hub.drain())
+            self.hub.close()
+            for d in self.devices:
+                d.on_disconnected()
+            self._write_devices_json()
+        finally:
+            self.outbox.close()
+        self.log(f"fleet stopped: {sum(d.stats.generated for d in self.devices)} readings "
+                 f"generated in this run, {self.outbox.total()} buffered, "
+                 f"{self.outbox.evicted()} evicted in total")
+
+    # --- reporting ----------------------------------------------------------------------
+
+    def log(self, message: str) -> None:
+        at = datetime.fromtimestamp(self.clock.now(), UTC).isoformat(timespec="milliseconds")
+        print(f"{at} {message}", file=self._out, flush=True)
+
+    def status(self) -> dict[str, object]:
+        """The fleet/devices.json document (docs/architecture.md)."""
+        return {
+            "pid": os.getpid(),
+            "updated_at": round(self.clock.now(), 3),
+            "delivery": str(self.config.delivery),
+            "devices": {
+                link.device_id: {"online": link.online, "since": round(link.since, 3),
+                                 "reconnects": link.reconnects, "boot_epoch": link.boot_epoch}
+                for link in self.hub.links
+            },
+        }
+
+    def _write_devices_json(self) -> None:
+        write_json_atomic(self.config.devices_json, self.status())
+
+    def _report(self, now: float) -> None:
+        online = self.hub.online
+        n = len(self.devices)
+        if online != self._logged_online:
+            errors = {link.last_error for link in self.hub.links if link.last_error}
+            why = f" (last error: {sorted(errors)[0]})" if errors and online < n else ""
+            self.log(f"online {online}/{n} (was {self._logged_online}); outbox "
+                     f"{self.outbox.total()} rows{why}")
+            self._logged_online = online
+        evicted = self.outbox.evicted()
+        if evicted != self._logged_evicted and now >= self._next_evict_log:
+            self.log(f"outbox full: {evicted - self._logged_evicted} readings evicted "
+                     f"({self.config.outbox_policy}), {evicted} in total")
+            self._logged_evicted = evicted
+            self._next_evict_log = now + 10.0 * self.clock.speed
+        skipped = sum(d.stats.skipped_chunks for d in self.devices)
+        if skipped != self._logged_skipped:
+            self.log(f"the loop fell behind: {skipped - self._logged_skipped} chunks skipped "
+                     f"(never generated, no seq used), {skipped} in total")
+            self._logged_skipped = skipped

@@ -1,0 +1,376 @@
+"""Every device's MQTT connection, driven from ONE thread: the only paho import of devices/.
+
+paho's own loops (`loop_start`, `loop`, `loop_forever`) give each client a socketpair and
+use `select()`, which fails for file descriptors >= 1024: about 340 clients per process
+(see ../shared/FACTS.md). Here one `selectors.DefaultSelector` (epoll on Linux) watches
+every client's socket, registered through paho's socket callbacks, and the fleet's loop
+calls `loop_read()` / `loop_write()` when a socket is ready and `loop_misc()` about once a
+(wall) second per client for the keepalive. One socket per client; nothing else.
+
+Threading rule: paho's MQTT callbacks (`on_connect`, `on_disconnect`, `on_publish`,
+`on_message`) only append a tuple to `MqttHub.events`; the socket callbacks only update
+the selector's registrations. `MqttHub.drain()`, called by the loop, turns the raw tuples
+into link state changes and `LinkEvent`s for the devices.
+
+Each connection attempt uses a fresh paho Client (MQTT 5, clean start), so nothing of a
+previous connection (message ids, paho's in-RAM queue) survives a disconnect: the outbox
+is the only memory. Connection generations (`Link.gen`) make late events of an abandoned
+client harmless.
+
+On connect a device publishes a retained "online" status on heartcheck/<id>/status (its
+Last Will, retained QoS 1, says "offline") and, in end-to-end mode, subscribes to
+heartcheck/<id>/ack at QoS 1. A failed or lost connection is retried after an exponential
+backoff with equal jitter (half fixed, half random from the injected generator), in
+simulated seconds, reset by a successful CONNACK.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import heapq
+import selectors
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+
+from ecgcore.clock import Clock
+from wire import ack_topic, encode_status, status_topic
+
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+
+
+class LinkState(enum.Enum):
+    IDLE = "idle"  # no client; waiting for next_attempt
+    CONNECTING = "connecting"  # CONNECT sent, no CONNACK yet
+    CONNECTED = "connected"
+    CLOSED = "closed"  # the hub is shutting down
+
+
+@dataclass(frozen=True)
+class LinkEvent:
+    """What the devices need to know: connected, disconnected, puback or message."""
+
+    kind: str
+    index: int
+    mid: int = 0
+    ok: bool = True
+    topic: str = ""
+    payload: bytes = b""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with equal jitter: d = min(cap, base * 2**n); wait d/2 + U(0, d/2)."""
+
+    base: float = 0.5
+    cap: float = 30.0
+
+    def delay(self, attempt: int, rng: np.random.Generator) -> float:
+        d = min(self.cap, self.base * 2.0 ** min(attempt, 32))
+        return d / 2 + float(rng.uniform(0.0, d / 2))
+
+
+@dataclass(eq=False)
+class Link:
+    """One device's connection. Implements the device's Publisher protocol."""
+
+    index: int
+    device_id: str
+    boot_epoch: int
+    state: LinkState = LinkState.IDLE
+    client: mqtt.Client | None = None
+    gen: int = 0
+    attempt: int = 0  # consecutive failures since the last successful CONNACK
+    next_attempt: float = 0.0  # simulated monotonic time of the next connection attempt
+    since: float = 0.0  # simulated wall time of the last online/offline change
+    connects: int = 0
+    refused: int = 0  # connection attempts that failed before or at CONNACK
+    last_error: str = ""
+
+    @property
+    def online(self) -> bool:
+        return self.state is LinkState.CONNECTED
+
+    @property
+    def reconnects(self) -> int:
+        """Successful connections after the first one of this boot."""
+        return max(0, self.connects - 1)
+
+    def publish(self, topic: str, payload: bytes, qos: int) -> int | None:
+        if self.state is not LinkState.CONNECTED or self.client is None:
+            return None
+        info = self.client.publish(topic, payload, qos=qos)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return None
+        return int(info.mid)
+
+
+class MqttHub:
+    """All links of a fleet, one selector, one thread. See the module docstring."""
+
+    def __init__(self, host: str, port: int, clock: Clock, rng: np.random.Generator, *,
+                 keepalive: int = 10, backoff: Backoff | None = None, inflight: int = 20,
+                 subscribe_acks: bool = False, connects_per_pass: int = 100,
+                 connect_timeout: float = 5.0) -> None:
+        self.host = host
+        self.port = port
+        self.keepalive = keepalive
+        self.inflight = inflight
+        self.subscribe_acks = subscribe_acks
+        self.connects_per_pass = connects_per_pass
+        self.connect_timeout = connect_timeout
+        self.backoff = backoff or Backoff()
+        self.links: list[Link] = []
+        self.events: collections.deque[tuple[Any, ...]] = collections.deque()
+        self.selector = selectors.DefaultSelector()
+        self._clock = clock
+        self._rng = rng
+        self._due: list[tuple[float, int, int]] = []  # (next_attempt, index, gen) heap
+        self._next_misc = clock.monotonic()
+        self._closing = False
+
+    # --- links --------------------------------------------------------------------------
+
+    def add(self, device_id: str, boot_epoch: int) -> Link:
+        """A new link, due to connect at once."""
+        link = Link(index=len(self.links), device_id=device_id, boot_epoch=boot_epoch,
+                    next_attempt=self._clock.monotonic(), since=self._clock.now())
+        self.links.append(link)
+        heapq.heappush(self._due, (link.next_attempt, link.index, link.gen))
+        return link
+
+    @property
+    def online(self) -> int:
+        return sum(1 for link in self.links if link.state is LinkState.CONNECTED)
+
+    def next_deadline(self) -> float:
+        """Simulated monotonic time of the next thing `service()` has to do."""
+        t = self._next_misc
+        if self._due:
+            t = min(t, self._due[0][0])
+        return t
+
+    # --- paho callbacks: append only ----------------------------------------------------
+
+    def _on_connect(self, _c: mqtt.Client, ud: tuple[Link, int], _flags: Any,
+                    reason: Any, _props: Any) -> None:
+        self.events.append(("connect", ud[0], ud[1], not reason.is_failure, str(reason)))
+
+    def _on_disconnect(self, _c: mqtt.Client, ud: tuple[Link, int], _flags: Any,
+                       reason: Any, _props: Any) -> None:
+        self.events.append(("disconnect", ud[0], ud[1], str(reason)))
+
+    def _on_publish(self, _c: mqtt.Client, ud: tuple[Link, int], mid: int, reason: Any,
+                    _props: Any) -> None:
+        self.events.append(("puback", ud[0], ud[1], mid, not reason.is_failure))
+
+    def _on_message(self, _c: mqtt.Client, ud: tuple[Link, int], msg: mqtt.MQTTMessage) -> None:
+        self.events.append(("message", ud[0], ud[1], msg.topic, bytes(msg.payload)))
+
+    # --- socket callbacks: selector registrations only ----------------------------------
+
+    def _on_socket_open(self, _c: mqtt.Client, ud: tuple[Link, int], sock: socket.socket) -> None:
+        try:
+            self.selector.register(sock, _READ, ud)
+        except KeyError:  # the fd number of a socket closed behind our back: take it over
+            self.selector.unregister(sock)
+            self.selector.register(sock, _READ, ud)
+
+    def _on_socket_close(self, _c: mqtt.Client, _ud: Any, sock: socket.socket) -> None:
+        self._unregister(sock)
+
+    def _on_register_write(self, _c: mqtt.Client, ud: tuple[Link, int], sock: socket.socket) -> None:
+        try:
+            self.selector.modify(sock, _READ | _WRITE, ud)
+        except (KeyError, ValueError):
+            pass  # already closed
+
+    def _on_unregister_write(self, _c: mqtt.Client, ud: tuple[Link, int],
+                             sock: socket.socket) -> None:
+        try:
+            self.selector.modify(sock, _READ, ud)
+        except (KeyError, ValueError):
+            pass
+
+    def _unregister(self, sock: socket.socket) -> None:
+        try:
+            self.selector.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+
+    # --- the loop's work ----------------------------------------------------------------
+
+    def poll(self, timeout: float) -> int:
+        """Wait up to `timeout` real seconds for socket readiness, then read and write."""
+        ready = self.selector.select(timeout)
+        for key, mask in ready:
+            link, gen = key.data
+            client = link.client
+            if client is None or link.gen != gen:
+                self._unregister(key.fileobj)  # type: ignore[arg-type]  # never spin on it
+                continue
+            if mask & _READ:
+                client.loop_read()
+            if mask & _WRITE and link.client is client and link.gen == gen:
+                client.loop_write()
+        return len(ready)
+
+    def service(self) -> None:
+        """Start due connection attempts; run paho's keepalive about once a wall second."""
+        if self._closing:
+            return
+        now = self._clock.monotonic()
+        started = 0
+        while self._due and self._due[0][0] <= now and started < self.connects_per_pass:
+            _, index, gen = heapq.heappop(self._due)
+            link = self.links[index]
+            if link.gen != gen or link.state is not LinkState.IDLE:
+                continue  # a stale entry
+            self._connect(link)
+            started += 1
+        if now >= self._next_misc:
+            self._next_misc = now + 1.0 * self._clock.speed
+            for link in self.links:
+                if link.client is not None:
+                    link.client.loop_misc()
+
+    def _connect(self, link: Link) -> None:
+        link.gen += 1
+        ud = (link, link.gen)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=link.device_id,
+                             protocol=MQTTProtocolVersion.MQTTv5, userdata=ud)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.on_socket_open = self._on_socket_open
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_register_write
+        client.on_socket_unregister_write = self._on_unregister_write
+        client.max_inflight_messages_set(self.inflight)
+        client.connect_timeout = self.connect_timeout
+        client.will_set(status_topic(link.device_id),
+                        encode_status(link.device_id, "offline", link.boot_epoch, self._clock.now()),
+                        qos=1, retain=True)
+        link.client = client
+        link.state = LinkState.CONNECTING
+        try:
+            client.connect(self.host, self.port, keepalive=self.keepalive, clean_start=True)
+        except (OSError, ValueError) as exc:  # ConnectionRefusedError, timeouts, DNS
+            link.last_error = f"{type(exc).__name__}: {exc}"
+            self._lost(link)
+
+    def _abandon(self, link: Link) -> None:
+        """Drop the link's client without paho's help: its socket is closed here."""
+        client, link.client = link.client, None
+        link.gen += 1
+        if client is None:
+            return
+        for name in ("on_connect", "on_disconnect", "on_publish", "on_message",
+                     "on_socket_open", "on_socket_close", "on_socket_register_write",
+                     "on_socket_unregister_write"):
+            setattr(client, name, None)
+        sock = client.socket()
+        if sock is not None:
+            self._unregister(sock)  # type: ignore[arg-type]
+            sock.close()
+
+    def _lost(self, link: Link) -> None:
+        """A connection attempt failed or a connection ended: schedule the next attempt."""
+        if link.state is not LinkState.CONNECTED:
+            link.refused += 1
+        self._abandon(link)
+        if self._closing:
+            link.state = LinkState.CLOSED
+            return
+        link.state = LinkState.IDLE
+        link.next_attempt = self._clock.monotonic() + self.backoff.delay(link.attempt, self._rng)
+        link.attempt += 1
+        heapq.heappush(self._due, (link.next_attempt, link.index, link.gen))
+
+    def drain(self) -> list[LinkEvent]:
+        """Apply the callbacks' raw events to the links; return what the devices must see."""
+        out: list[LinkEvent] = []
+        while self.events:
+            kind, link, gen, *args = self.events.popleft()
+            if gen != link.gen:
+                continue  # from a client that was already abandoned
+            if kind == "connect":
+                ok, reason = args
+                if ok:
+                    self._connected(link)
+                    out.append(LinkEvent("connected", link.index))
+                else:
+                    link.last_error = f"CONNACK {reason}"  # the broker closes; a disconnect follows
+            elif kind == "disconnect":
+                was_online = link.state is LinkState.CONNECTED
+                if was_online or not link.last_error:
+                    link.last_error = f"disconnect: {args[0]}"
+                self._lost(link)
+                if was_online:
+                    link.since = self._clock.now()
+                    out.append(LinkEvent("disconnected", link.index))
+            elif kind == "puback":
+                out.append(LinkEvent("puback", link.index, mid=args[0], ok=args[1]))
+            elif kind == "message":
+                out.append(LinkEvent("message", link.index, topic=args[0], payload=args[1]))
+        return out
+
+    def _connected(self, link: Link) -> None:
+        client = link.client
+        assert client is not None
+        link.state = LinkState.CONNECTED
+        link.attempt = 0
+        link.connects += 1
+        link.since = self._clock.now()
+        link.last_error = ""
+        client.publish(status_topic(link.device_id),
+                       encode_status(link.device_id, "online", link.boot_epoch, link.since),
+                       qos=1, retain=True)
+        if self.subscribe_acks:
+            client.subscribe(ack_topic(link.device_id), qos=1)
+
+    # --- shutdown -----------------------------------------------------------------------
+
+    def begin_shutdown(self) -> None:
+        """Publish a retained "offline" status on every live link and disconnect it cleanly
+        (a clean DISCONNECT discards the Last Will, so the status is sent explicitly).
+
+        Links that are not connected are dropped at once. Call `poll()`/`drain()` until
+        `open_sockets()` is 0 (or a deadline passes), then `close()`.
+        """
+        self._closing = True
+        now = self._clock.now()
+        for link in self.links:
+            client = link.client
+            if link.state is LinkState.CONNECTED and client is not None:
+                # QoS 0: a QoS 1 publish could wait behind 20 readings in flight, and the
+                # DISCONNECT right after it would leave it unsent. TCP keeps the order, so
+                # the broker stores this retained status before it sees the DISCONNECT.
+                client.publish(status_topic(link.device_id),
+                               encode_status(link.device_id, "offline", link.boot_epoch, now),
+                               qos=0, retain=True)
+                client.disconnect()
+            else:
+                self._abandon(link)
+                link.state = LinkState.CLOSED
+
+    def open_sockets(self) -> int:
+        return len(self.selector.get_map())
+
+    def close(self) -> None:
+        """Drop every client that is still open and close the selector."""
+        self._closing = True
+        for link in self.links:
+            was_online = link.state is LinkState.CONNECTED
+            self._abandon(link)
+            link.state = LinkState.CLOSED
+            if was_online:
+                link.since = self._clock.now()
+        self.selector.close()

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devices.__main__ import parse_config
+from devices.device import Delivery
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "devices", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_help_lists_the_documented_options() -> None:
+    done = run("--help")
+    assert done.returncode == 0
+    for option in ("--state-dir", "--host", "--port", "--devices", "--delivery",
+                   "--outbox-capacity", "--outbox-policy", "--chunk-seconds", "--sample-rate",
+                   "--seed", "--speed", "--id-prefix", "--ack-timeout", "--window"):
+        assert option in done.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["--host", "h", "--port", "1", "--devices", "2", "--delivery", "broker-ack"],  # no state dir
+    ["--state-dir", "d", "--host", "h", "--port", "1", "--devices", "2", "--delivery", "maybe"],
+    ["--state-dir", "d", "--host", "h", "--port", "1", "--devices", "0", "--delivery",
+     "broker-ack"],
+    ["--state-dir", "d", "--host", "h", "--port", "99999", "--devices", "2", "--delivery",
+     "broker-ack"],
+    ["--state-dir", "d", "--host", "h", "--port", "1", "--devices", "2", "--delivery",
+     "broker-ack", "--id-prefix", "bad prefix"],
+])
+def test_bad_arguments_give_one_line_and_exit_2(args: list[str],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse_config(args)
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0]
+    assert out == ""
+
+
+def test_a_bad_argument_from_the_command_line(tmp_path: Path) -> None:
+    done = run("--state-dir", str(tmp_path), "--host", "h", "--port", "1", "--devices", "2",
+               "--delivery", "broker-ack", "--chunk-seconds", "-1")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "chunk seconds must be positive" in done.stderr
+    assert not (tmp_path / "fleet").exists()
+
+
+def test_parse_config_defaults_match_the_architecture(tmp_path: Path) -> None:
+    cfg = parse_config(["--state-dir", str(tmp_path), "--host", "127.0.0.1", "--port", "1",
+                        "--devices", "3", "--delivery", "end-to-end"])
+    assert cfg.delivery is Delivery.END_TO_END
+    assert (cfg.outbox_capacity, cfg.outbox_policy, cfg.chunk_seconds, cfg.sample_rate,
+            cfg.seed, cfg.speed, cfg.id_prefix, cfg.ack_timeout, cfg.window, cfg.ecg_source) == (
+        5000, "drop-oldest", 1.0, 250, 0, 1.0, "hc", 10.0, 50, "ecgsyn")
+    assert cfg.device_ids() == ["hc-0000", "hc-0001", "hc-0002"]
+    assert cfg.outbox_path == tmp_path / "fleet" / "outbox.sqlite"

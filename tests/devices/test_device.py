@@ -1,0 +1,264 @@
+"""The device state machine, with a fake publisher and a manual clock: no broker, no paho."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from devices.device import Delivery, Device, DeviceConfig
+from devices.ecg_source import EcgStream, SyntheticSource
+from devices.errors import ConfigError
+from devices.inspect import buffered_readings, ledger_sets
+from devices.outbox import REASON_DROP_OLDEST, REASON_REJECT_NEW, Outbox
+from devices.profile import PatientProfile
+from ecgcore.clock import ManualClock
+from wire import Reading, decode_reading
+
+PROFILE = PatientProfile(hr_bpm=72, hrv=1.0, noise=0.01, seed=42)
+T0 = 1_700_000_000.0
+
+
+@dataclass
+class FakePublisher:
+    """Accepts publishes (or refuses them when `accept` is False) and remembers them."""
+
+    accept: bool = True
+    sent: list[tuple[str, Reading, int, int]] = field(default_factory=list)  # topic, r, qos, mid
+    _mid: int = 0
+
+    def publish(self, topic: str, payload: bytes, qos: int) -> int | None:
+        if not self.accept:
+            return None
+        self._mid += 1
+        self.sent.append((topic, decode_reading(payload), qos, self._mid))
+        return self._mid
+
+    def seqs(self) -> list[int]:
+        return [r.seq for _, r, _, _ in self.sent]
+
+    def mids(self) -> dict[int, int]:
+        return {r.seq: mid for _, r, _, mid in self.sent}
+
+
+@dataclass
+class Rig:
+    device: Device
+    outbox: Outbox
+    pub: FakePublisher
+    clock: ManualClock
+    path: Path
+
+    def tick(self, seconds: float = 0.0) -> None:
+        """Advance the clock, then what the fleet does each tick: generate, commit, pump."""
+        self.clock.advance(seconds)
+        self.device.generate()
+        self.outbox.commit()
+        self.device.pump()
+        self.outbox.commit()
+
+    def buffered(self) -> set[int]:
+        return ledger_sets(self.path)[self.device.device_id]["buffered"]
+
+
+def make_rig(tmp_path: Path, delivery: str, *, outbox: Outbox | None = None,
+             clock: ManualClock | None = None, **kw: object) -> Rig:
+    path = tmp_path / "outbox.sqlite"
+    box = outbox or Outbox(path, capacity=int(kw.pop("capacity", 100)),  # type: ignore[call-overload]
+                           policy=str(kw.pop("policy", "drop-oldest")))
+    clock = clock or ManualClock(start=T0)
+    config = DeviceConfig(delivery=Delivery(delivery), chunk_seconds=1.0, sample_rate=50, **kw)  # type: ignore[arg-type]
+    stream = EcgStream.for_profile(PROFILE, SyntheticSource(50, 0))
+    pub = FakePublisher()
+    device = Device("hc-0001", PROFILE, stream, box, pub, clock, config)
+    box.commit()
+    return Rig(device, box, pub, clock, path)
+
+
+def test_generation_follows_simulated_time_and_catches_up(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, "broker-ack")
+    rig.tick(0.99)
+    assert rig.device.next_seq == 0
+    rig.tick(2.5)  # 3.49 s: chunks 0, 1, 2 are complete
+    assert rig.buffered() == {0, 1, 2}
+    rig.tick(10.0)  # a late loop: 13.49 s
+    assert rig.device.next_seq == 13
+    rows = buffered_readings(rig.path, "hc-0001")
+    assert [r["captured_at"] for r in rows] == [T0 + k for k in range(13)]
+    assert all(r["boot_epoch"] == 1 and r["attempts"] == 0 for r in rows)
+    assert rig.pub.sent == []  # never connected
+
+
+def test_a_very_late_loop_skips_instead_of_flooding(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, "broker-ack", max_catchup=5)
+    rig.tick(100.5)
+    assert rig.device.next_seq == 5 and rig.device.stats.skipped_chunks == 95
+    rows = buffered_readings(rig.path, "hc-0001")
+    assert [r["captured_at"] - T0 for r in rows] == [95, 96, 97, 98, 99]
+
+
+def test_fire_and_forget_deletes_when_the_publish_is_accepted(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, "fire-and-forget")
+    rig.device.on_connected()
+    rig.tick(1.0)
+    assert rig.pub.seqs() == [0]
+    _, reading, qos, _ = rig.pub.sent[0]
+    assert qos == 0 and not reading.backlog and reading.samples.size == 50
+    assert rig.buffered() == set()
+    rig.pub.accept = False
+    rig.tick(1.0)  # refused: the row stays
+    assert rig.buffered() == {1}
+    rig.pub.accept = True
+    rig.tick(0.0)
+    assert rig.buffered() == set() and rig.pub.seqs() == [0, 1]
+    assert rig.pub.sent[1][1].backlog  # it waited, so it went out from the backlog
+
+
+def test_broker_ack_deletes_at_the_puback(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, "broker-ack")
+    rig.device.on_connected()
+    rig.tick(3.0)
+    assert rig.pub.seqs() == [0, 1, 2]
+    assert all(qos == 1 and not r.backlog for _, r, qos, _ in rig.pub.sent)
+    assert rig.buffered() == {0, 1, 2}
+    mids = rig.pub.mids()
+    rig.device.on_puback(mids[1])
+    rig.device.on_puback(999)  # unknown mid: ignored
+    rig.outbox.commit()
+    assert rig.buffered() == {0, 2}
+    rows = {r["seq"]: r for r in buffered_readings(rig.path, "hc-0001")}
+    assert rows[0]["attempts"] == 1 and rows[0]["last_sent_at"] is not None
+
+
+def test_broker_ack_failed_puback_is_resent_after_the_timeout(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, "broker-ack", ack_timeout=5.0)
+    rig.device.on_connected()
+    rig.tick(1.0)
+    rig.device.on_puback(rig.pub.mids()[0], ok=False)
+    rig.tick(4.5)
+    assert rig.pub.seqs().count(0) == 1
+    rig.tick(1.0)
+    assert rig.pub.seqs().count(0) == 2 and rig.buffered() >= {0}
+
+
+def test_end_to_end_waits_for_the_ack_and_resends_after_the_timeout(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, "end-to-end", ack_timeout=5.0)
+    rig.device.on_connected()
+    rig.tick(1.0)
+    rig.tick(1.0)
+    for mid in rig.pub.mids().values():
+        rig.device.on_puback(mid)  # the broker's PUBACK does not release a row here
+    rig.outbox.commit()
+    assert rig.buffered() == {0, 1}
+    rig.tick(4.0)  # 6 s: seq 0 was sent at 1 s (due again at 6 s), seq 1 at 2 s
+    assert rig.pub.seqs() == [0, 1, 0, 2, 3, 4, 5]
+    resent = rig.pub.sent[2][1]
+    assert resent.seq == 0 and resent.backlog and resent.boot_epoch == 1
+    assert not rig.pub.sent[0][1].backlog
+    assert {r["seq"]: r["attempts"] for r in buffered_readings(rig.path, "hc-0001")}[0] == 2
+    assert rig.device.on_ack([(0, 2), (5, 5)]) == 4
+    rig.outbox.commit()
+    assert rig.buffered() == {3, 4}
+    rig.tick(30.0)  # acked seqs are never sent again; unacked ones keep coming
+    assert rig.pub.seqs().count(1) == 1 and rig.pub.seqs().count(3) >= 2
+
+
+def test_reconnect_resends_everything_unreleased_oldest_first(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, "broker-ack")
+    rig.device.on_connected()
+    rig.tick(3.0)
+    old_mids = rig.pub.mids()
+    rig.device.on_disconnected()
+    rig.tick(2.0)  # seqs 3 and 4 are generated while offline
+    assert rig.pub.seqs() == [0, 1, 2]
+    rig.device.on_puback(old_mids[0])  # a PUBACK of the old connection: mids were forgotten
+    rig.device.on_connected()
+    rig.tick(0.0)
+    again = rig.pub.sent[3:]
+    assert [r.seq for _, r, _, _ in again] == [0, 1, 2, 3, 4]
+    assert all(r.backlog for _, r, _, _ in again)
+    assert rig.buffered() == {0, 1, 2, 3, 4}
+
+
+def test_live_only_when_nothing_older_waits(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, "fire-and-forget", window=2)
+    rig.tick(5.0)  # five readings while offline
+    rig.device.on_connected()
+    rig.tick(1.0)  # the window lets two backlog readings out; the new one must wait
+    assert rig.pub.seqs() == [0, 1]
+    rig.tick(0.0)
+    rig.tick(0.0)
+    assert rig.pub.seqs() == [0, 1, 2, 3, 4, 5]
+    assert all(r.backlog for _, r, _, _ in rig.pub.sent)
+    rig.tick(1.0)  # caught up: live again
+    assert rig.pub.sent[-1][1].seq == 6 and not rig.pub.sent[-1][1].backlog
+
+
+def test_the_window_bounds_what_is_in_flight(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, "end-to-end", window=3)
+    rig.tick(10.0)
+    rig.device.on_connected()
+    rig.tick(0.0)
+    assert rig.pub.seqs() == [0, 1, 2] and rig.device.in_flight == 3
+    rig.device.on_ack([(0, 1)])
+    rig.tick(0.0)
+    assert rig.pub.seqs() == [0, 1, 2, 3, 4] and rig.device.in_flight == 3
+
+
+@pytest.mark.parametrize(("policy", "buffered", "evicted"), [
+    ("drop-oldest", {3, 4, 5}, {0: REASON_DROP_OLDEST, 1: REASON_DROP_OLDEST,
+                                2: REASON_DROP_OLDEST}),
+    ("reject-new", {0, 1, 2}, {3: REASON_REJECT_NEW, 4: REASON_REJECT_NEW,
+                               5: REASON_REJECT_NEW}),
+])
+def test_a_full_outbox_evicts_by_policy(tmp_path: Path, policy: str, buffered: set[int],
+                                        evicted: dict[int, str]) -> None:
+    rig = make_rig(tmp_path, "end-to-end", capacity=3, policy=policy)
+    rig.tick(6.0)
+    sets = ledger_sets(rig.path)["hc-0001"]
+    assert sets == {"generated": 6, "buffered": buffered, "evicted": evicted}
+    assert rig.device.stats.evicted == 3
+    rig.device.on_connected()
+    rig.tick(0.0)
+    assert rig.pub.seqs() == sorted(buffered)
+
+
+def test_drop_oldest_forgets_an_evicted_reading_in_flight(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, "end-to-end", capacity=2, ack_timeout=100.0)
+    rig.device.on_connected()
+    rig.tick(2.0)
+    assert rig.device.in_flight == 2
+    rig.tick(1.0)  # seq 2 evicts seq 0, which was in flight
+    assert rig.device.in_flight == 2 and rig.buffered() == {1, 2}
+
+
+def test_seq_continues_across_a_reboot(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    rig = make_rig(tmp_path, "broker-ack")
+    rig.tick(4.0)
+    rig.outbox.close()
+    box = Outbox(path)
+    rig2 = make_rig(tmp_path, "broker-ack", outbox=box,
+                    clock=ManualClock(start=T0 + 100))
+    assert (rig2.device.boot_epoch, rig2.device.next_seq) == (2, 4)
+    rig2.device.on_connected()
+    rig2.tick(1.0)  # seq 4 is new, but older readings wait: it goes out as backlog
+    rig2.tick(1.0)  # seq 5: nothing older waits any more, so it goes out live
+    sent = [(r.boot_epoch, r.seq, r.backlog) for _, r, _, _ in rig2.pub.sent]
+    # the old rows keep their boot epoch; new readings continue the seq
+    assert sent == [(1, 0, True), (1, 1, True), (1, 2, True), (1, 3, True),
+                    (2, 4, True), (2, 5, False)]
+    assert ledger_sets(path)["hc-0001"]["generated"] == 6
+
+
+def test_device_config_validates() -> None:
+    with pytest.raises(ConfigError):
+        DeviceConfig(delivery=Delivery.BROKER_ACK, chunk_seconds=0)
+    with pytest.raises(ConfigError):
+        DeviceConfig(delivery=Delivery.BROKER_ACK, chunk_seconds=200, sample_rate=250)
+    with pytest.raises(ConfigError):
+        DeviceConfig(delivery=Delivery.BROKER_ACK, window=0)
+    with pytest.raises(ValueError):
+        DeviceConfig(delivery="at-most-once")  # type: ignore[arg-type]
+    assert Delivery("end-to-end").qos == 1 and Delivery.FIRE_AND_FORGET.qos == 0
