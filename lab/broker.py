@@ -130,6 +130,12 @@ class RunningBroker:
         self.proc = None
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        """kill -9: no persistence save. start() may be called again afterwards."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from devices import inspect as dev_inspect
+from ecgcore.clock import SystemClock
 from ingest import inspect as ing_inspect
 from lab import stack
 from lab.brokerstats import broker_stats
@@ -46,12 +47,30 @@ def _stored_total(sd: StateDir) -> int:
     return sum(len(s) for s in ing_inspect.stored_seqs(sd.ingest_db).values())
 
 
-def _where(sd: StateDir) -> str:
+def _where(sd: StateDir, base: dict[str, int]) -> str:
+    """One line: what is buffered where. The broker's store count also holds retained $SYS and
+    status messages, so the queue is shown relative to its level before the outage."""
     devs = dev_inspect.device_summaries(sd.outbox_db)
     b = broker_stats(sd.root)
-    return (f"device outboxes hold {sum(d['buffered'] for d in devs)} readings, "
-            f"broker store holds {b.get('stored_messages') or 0} messages, "
-            f"broker dropped {b['dropped']}, ingest stored {_stored_total(sd)}")
+    held = int(b.get("stored_messages") or 0)
+    base.setdefault("store", held)
+    return (f"device outboxes {sum(d['buffered'] for d in devs):>4}, "
+            f"broker queue {max(0, held - base['store']):>4}, "
+            f"broker dropped {b['dropped']:>4}, ingest stored {_stored_total(sd):>5}")
+
+
+def _tiers(sd: StateDir, base: dict[str, int]) -> list[str]:
+    devs = dev_inspect.device_summaries(sd.outbox_db)
+    now = SystemClock().now()
+    ages = [now - d["oldest_captured_at"] for d in devs if d.get("oldest_captured_at") is not None]
+    b = broker_stats(sd.root)
+    held = max(0, int(b.get("stored_messages") or 0) - base.get("store", 0))
+    return [
+        f"devices: {sum(d['buffered'] for d in devs)} readings in {len(devs)} outboxes"
+        + (f" (oldest {max(ages):.0f} s old)" if ages else "") + f", {sum(d['evicted'] for d in devs)} evicted",
+        f"broker : about {held} messages queued for the ingest session; {b['dropped']} dropped after PUBACK",
+        f"ingest : {sd.component('ingest').state()}; {_stored_total(sd)} readings stored",
+    ]
 
 
 def _caught_up(sd: StateDir, delivery: str, devices: int) -> bool:
@@ -90,19 +109,23 @@ def run_mode(root: Path, delivery: str, devices: int, outage_s: float, max_queue
     try:
         if not _wait(lambda: _stored_total(sd) >= 3 * devices, 30):
             raise LabError("readings did not reach the ingest service; see the logs in " + str(sd.root))
-        say(f"      readings flowing: {_where(sd)}")
+        base: dict[str, int] = {}
+        _wait(lambda: broker_stats(sd.root).get("stored_messages") is not None, 5)
+        say(f"      readings flowing: {_where(sd, base)}")
         say(f"[2/5] kill -9 ingest for {outage_s:.0f} s (the broker queue holds {max_queued}; "
             f"{devices} devices make {devices} readings a second)")
         stack.kill(sd, "ingest", "KILL")
         t0 = time.monotonic()
         _wait(lambda: time.monotonic() - t0 >= outage_s, outage_s + 1,
-              tick=lambda el: say(f"      outage {el:4.0f}/{outage_s:.0f} s: {_where(sd)}"))
-        say(f"[3/5] buffered while ingest is down: {_where(sd)}")
+              tick=lambda el: say(f"      outage {el:4.0f}/{outage_s:.0f} s: {_where(sd, base)}"))
+        say("[3/5] what is buffered where, with ingest still dead (ecgpipe inspect devices|broker|ingest):")
+        for line in _tiers(sd, base):
+            say("      " + line)
         say("[4/5] restarting ingest; draining the backlogs")
         stack.start(sd, "ingest")
         t1 = time.monotonic()
         drained = _wait(lambda: _caught_up(sd, delivery, devices), 90,
-                        tick=lambda el: say(f"      draining {el:4.0f} s: {_where(sd)}"))
+                        tick=lambda el: say(f"      draining {el:4.0f} s: {_where(sd, base)}"))
         say(f"      {'drained' if drained else 'NOT fully drained'} after {time.monotonic() - t1:.1f} s")
         say("[5/5] stopping the devices (SIGTERM) and taking the ledger")
         stack.kill(sd, "devices", "TERM")

@@ -1,0 +1,12 @@
+"""The ingest service: receive readings over MQTT, validate, store durably and idempotently,
+and confirm storage back to the devices.
+
+Modules, one responsibility each:
+    validate    pure: (topic, payload) -> Accepted | Quarantined
+    store       the SQLite store (schema in docs/architecture.md), one transaction per batch
+    acker       pure: BatchResult -> per-device end-to-end ack messages
+    subscriber  the only paho import on this side: one MQTT v5 client, manual PUBACK
+    service     the main loop: batch -> validate -> commit -> PUBACK -> acks
+    inspect     read-only queries the lab runs on ingest.sqlite
+    errors      the one exception hierarchy (IngestError)
+"""

@@ -1,0 +1,116 @@
+"""`python -m ingest`: the ingest service (docs/architecture.md, "Ingest side").
+
+    python -m ingest --state-dir DIR --host HOST --port PORT [--acks | --no-acks]
+                     [--client-id ecgpipe-ingest] [--speed 1.0]
+
+`main(argv)` is also what the lab's `ecgpipe ingest run ...` calls. Exit codes: 0 after a
+clean stop (SIGTERM/SIGINT), 1 on an IngestError (one line on stderr), 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from ecgcore.clock import make_clock
+from ingest.errors import ConfigError, IngestError
+from ingest.service import IngestService, ServiceConfig
+
+PROG = "python -m ingest"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One clear line on stderr instead of argparse's usage block."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port {text!r} is not an integer") from None
+    if not 1 <= value <= 65_535:
+        raise argparse.ArgumentTypeError(f"port {value} is not in 1..65535")
+    return value
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"speed {text!r} is not a number") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"speed {text} must be a positive number")
+    return value
+
+
+def _nonempty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=prog,
+        description="Receive ECG readings over MQTT, validate them, store them durably in"
+        " DIR/ingest/ingest.sqlite and acknowledge them (PUBACK only after commit).",
+    )
+    p.add_argument("--state-dir", required=True, type=Path, metavar="DIR",
+                   help="state dir; the store and ready.json go to DIR/ingest/"
+                   " (created if missing)")
+    p.add_argument("--host", required=True, type=_nonempty, help="broker host")
+    p.add_argument("--port", required=True, type=_port, help="broker port")
+    p.add_argument("--acks", action=argparse.BooleanOptionalAction, default=False,
+                   help="publish end-to-end acks on heartcheck/<id>/ack after commit"
+                   " (default: off)")
+    p.add_argument("--client-id", default="ecgpipe-ingest", type=_nonempty,
+                   help="MQTT client id; the persistent session is keyed by it"
+                   " (default: %(default)s)")
+    p.add_argument("--speed", default=1.0, type=_speed,
+                   help="simulated-clock speed; timestamps come from this clock"
+                   " (default: %(default)s)")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    try:
+        args = build_parser(prog).parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad argument (2, already reported)
+        return exc.code if isinstance(exc.code, int) else 2
+    config = ServiceConfig(
+        state_dir=args.state_dir, host=args.host, port=args.port,
+        client_id=args.client_id, acks=args.acks,
+    )
+    try:
+        service = IngestService(config, make_clock(args.speed))
+    except (IngestError, OSError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        service.request_stop()
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        return service.run()
+    except IngestError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Exceptions of the ingest package.
+
+    IngestError                 every ingest failure; the CLI reports it as one line
+    ├── ConfigError             a bad argument or setting (port out of range, empty client id ...)
+    ├── BrokerError             the MQTT side: paho errors, translated where they enter
+    │   ├── ConnectError        the client could not be set up or connected
+    │   └── PublishError        paho refused an ack outright (not "queued while offline")
+    └── StoreError              SQLite failed: open, schema, insert or commit
+        └── SchemaError         an existing ingest.sqlite has tables that differ from the contract
+
+Bad input is never an exception here: validate() turns it into a Quarantined value.
+"""
+
+
+class IngestError(Exception):
+    """Base of every error raised by the ingest package."""
+
+
+class ConfigError(IngestError):
+    pass
+
+
+class BrokerError(IngestError):
+    pass
+
+
+class ConnectError(BrokerError):
+    pass
+
+
+class PublishError(BrokerError):
+    pass
+
+
+class StoreError(IngestError):
+    pass
+
+
+class SchemaError(StoreError):
+    pass

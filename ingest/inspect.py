@@ -1,0 +1,188 @@
+"""Read-only queries on ingest/ingest.sqlite, for the lab's ledger, report and inspect.
+
+Every function opens the database read-only (`file:...?mode=ro`), so it never creates,
+locks for writing or alters the file; it works while the service is writing (WAL readers
+see the last committed state), after a kill -9 (left-over -wal/-shm files are read), and on
+a copied state dir. A missing file, or a file without the tables yet, gives empty results.
+
+Seqs never repeat for a device across boots, so per-device sets and gaps ignore boot_epoch.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wire import WireError, device_from_topic
+
+DeviceStats = dict[str, Any]
+
+
+Query = Callable[..., list[tuple[Any, ...]]]
+
+
+@contextmanager
+def _snapshot(db_path: Path | str) -> Iterator[Query]:
+    """A query function over one consistent read snapshot of the store (or an empty one)."""
+    path = Path(db_path)
+    db: sqlite3.Connection | None = None
+    if path.is_file():
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0,
+                                 isolation_level=None)
+            db.execute("BEGIN")
+        except sqlite3.OperationalError:
+            if db is not None:
+                db.close()
+            db = None
+
+    def query(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        if db is None:
+            return []
+        try:
+            return db.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
+
+    try:
+        yield query
+    finally:
+        if db is not None:
+            db.close()
+
+
+def _query(db_path: Path | str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with _snapshot(db_path) as q:
+        return q(sql, params)
+
+
+def stored_seqs(db_path: Path | str) -> dict[str, set[int]]:
+    """Every stored seq, per device (the ledger's S)."""
+    out: dict[str, set[int]] = {}
+    for device_id, seq in _query(db_path, "SELECT device_id, seq FROM readings"):
+        out.setdefault(device_id, set()).add(seq)
+    return out
+
+
+def _missing_ranges(seqs: np.ndarray, upto: int) -> list[list[int]]:
+    """Inclusive [lo, hi] ranges of 0..upto that are not in sorted unique `seqs`."""
+    if upto < 0:
+        return []
+    seqs = seqs[seqs <= upto]
+    edges = np.concatenate(([-1], seqs, [upto + 1]))
+    gaps = np.nonzero(np.diff(edges) > 1)[0]
+    return [[int(edges[i] + 1), int(edges[i + 1] - 1)] for i in gaps]
+
+
+def _topic_device(topic: str) -> str | None:
+    try:
+        return device_from_topic(topic)
+    except WireError:
+        return None
+
+
+def device_stats(db_path: Path | str,
+                 generated: Mapping[str, int] | None = None) -> dict[str, DeviceStats]:
+    """Per device: stored, duplicates, quarantined, missing_ranges, first_seq, last_seq,
+    backlog_stored.
+
+    missing_ranges are the inclusive [lo, hi] gaps in 0..last_seq; with `generated`
+    ({device_id: readings generated = next_seq}) they run to generated-1 instead, and a
+    device that generated readings but has none stored is listed with everything missing.
+    quarantined counts quarantine rows whose topic names the device.
+    """
+    generated = dict(generated or {})
+    with _snapshot(db_path) as q:
+        rows = q("SELECT device_id, seq, backlog FROM readings ORDER BY device_id, seq")
+        dups = dict(q("SELECT device_id, COUNT(*) FROM duplicates GROUP BY device_id"))
+        by_topic = q("SELECT topic, COUNT(*) FROM quarantine GROUP BY topic")
+    seqs: dict[str, list[int]] = {}
+    backlog: dict[str, int] = {}
+    for device_id, seq, bl in rows:
+        seqs.setdefault(device_id, []).append(seq)
+        backlog[device_id] = backlog.get(device_id, 0) + (1 if bl else 0)
+    quarantined: dict[str, int] = {}
+    for topic, n in by_topic:
+        dev = _topic_device(topic)
+        if dev is not None:
+            quarantined[dev] = quarantined.get(dev, 0) + n
+    out: dict[str, DeviceStats] = {}
+    for device_id in sorted(set(seqs) | set(dups) | set(quarantined) | set(generated)):
+        arr = np.unique(np.asarray(seqs.get(device_id, []), dtype=np.int64))
+        last = int(arr[-1]) if arr.size else None
+        upto = last if last is not None else -1
+        if device_id in generated:
+            upto = max(upto, int(generated[device_id]) - 1)
+        out[device_id] = {
+            "stored": int(arr.size),
+            "duplicates": int(dups.get(device_id, 0)),
+            "quarantined": quarantined.get(device_id, 0),
+            "missing_ranges": _missing_ranges(arr, upto),
+            "first_seq": int(arr[0]) if arr.size else None,
+            "last_seq": last,
+            "backlog_stored": backlog.get(device_id, 0),
+        }
+    return out
+
+
+def quarantine_rows(db_path: Path | str, limit: int = 100,
+                    raw_prefix: int = 32) -> list[dict[str, Any]]:
+    """The newest `limit` quarantined messages, newest first, with the first `raw_prefix`
+    bytes of each as hex and the stored raw size."""
+    rows = _query(
+        db_path,
+        "SELECT id, received_at, topic, reason, detail, substr(raw, 1, ?), length(raw)"
+        " FROM quarantine ORDER BY id DESC LIMIT ?",
+        (int(raw_prefix), int(limit)),
+    )
+    return [
+        {"id": i, "received_at": at, "topic": topic, "reason": reason, "detail": detail,
+         "raw_hex": bytes(prefix).hex(), "size": size}
+        for i, at, topic, reason, detail, prefix, size in rows
+    ]
+
+
+def quarantine_counts(db_path: Path | str) -> dict[str, int]:
+    """How many messages were quarantined, per reason."""
+    sql = "SELECT reason, COUNT(*) FROM quarantine GROUP BY reason ORDER BY reason"
+    return dict(_query(db_path, sql))
+
+
+def latencies(db_path: Path | str, *, from_end_of_chunk: bool = False) -> np.ndarray:
+    """stored_at - captured_at of every stored reading, in (simulated) seconds.
+
+    captured_at is the capture time of the chunk's FIRST sample, so by default a 1-s chunk's
+    latency includes the 1 s it took to record it. from_end_of_chunk=True subtracts the
+    chunk's duration (n_samples / sample_rate_hz): the delay after the last sample existed.
+    """
+    sql = "SELECT stored_at - captured_at FROM readings"
+    if from_end_of_chunk:
+        sql = ("SELECT stored_at - captured_at - CAST(n_samples AS REAL) / sample_rate_hz"
+               " FROM readings")
+    return np.asarray([r[0] for r in _query(db_path, sql)], dtype=np.float64)
+
+
+def totals(db_path: Path | str) -> dict[str, Any]:
+    """Whole-store counts: stored, duplicates, quarantined, devices, first/last stored_at."""
+    with _snapshot(db_path) as q:
+        stored = q("SELECT COUNT(*), COUNT(DISTINCT device_id), MIN(stored_at), MAX(stored_at),"
+                   " SUM(backlog) FROM readings")
+        dups = q("SELECT COUNT(*) FROM duplicates")
+        quar = q("SELECT COUNT(*) FROM quarantine")
+    n, devices, first, last, bl = stored[0] if stored else (0, 0, None, None, 0)
+    return {
+        "stored": n or 0,
+        "duplicates": dups[0][0] if dups else 0,
+        "quarantined": quar[0][0] if quar else 0,
+        "devices": devices or 0,
+        "backlog_stored": bl or 0,
+        "first_stored_at": first,
+        "last_stored_at": last,
+    }

@@ -1,0 +1,191 @@
+"""The durable, idempotent store of readings: ingest/ingest.sqlite (schema: docs/architecture.md).
+
+One call, one transaction: `store_batch(accepted, quarantined, stored_at)` inserts every valid
+reading keyed by (device_id, boot_epoch, seq), records every key that was already present (or
+repeated inside the batch) in `duplicates` instead of storing it twice, writes every
+quarantined message with its raw bytes, and commits once. It returns a BatchResult saying
+which keys were newly stored and which were duplicates, so the acker can confirm both: a
+duplicate is durably stored too (by an earlier commit or earlier in this one).
+
+Durability: journal_mode=WAL with synchronous=FULL. An end-to-end ack tells a device it may
+delete its copy, so a commit must survive a power cut, not only a kill -9. With NORMAL, WAL
+commits are not fsynced until a checkpoint, so an OS crash could lose readings that were
+already acknowledged. FULL fsyncs the WAL on every commit; measured here at about 0.4 ms per
+commit (NORMAL: 0.02 ms), and the service commits once per batch, so the cost is small.
+
+Threads: one SqliteStore is used by one thread at a time (the service's main loop). It is
+opened with check_same_thread=False only so that a test may build it on one thread and run
+the service on another.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ingest.errors import SchemaError, StoreError
+from ingest.validate import Accepted, Quarantined
+
+Key = tuple[str, int, int]  # (device_id, boot_epoch, seq)
+
+# Quarantined payloads can be up to Mosquitto's message_size_limit (256 MB by default); keep
+# at most this many raw bytes of one message, and say so in its detail.
+MAX_QUARANTINE_RAW = 1024 * 1024
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (device_id TEXT NOT NULL, boot_epoch INTEGER NOT NULL, seq INTEGER NOT NULL,
+    captured_at REAL NOT NULL, received_at REAL NOT NULL, stored_at REAL NOT NULL,
+    sample_rate_hz INTEGER NOT NULL, gain_uv REAL NOT NULL, n_samples INTEGER NOT NULL,
+    backlog INTEGER NOT NULL, strip_id INTEGER NOT NULL, chunk INTEGER NOT NULL, chunks INTEGER NOT NULL,
+    samples BLOB NOT NULL,  -- big-endian int16, as on the wire
+    PRIMARY KEY (device_id, boot_epoch, seq));
+CREATE TABLE IF NOT EXISTS duplicates (device_id TEXT NOT NULL, boot_epoch INTEGER NOT NULL, seq INTEGER NOT NULL,
+    received_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY, received_at REAL NOT NULL, topic TEXT NOT NULL,
+    reason TEXT NOT NULL, detail TEXT NOT NULL, raw BLOB NOT NULL);
+"""
+
+COLUMNS = {
+    "readings": [
+        "device_id", "boot_epoch", "seq", "captured_at", "received_at", "stored_at",
+        "sample_rate_hz", "gain_uv", "n_samples", "backlog", "strip_id", "chunk", "chunks",
+        "samples",
+    ],
+    "duplicates": ["device_id", "boot_epoch", "seq", "received_at"],
+    "quarantine": ["id", "received_at", "topic", "reason", "detail", "raw"],
+}
+
+_INSERT_READING = (
+    "INSERT OR IGNORE INTO readings (device_id, boot_epoch, seq, captured_at, received_at,"
+    " stored_at, sample_rate_hz, gain_uv, n_samples, backlog, strip_id, chunk, chunks, samples)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_DUPLICATE = (
+    "INSERT INTO duplicates (device_id, boot_epoch, seq, received_at) VALUES (?, ?, ?, ?)"
+)
+_INSERT_QUARANTINE = (
+    "INSERT INTO quarantine (received_at, topic, reason, detail, raw) VALUES (?, ?, ?, ?, ?)"
+)
+
+
+def _by_device(keys: Iterable[Key]) -> dict[str, list[int]]:
+    out: dict[str, set[int]] = {}
+    for device_id, _boot, seq in keys:
+        out.setdefault(device_id, set()).add(seq)
+    return {d: sorted(s) for d, s in sorted(out.items())}
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one committed batch did. Every key in stored or duplicates is durably stored."""
+
+    stored: tuple[Key, ...] = ()
+    duplicates: tuple[Key, ...] = ()
+    quarantined: int = 0
+
+    def stored_by_device(self) -> dict[str, list[int]]:
+        return _by_device(self.stored)
+
+    def duplicates_by_device(self) -> dict[str, list[int]]:
+        return _by_device(self.duplicates)
+
+    def confirmed_by_device(self) -> dict[str, list[int]]:
+        """Seqs that may be confirmed to each device: newly stored and duplicates alike."""
+        return _by_device((*self.stored, *self.duplicates))
+
+    def merge(self, other: BatchResult) -> BatchResult:
+        return BatchResult(
+            self.stored + other.stored,
+            self.duplicates + other.duplicates,
+            self.quarantined + other.quarantined,
+        )
+
+
+class Store(Protocol):
+    def store_batch(
+        self, accepted: Sequence[Accepted], quarantined: Sequence[Quarantined], stored_at: float
+    ) -> BatchResult: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteStore:
+    """The SQLite implementation of Store (WAL, synchronous=FULL)."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL",
+                 busy_timeout_ms: int = 10_000) -> None:
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise StoreError(f"synchronous={synchronous!r}: use FULL, EXTRA or NORMAL")
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False,
+                timeout=busy_timeout_ms / 1000,
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        for table, expected in COLUMNS.items():
+            cols = [row[1] for row in self._db.execute(f"PRAGMA table_info({table})")]
+            if cols != expected:
+                raise SchemaError(
+                    f"{self.path}: table {table} has columns {cols}, expected {expected}"
+                )
+
+    def store_batch(
+        self, accepted: Sequence[Accepted], quarantined: Sequence[Quarantined], stored_at: float
+    ) -> BatchResult:
+        """Store one batch in one transaction; StoreError (and nothing committed) on failure."""
+        stored: list[Key] = []
+        dups: list[Key] = []
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for a in accepted:
+                    r = a.reading
+                    cur = db.execute(
+                        _INSERT_READING,
+                        (
+                            r.device_id, r.boot_epoch, r.seq, r.captured_at, a.received_at,
+                            stored_at, r.sample_rate_hz, r.gain_uv, int(r.samples.size),
+                            int(r.backlog), r.strip_id, r.chunk, r.chunks,
+                            r.samples.astype(">i2", copy=False).tobytes(),
+                        ),
+                    )
+                    if cur.rowcount == 1:
+                        stored.append(r.key)
+                    else:
+                        db.execute(_INSERT_DUPLICATE,
+                                   (r.device_id, r.boot_epoch, r.seq, a.received_at))
+                        dups.append(r.key)
+                for q in quarantined:
+                    raw, detail = q.raw, q.detail
+                    if len(raw) > MAX_QUARANTINE_RAW:
+                        detail += f" [raw kept: first {MAX_QUARANTINE_RAW} of {len(raw)} bytes]"
+                        raw = raw[:MAX_QUARANTINE_RAW]
+                    db.execute(_INSERT_QUARANTINE, (q.received_at, q.topic, q.reason, detail, raw))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
+            what = f"{len(accepted)} readings + {len(quarantined)} quarantined"
+            raise StoreError(f"storing a batch of {what} failed: {exc}") from exc
+        return BatchResult(tuple(stored), tuple(dups), len(quarantined))
+
+    def close(self) -> None:
+        try:
+            self._db.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"closing {self.path}: {exc}") from exc

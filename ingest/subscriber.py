@@ -1,0 +1,311 @@
+"""The MQTT side of ingest: one paho client on its own thread. The only paho import here.
+
+Connection: MQTT v5, clean_start=False and a Session Expiry Interval, so the broker keeps our
+subscription and queues QoS 1 readings while we are down; it subscribes to heartcheck/+/ecg
+at QoS 1 on every connect (whether or not the session was present: it is idempotent).
+
+Manual PUBACK: `manual_ack_set(True)`. Nothing is acknowledged to the broker in the callback;
+the service calls ack_broker() only after the transaction holding the messages committed.
+A kill -9 before the commit therefore makes the broker redeliver.
+
+Message ids are only meaningful on the connection that delivered them: after a reconnect the
+broker reuses ids for the messages it redelivers. Each Delivery therefore carries the
+connection `generation` it came on (bumped on every connect and disconnect), and
+ack_broker() skips stale ones. The broker redelivers those (same session), they are stored
+again as duplicates, and acknowledged then.
+
+Receive Maximum: Mosquitto's `max_inflight_messages` (20 in the lab config) would hold at
+most 20 unacknowledged messages in flight to us, i.e. batches of at most 20. An MQTT v5
+client's Receive Maximum in CONNECT overrides it (measured with Mosquitto 2.0.11: with
+nothing acknowledged, 20 of 300 delivered without it, exactly 1000 of 3000 with
+ReceiveMaximum=1000), so we announce `receive_maximum` (default 1000) to get large batches.
+It is not a hard bound under a live flow (up to ~1,800 unacknowledged were seen in hand), so
+the bounded queue below is what bounds our memory.
+
+Backpressure: the callback puts (topic, payload, mid, qos, received_at) on a bounded
+queue.Queue. When it is full, the callback blocks (counted in `blocked_puts`), so paho stops
+reading the socket and TCP pushes back on the broker. While stopping, a blocked callback
+gives up: that message was never acknowledged, so the broker redelivers it.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from ecgcore.clock import Clock
+from ingest.errors import ConfigError, ConnectError, PublishError
+from wire.topics import ECG_SUBSCRIPTION
+
+# Published once at QoS 1 when stopping (see Subscriber.stop); nobody needs to subscribe to it.
+SYNC_TOPIC = "ecgpipe/ingest/stopping"
+
+
+@dataclass(frozen=True)
+class SubscriberConfig:
+    host: str
+    port: int
+    client_id: str = "ecgpipe-ingest"
+    session_expiry_s: int = 86_400
+    keepalive_s: int = 30
+    queue_size: int = 2_000
+    receive_maximum: int = 1_000
+    reconnect_min_s: int = 1
+    reconnect_max_s: int = 4
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ConfigError("broker host is empty")
+        if not 1 <= self.port <= 65_535:
+            raise ConfigError(f"broker port {self.port} is not in 1..65535")
+        if not self.client_id or len(self.client_id.encode()) > 65_535:
+            raise ConfigError("client id must be 1..65535 bytes")
+        if not 0 <= self.session_expiry_s <= 2**32 - 1:
+            raise ConfigError(f"session expiry {self.session_expiry_s} s is out of range")
+        if not 1 <= self.receive_maximum <= 65_535:
+            raise ConfigError(f"receive maximum {self.receive_maximum} is not in 1..65535")
+        if self.queue_size < 1:
+            raise ConfigError(f"queue size {self.queue_size} must be at least 1")
+        if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
+            raise ConfigError("reconnect delays must satisfy 0 < min <= max")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message as paho handed it over, not yet acknowledged to the broker."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received_at: float
+    generation: int
+
+
+@dataclass
+class SubscriberStats:
+    connects: int = 0
+    disconnects: int = 0
+    connect_failures: int = 0
+    received: int = 0
+    blocked_puts: int = 0
+    given_up_puts: int = 0
+    broker_acks: int = 0
+    stale_acks_skipped: int = 0
+    acks_published: int = 0
+    acks_not_sent: int = 0
+    flushed_on_stop: bool | None = None
+    last_session_present: bool | None = None
+
+
+class Subscriber:
+    """One MQTT v5 client with manual PUBACK, feeding a bounded queue of Deliveries."""
+
+    def __init__(self, config: SubscriberConfig, clock: Clock,
+                 log: Callable[[str], None] = lambda line: None) -> None:
+        self.config = config
+        self.clock = clock
+        self.log = log
+        self.queue: queue.Queue[Delivery] = queue.Queue(maxsize=config.queue_size)
+        self.ready = threading.Event()  # set after each successful SUBACK, cleared on disconnect
+        self.stats = SubscriberStats()
+        self._lock = threading.Lock()  # guards _generation/_connected against ack_broker
+        self._generation = 0
+        self._connected = False
+        self._stopping = threading.Event()
+        self._started = False
+        try:
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=config.client_id,
+                protocol=mqtt.MQTTv5,
+                reconnect_on_failure=True,
+            )
+            client.manual_ack_set(True)
+            client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)
+        except (ValueError, TypeError) as exc:
+            raise ConnectError(f"cannot create the MQTT client: {exc}") from exc
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self._client = client
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def start(self) -> None:
+        """Connect in the background (retrying while the broker is down) and start the thread."""
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self.config.session_expiry_s
+        props.ReceiveMaximum = self.config.receive_maximum
+        try:
+            self._client.connect_async(
+                self.config.host, self.config.port, keepalive=self.config.keepalive_s,
+                clean_start=False, properties=props,
+            )
+        except (ValueError, OSError) as exc:
+            where = f"{self.config.host}:{self.config.port}"
+            raise ConnectError(f"cannot connect to {where}: {exc}") from exc
+        self._client.loop_start()
+        self._started = True
+
+    def stop(self, flush_timeout_s: float = 5.0) -> None:
+        """Flush, disconnect and join the thread.
+
+        PUBACKs queued just before disconnect() do not always reach the broker: paho closes
+        the socket right after writing DISCONNECT, and under CPU load the broker then
+        redelivered the acknowledged messages to the next session (5 of 120 stops measured
+        here lost PUBACKs; a duplicate each, not a loss). So stop() first publishes one QoS 1
+        message on SYNC_TOPIC and waits for its PUBACK (0 of 120 stops lost any): the broker
+        handles a connection's packets in order, so it has processed every earlier PUBACK,
+        and paho sends its queued QoS 1 acks in order, so those went out before it too.
+        """
+        self._stopping.set()
+        if not self._started:
+            return
+        if self._connected:
+            self.stats.flushed_on_stop = self._flush(flush_timeout_s)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._started = False
+        with self._lock:
+            self._connected = False
+            self._generation += 1
+        self.ready.clear()
+
+    def _flush(self, timeout_s: float) -> bool:
+        try:
+            info = self._client.publish(SYNC_TOPIC, self.config.client_id.encode(), qos=1)
+            info.wait_for_publish(timeout_s)
+            return info.is_published()
+        except (RuntimeError, ValueError):  # not connected, or paho's queue is full
+            return False
+
+    # ---- to the broker ---------------------------------------------------------------------
+
+    def ack_broker(self, deliveries: Iterable[Delivery]) -> int:
+        """PUBACK every QoS 1 delivery of the current connection; returns how many were sent.
+
+        Call only after the transaction holding them has committed. Deliveries from an earlier
+        connection are skipped: their ids now name other messages, and the broker redelivers.
+        """
+        sent = 0
+        with self._lock:
+            for d in deliveries:
+                if d.qos == 0:
+                    continue
+                if d.generation != self._generation or not self._connected:
+                    self.stats.stale_acks_skipped += 1
+                    continue
+                self._client.ack(d.mid, d.qos)
+                sent += 1
+        self.stats.broker_acks += sent
+        return sent
+
+    def publish_acks(self, messages: Iterable[tuple[str, bytes]]) -> int:
+        """Publish end-to-end acks at QoS 1; returns how many paho accepted or kept for later.
+
+        While disconnected paho keeps QoS 1 messages in RAM and sends them after reconnecting.
+        An ack that paho refuses (its queue is full) is counted in stats.acks_not_sent: the
+        device resends after its ack timeout and gets a duplicate ack then.
+        """
+        accepted = 0
+        for topic, payload in messages:
+            try:
+                info = self._client.publish(topic, payload, qos=1)
+            except ValueError as exc:
+                raise PublishError(f"cannot publish an ack on {topic!r}: {exc}") from exc
+            if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                accepted += 1
+            else:
+                self.stats.acks_not_sent += 1
+        self.stats.acks_published += accepted
+        return accepted
+
+    # ---- paho callbacks (network thread): thin -----------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
+        if reason_code.is_failure:
+            self.stats.connect_failures += 1
+            self.log(f"connect refused by {self.config.host}:{self.config.port}: {reason_code}")
+            return
+        with self._lock:
+            self._generation += 1
+            self._connected = True
+        self.stats.connects += 1
+        self.stats.last_session_present = bool(flags.session_present)
+        self.log(
+            f"connected to {self.config.host}:{self.config.port} as {self.config.client_id}"
+            f" (session_present={flags.session_present})"
+        )
+        rc, _mid = client.subscribe(ECG_SUBSCRIPTION, qos=1)
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            self.log(f"subscribe to {ECG_SUBSCRIPTION} failed to send: {mqtt.error_string(rc)}")
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        self.stats.connect_failures += 1
+        if self.stats.connect_failures in (1, 10) or self.stats.connect_failures % 100 == 0:
+            self.log(f"cannot reach {self.config.host}:{self.config.port}"
+                     f" ({self.stats.connect_failures} failed attempts); retrying")
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object,
+                       flags: mqtt.DisconnectFlags, reason_code: ReasonCode,
+                       properties: Properties | None) -> None:
+        with self._lock:
+            was = self._connected
+            self._connected = False
+            self._generation += 1
+        self.ready.clear()
+        if was:
+            self.stats.disconnects += 1
+            if not self._stopping.is_set():
+                self.log(f"disconnected ({reason_code}); reconnecting")
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
+                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            self.log(f"subscription to {ECG_SUBSCRIPTION} refused: {failed[0]}")
+            return
+        granted = [rc.value for rc in reason_codes]
+        self.log(f"subscribed to {ECG_SUBSCRIPTION} (granted QoS {granted})")
+        self.ready.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = bytes(msg._topic).decode("utf-8", "replace")  # private, but the only raw topic
+        delivery = Delivery(topic, bytes(msg.payload), msg.mid, msg.qos, self.clock.now(),
+                            self._generation)
+        self.stats.received += 1
+        try:
+            self.queue.put_nowait(delivery)
+            return
+        except queue.Full:
+            self.stats.blocked_puts += 1
+        while not self._stopping.is_set():
+            try:
+                self.queue.put(delivery, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        self.stats.given_up_puts += 1  # never acknowledged: the broker redelivers it

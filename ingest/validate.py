@@ -1,0 +1,124 @@
+"""Validation of one received message: pure, no I/O, and it never raises.
+
+    validate(topic, payload, received_at) -> Accepted | Quarantined
+
+A message is accepted only if its topic is `heartcheck/<device_id>/ecg`, its payload decodes
+as a wire-format reading (wire.decode_reading: CRC, lengths, fields), the device id in the
+topic equals the one in the payload, and the chunk is plausible. Everything else becomes a
+Quarantined value carrying the raw bytes, one reason from REASONS and a human-readable detail.
+
+Reasons:
+    oversize             payload larger than wire.MAX_PAYLOAD_BYTES (checked before decoding)
+    bad-topic            topic is not heartcheck/<valid device id>/ecg
+    truncated, bad-magic, unsupported-version, bad-length, bad-checksum, bad-field
+                         the WireError's own .reason (see wire/errors.py)
+    device-mismatch      topic device id != payload device id
+    bad-field            also: a chunk longer than MAX_CHUNK_SECONDS (n_samples / sample_rate_hz)
+    internal-error       an unexpected exception while validating (a bug, never bad input);
+                         the service also uses it when storing one message fails
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wire import MAX_PAYLOAD_BYTES, Reading, WireError, decode_reading, device_from_topic
+
+# A 30-s strip fits wire.reading.MAX_SAMPLES at 1 kHz; a minute of ECG in one chunk is absurd
+# for this product (continuous mode sends 1-s chunks) and would distort latency and gap maths.
+MAX_CHUNK_SECONDS = 60.0
+ECG_KIND = "ecg"
+
+REASONS = frozenset(
+    {
+        "oversize",
+        "bad-topic",
+        "truncated",
+        "bad-magic",
+        "unsupported-version",
+        "bad-length",
+        "bad-checksum",
+        "bad-field",
+        "device-mismatch",
+        "internal-error",
+    }
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Accepted:
+    """A valid reading, as received. Its storage key is reading.key."""
+
+    topic: str
+    reading: Reading
+    received_at: float
+    raw: bytes
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return self.reading.key
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A message that is kept, with its raw bytes, but never stored as a reading."""
+
+    topic: str
+    reason: str
+    detail: str
+    raw: bytes
+    received_at: float
+
+    def __post_init__(self) -> None:
+        if self.reason not in REASONS:
+            raise ValueError(f"unknown quarantine reason {self.reason!r}")
+
+
+def validate(topic: str, payload: bytes, received_at: float) -> Accepted | Quarantined:
+    """Classify one message. Never raises, whatever the bytes or the topic."""
+    try:
+        raw = bytes(payload)
+    except Exception as exc:  # noqa: BLE001 - payload of an unexpected type: still quarantine
+        return Quarantined(str(topic), "internal-error", f"payload is not bytes: {exc!r}", b"",
+                           received_at)
+    try:
+        return _validate(str(topic), raw, received_at)
+    except Exception as exc:  # noqa: BLE001 - the contract is "never raises"; a bug shows here
+        return Quarantined(str(topic), "internal-error", f"{type(exc).__name__}: {exc}", raw,
+                           received_at)
+
+
+def _validate(topic: str, raw: bytes, received_at: float) -> Accepted | Quarantined:
+    def quarantine(reason: str, detail: str) -> Quarantined:
+        return Quarantined(topic, reason, detail, raw, received_at)
+
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        return quarantine("oversize", f"{len(raw)} bytes > {MAX_PAYLOAD_BYTES}")
+    try:
+        topic_device = device_from_topic(topic)
+    except WireError as exc:
+        return quarantine("bad-topic", str(exc))
+    kind = topic.rsplit("/", 1)[-1]
+    if kind != ECG_KIND:
+        return quarantine("bad-topic", f"topic {topic!r} is not a {ECG_KIND} topic")
+    try:
+        reading = decode_reading(raw)
+    except WireError as exc:
+        return quarantine(exc.reason, str(exc))
+    if reading.device_id != topic_device:
+        return quarantine(
+            "device-mismatch",
+            f"topic names {topic_device!r}, payload names {reading.device_id!r}",
+        )
+    duration = reading.samples.size / reading.sample_rate_hz
+    if duration > MAX_CHUNK_SECONDS:
+        return quarantine(
+            "bad-field",
+            f"{reading.samples.size} samples at {reading.sample_rate_hz} Hz is {duration:.1f} s,"
+            f" over {MAX_CHUNK_SECONDS:.0f} s per chunk",
+        )
+    return Accepted(topic, reading, received_at, raw)

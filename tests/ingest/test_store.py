@@ -1,0 +1,136 @@
+"""SqliteStore: schema, idempotency, duplicates within and across batches, quarantine rows."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ingest.errors import SchemaError, StoreError
+from ingest.store import COLUMNS, MAX_QUARANTINE_RAW, BatchResult, SqliteStore
+from ingest.validate import Accepted, Quarantined, validate
+from tests.ingest.conftest import make_reading, payload_of
+from wire import FLAG_BACKLOG, encode_reading
+
+T = 1_700_000_500.0
+
+
+def acc(device_id: str, seq: int, received_at: float = T, **kw: object) -> Accepted:
+    v = validate(f"heartcheck/{device_id}/ecg", payload_of(device_id, seq, **kw), received_at)
+    assert isinstance(v, Accepted)
+    return v
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "ingest" / "ingest.sqlite")
+    yield s
+    s.close()
+
+
+def rows(store: SqliteStore, sql: str) -> list[tuple]:
+    with sqlite3.connect(store.path) as db:
+        return db.execute(sql).fetchall()
+
+
+def test_schema_wal_and_full_sync(store: SqliteStore) -> None:
+    with sqlite3.connect(store.path) as db:
+        for table, cols in COLUMNS.items():
+            assert [r[1] for r in db.execute(f"PRAGMA table_info({table})")] == cols
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        pk = [r[1] for r in db.execute("PRAGMA table_info(readings)") if r[5]]
+        assert pk == ["device_id", "boot_epoch", "seq"]
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_a_reading_is_stored_with_every_column(store: SqliteStore) -> None:
+    r = make_reading("hc-0001", 5, flags=FLAG_BACKLOG)
+    a = validate("heartcheck/hc-0001/ecg", encode_reading(r), T)
+    assert isinstance(a, Accepted)
+    res = store.store_batch([a], [], stored_at=T + 1)
+    assert res == BatchResult(stored=(("hc-0001", 1, 5),), duplicates=(), quarantined=0)
+    (row,) = rows(store, "SELECT * FROM readings")
+    assert row[:13] == ("hc-0001", 1, 5, r.captured_at, T, T + 1, 250, 2.5, 250, 1, 0, 0, 1)
+    assert np.array_equal(np.frombuffer(row[13], dtype=">i2"), r.samples)
+
+
+def test_idempotent_across_batches(store: SqliteStore) -> None:
+    first = store.store_batch([acc("hc-1", 0), acc("hc-1", 1)], [], T)
+    again = store.store_batch([acc("hc-1", 1, T + 5), acc("hc-1", 2)], [], T + 6)
+    assert first.stored_by_device() == {"hc-1": [0, 1]}
+    assert again.stored_by_device() == {"hc-1": [2]}
+    assert again.duplicates_by_device() == {"hc-1": [1]}
+    assert again.confirmed_by_device() == {"hc-1": [1, 2]}
+    assert rows(store, "SELECT COUNT(*) FROM readings") == [(3,)]
+    assert rows(store, "SELECT * FROM duplicates") == [("hc-1", 1, 1, T + 5)]
+    # the stored row keeps its first reception
+    assert rows(store, "SELECT received_at FROM readings WHERE seq = 1") == [(T,)]
+
+
+def test_duplicates_within_one_batch(store: SqliteStore) -> None:
+    res = store.store_batch([acc("hc-1", 4), acc("hc-1", 4), acc("hc-1", 4), acc("hc-2", 4)], [], T)
+    assert res.stored == (("hc-1", 1, 4), ("hc-2", 1, 4))
+    assert res.duplicates == (("hc-1", 1, 4), ("hc-1", 1, 4))
+    assert rows(store, "SELECT COUNT(*) FROM readings") == [(2,)]
+    assert rows(store, "SELECT COUNT(*) FROM duplicates") == [(2,)]
+
+
+def test_same_seq_other_boot_epoch_is_another_key(store: SqliteStore) -> None:
+    res = store.store_batch([acc("hc-1", 4, boot_epoch=1), acc("hc-1", 4, boot_epoch=2)], [], T)
+    assert len(res.stored) == 2 and not res.duplicates
+
+
+def test_quarantine_rows_keep_raw_bytes(store: SqliteStore) -> None:
+    raw = bytes(range(256)) * 3
+    q1 = Quarantined("heartcheck/hc-1/ecg", "bad-magic", "magic b'\\x00\\x01'", raw, T)
+    q2 = Quarantined("x/y", "bad-topic", "nope", b"", T + 1)
+    res = store.store_batch([acc("hc-1", 0)], [q1, q2], T + 2)
+    assert res.quarantined == 2 and len(res.stored) == 1
+    got = rows(store, "SELECT id, received_at, topic, reason, detail, raw FROM quarantine ORDER BY id")
+    assert got == [(1, T, "heartcheck/hc-1/ecg", "bad-magic", "magic b'\\x00\\x01'", raw),
+                   (2, T + 1, "x/y", "bad-topic", "nope", b"")]
+
+
+def test_huge_quarantined_payloads_are_cut_and_say_so(store: SqliteStore) -> None:
+    raw = b"\xab" * (MAX_QUARANTINE_RAW + 10)
+    store.store_batch([], [Quarantined("heartcheck/hc-1/ecg", "oversize", "big", raw, T)], T)
+    ((detail, n),) = rows(store, "SELECT detail, length(raw) FROM quarantine")
+    assert n == MAX_QUARANTINE_RAW
+    assert f"of {len(raw)} bytes" in detail
+
+
+def test_a_failed_batch_commits_nothing(store: SqliteStore) -> None:
+    bad = Quarantined("heartcheck/hc-1/ecg", "bad-magic", "x", b"x", T)
+    object.__setattr__(bad, "received_at", None)  # violates NOT NULL at insert time
+    with pytest.raises(StoreError):
+        store.store_batch([acc("hc-1", 0)], [bad], T)
+    assert rows(store, "SELECT COUNT(*) FROM readings") == [(0,)]
+    # and the store is still usable
+    assert store.store_batch([acc("hc-1", 0)], [], T).stored == (("hc-1", 1, 0),)
+
+
+def test_reopening_keeps_data_and_dedupes(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    s1 = SqliteStore(path)
+    s1.store_batch([acc("hc-1", 0)], [], T)
+    s1.close()
+    s2 = SqliteStore(path)
+    assert s2.store_batch([acc("hc-1", 0)], [], T).duplicates == (("hc-1", 1, 0),)
+    s2.close()
+
+
+def test_a_foreign_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE readings (device_id TEXT, seq INTEGER)")
+    with pytest.raises(SchemaError, match="readings"):
+        SqliteStore(path)
+
+
+def test_an_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "dir.sqlite").mkdir()
+    with pytest.raises(StoreError):
+        SqliteStore(tmp_path / "dir.sqlite")
