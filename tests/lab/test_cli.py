@@ -68,6 +68,15 @@ def test_cli_session(tmp_path: Path) -> None:
         assert set(ing["devices"]) == {d["device_id"] for d in devs}
         assert all(v["stored"] > 0 for v in ing["devices"].values())
 
+        port = cj(a, "status")["broker"]["port"]
+        cli(a, "kill", "broker")
+        st = cj(a, "status")
+        assert st["broker"]["state"] == "dead" and st["broker"]["last_signal"] == "KILL"
+        cli(a, "start", "broker")
+        st = cj(a, "status")
+        assert st["broker"]["state"] == "running" and st["broker"]["port"] == port
+        wait_until(lambda: cj(a, "status")["devices"]["online"] == 3, 40, what="devices back after the broker")
+
         cli(a, "kill", "devices", "--signal", "TERM")
         assert cj(a, "status")["devices"]["state"] == "dead"
         cli(a, "start", "devices")
