@@ -26,7 +26,6 @@ acknowledged; the broker redelivers them to the next session.
 from __future__ import annotations
 
 import os
-import queue
 import sys
 import threading
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from typing import Protocol, TextIO
 from ecgcore.clock import Clock
 from ecgcore.files import write_json_atomic
 from ingest.acker import build_acks
+from ingest.handoff import BatchQueue
 from ingest.store import BatchResult, SqliteStore, Store
 from ingest.subscriber import Delivery, Subscriber, SubscriberConfig, SubscriberStats
 from ingest.validate import Accepted, Quarantined, validate
@@ -48,7 +48,7 @@ READY_NAME = "ready.json"
 class Source(Protocol):
     """What the service needs from the MQTT side (Subscriber, or a fake in tests)."""
 
-    queue: queue.Queue[Delivery]
+    queue: BatchQueue[Delivery]
     ready: threading.Event
     stats: SubscriberStats
 
@@ -173,21 +173,9 @@ class IngestService:
 
     def _next_batch(self) -> list[Delivery]:
         q = self.source.queue
-        try:
-            first = q.get(timeout=self.config.poll_s)
-        except queue.Empty:
-            return []
-        batch = [first]
-        while len(batch) < self.config.max_batch:
-            try:
-                batch.append(q.get_nowait())
-            except queue.Empty:
-                if self.config.linger_s <= 0:
-                    break
-                try:
-                    batch.append(q.get(timeout=self.config.linger_s))
-                except queue.Empty:
-                    break
+        batch = q.get_batch(self.config.max_batch, timeout=self.config.poll_s)
+        if batch and self.config.linger_s > 0 and len(batch) < self.config.max_batch:
+            batch.extend(q.get_batch(self.config.max_batch - len(batch), timeout=self.config.linger_s))
         return batch
 
     def handle_batch(self, batch: Sequence[Delivery]) -> BatchResult:

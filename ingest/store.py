@@ -164,11 +164,11 @@ class SqliteStore:
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                existing = self._existing_keys([a.reading.key for a in accepted])
+                existing = self._existing_keys([a.key for a in accepted])
                 rows: list[tuple[object, ...]] = []
                 dup_rows: list[tuple[object, ...]] = []
                 for a in accepted:
-                    r = a.reading
+                    r = a.fields
                     if r.key in existing:
                         dup_rows.append((r.device_id, r.boot_epoch, r.seq, a.received_at))
                         dups.append(r.key)
@@ -177,9 +177,9 @@ class SqliteStore:
                     stored.append(r.key)
                     rows.append((
                         r.device_id, r.boot_epoch, r.seq, r.captured_at, a.received_at,
-                        stored_at, r.sample_rate_hz, r.gain_uv, int(r.samples.size),
+                        stored_at, r.sample_rate_hz, r.gain_uv, r.n_samples,
                         int(r.backlog), r.strip_id, r.chunk, r.chunks,
-                        r.samples.astype(">i2", copy=False).tobytes(),
+                        r.samples_be,
                     ))
                 for i in range(0, len(rows), _ROWS_PER_INSERT):
                     part = rows[i : i + _ROWS_PER_INSERT]

@@ -23,7 +23,7 @@ It is not a hard bound under a live flow (up to ~1,800 unacknowledged were seen 
 the bounded queue below is what bounds our memory.
 
 Backpressure: the callback puts (topic, payload, mid, qos, received_at) on a bounded
-queue.Queue. When it is full, the callback blocks (counted in `blocked_puts`), so paho stops
+ingest.handoff.BatchQueue. When it is full, the callback blocks (counted in `blocked_puts`), so paho stops
 reading the socket and TCP pushes back on the broker. While stopping, a blocked callback
 gives up: that message was never acknowledged, so the broker redelivers it.
 """
@@ -42,6 +42,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ecgcore.clock import Clock
+from ingest.handoff import BatchQueue
 from ingest.errors import ConfigError, ConnectError, PublishError
 from wire.topics import ECG_SUBSCRIPTION
 
@@ -114,7 +115,7 @@ class Subscriber:
         self.config = config
         self.clock = clock
         self.log = log
-        self.queue: queue.Queue[Delivery] = queue.Queue(maxsize=config.queue_size)
+        self.queue: BatchQueue[Delivery] = BatchQueue(maxsize=config.queue_size)
         self.ready = threading.Event()  # set after each successful SUBACK, cleared on disconnect
         self.stats = SubscriberStats()
         self._lock = threading.Lock()  # guards _generation/_connected against ack_broker

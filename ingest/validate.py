@@ -21,8 +21,10 @@ Reasons:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
-from wire import MAX_PAYLOAD_BYTES, Reading, WireError, decode_reading, device_from_topic
+from wire import MAX_PAYLOAD_BYTES, Reading, WireError, device_from_topic
+from wire.codec import ReadingFields, decode_fields
 
 # A 30-s strip fits wire.reading.MAX_SAMPLES at 1 kHz; a minute of ECG in one chunk is absurd
 # for this product (continuous mode sends 1-s chunks) and would distort latency and gap maths.
@@ -47,16 +49,23 @@ REASONS = frozenset(
 
 @dataclass(frozen=True, eq=False)
 class Accepted:
-    """A valid reading, as received. Its storage key is reading.key."""
+    """A valid reading, as received. Its storage key is fields.key.
+
+    `fields` keeps the samples as their wire bytes (what the store writes); `reading` builds
+    the full wire.Reading with numpy samples only when someone asks for it."""
 
     topic: str
-    reading: Reading
+    fields: ReadingFields
     received_at: float
     raw: bytes
 
+    @cached_property
+    def reading(self) -> Reading:
+        return self.fields.to_reading()
+
     @property
     def key(self) -> tuple[str, int, int]:
-        return self.reading.key
+        return self.fields.key
 
     @property
     def size(self) -> int:
@@ -106,7 +115,7 @@ def _validate(topic: str, raw: bytes, received_at: float) -> Accepted | Quaranti
     if kind != ECG_KIND:
         return quarantine("bad-topic", f"topic {topic!r} is not a {ECG_KIND} topic")
     try:
-        reading = decode_reading(raw)
+        reading = decode_fields(raw)
     except WireError as exc:
         return quarantine(exc.reason, str(exc))
     if reading.device_id != topic_device:
@@ -114,11 +123,11 @@ def _validate(topic: str, raw: bytes, received_at: float) -> Accepted | Quaranti
             "device-mismatch",
             f"topic names {topic_device!r}, payload names {reading.device_id!r}",
         )
-    duration = reading.samples.size / reading.sample_rate_hz
+    duration = reading.n_samples / reading.sample_rate_hz
     if duration > MAX_CHUNK_SECONDS:
         return quarantine(
             "bad-field",
-            f"{reading.samples.size} samples at {reading.sample_rate_hz} Hz is {duration:.1f} s,"
+            f"{reading.n_samples} samples at {reading.sample_rate_hz} Hz is {duration:.1f} s,"
             f" over {MAX_CHUNK_SECONDS:.0f} s per chunk",
         )
     return Accepted(topic, reading, received_at, raw)

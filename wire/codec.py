@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from wire.errors import (
     TruncatedError,
     VersionError,
 )
-from wire.reading import FLAG_SIGNED, Reading
+from wire.reading import FLAG_BACKLOG, FLAG_SIGNED, Reading, check_device_id, check_fields
 
 MAGIC = b"HC"
 WIRE_VERSION = 1
@@ -64,8 +65,46 @@ def encode_reading(reading: Reading, flags: int | None = None) -> bytes:
     return body + _CRC.pack(zlib.crc32(body))
 
 
-def decode_reading(payload: bytes) -> Reading:
-    """Decode and validate a payload. Raises a WireError subclass on any defect."""
+class ReadingFields(NamedTuple):
+    """A decoded, fully validated reading whose samples stay as their big-endian wire bytes.
+
+    The ingest service stores these bytes as they are, so it never needs numpy per message;
+    to_reading() gives the full Reading when the samples are wanted as numbers."""
+
+    device_id: str
+    boot_epoch: int
+    seq: int
+    captured_at: float
+    sample_rate_hz: int
+    gain_uv: float
+    flags: int
+    strip_id: int
+    chunk: int
+    chunks: int
+    n_samples: int
+    samples_be: bytes
+    signature: bytes
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.device_id, self.boot_epoch, self.seq)
+
+    @property
+    def backlog(self) -> bool:
+        return bool(self.flags & FLAG_BACKLOG)
+
+    def to_reading(self) -> Reading:
+        return Reading(
+            device_id=self.device_id, boot_epoch=self.boot_epoch, seq=self.seq,
+            captured_at=self.captured_at, sample_rate_hz=self.sample_rate_hz, gain_uv=self.gain_uv,
+            samples=np.frombuffer(self.samples_be, dtype=">i2").astype(np.int16), flags=self.flags,
+            strip_id=self.strip_id, chunk=self.chunk, chunks=self.chunks, signature=self.signature,
+        )
+
+
+def decode_fields(payload: bytes) -> ReadingFields:
+    """Decode and validate a payload without building sample arrays. Raises a WireError
+    subclass on any defect; accepts exactly the payloads decode_reading accepts."""
     data = memoryview(payload)
     n = len(data)
     if n > MAX_PAYLOAD_BYTES:
@@ -103,18 +142,16 @@ def decode_reading(payload: bytes) -> Reading:
         raise ChecksumError("CRC-32 does not match")
     if bool(flags & FLAG_SIGNED) != (sig_len > 0):
         raise FieldError("signed flag and signature length disagree")
-    samples = np.frombuffer(data[off:samples_end], dtype=">i2").astype(np.int16)
-    return Reading(
-        device_id=device_id,
-        boot_epoch=boot,
-        seq=seq,
-        captured_at=cap_us / 1_000_000,
-        sample_rate_hz=rate,
-        gain_uv=float(gain),
-        samples=samples,
-        flags=flags,
-        strip_id=strip,
-        chunk=chunk,
-        chunks=chunks,
-        signature=bytes(data[sig_start : sig_start + sig_len]),
-    )
+    check_device_id(device_id)
+    captured_at = cap_us / 1_000_000
+    gain = float(gain)
+    check_fields(boot_epoch=boot, seq=seq, strip_id=strip, sample_rate_hz=rate, gain_uv=gain,
+                 captured_at=captured_at, chunk=chunk, chunks=chunks, flags=flags, n_samples=n_samples,
+                 signature_len=sig_len)
+    return ReadingFields(device_id, boot, seq, captured_at, rate, gain, flags, strip, chunk, chunks,
+                         n_samples, bytes(data[off:samples_end]), bytes(data[sig_start : sig_start + sig_len]))
+
+
+def decode_reading(payload: bytes) -> Reading:
+    """Decode and validate a payload. Raises a WireError subclass on any defect."""
+    return decode_fields(payload).to_reading()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -17,6 +18,30 @@ DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_SAMPLES = 32_768  # a 30-s strip at 1 kHz fits
 MAX_SAMPLE_RATE = 2_000
 U32 = 2**32
+
+
+def check_fields(*, boot_epoch: int, seq: int, strip_id: int, sample_rate_hz: int, gain_uv: float,
+                 captured_at: float, chunk: int, chunks: int, flags: int, n_samples: int,
+                 signature_len: int) -> None:
+    """Every field rule of a Reading but the device id's and the samples' type, in one place:
+    Reading.__post_init__ and wire.codec.decode_fields both call it."""
+    for name, value, hi in (("boot_epoch", boot_epoch, U32), ("seq", seq, U32), ("strip_id", strip_id, U32)):
+        if not isinstance(value, int) or not 0 <= value < hi:
+            raise FieldError(f"{name}={value!r} must be an integer in [0, {hi})")
+    if not isinstance(sample_rate_hz, int) or not 1 <= sample_rate_hz <= MAX_SAMPLE_RATE:
+        raise FieldError(f"sample_rate_hz={sample_rate_hz!r} must be in [1, {MAX_SAMPLE_RATE}]")
+    if not (gain_uv > 0 and math.isfinite(gain_uv)):
+        raise FieldError(f"gain_uv={gain_uv!r} must be a positive finite number")
+    if not math.isfinite(captured_at) or captured_at < 0:
+        raise FieldError(f"captured_at={captured_at!r} must be a non-negative time")
+    if not 0 <= chunk < chunks <= 65_535:
+        raise FieldError(f"chunk {chunk} of {chunks} is out of range")
+    if flags & ~KNOWN_FLAGS:
+        raise FieldError(f"unknown flag bits {flags:#04x}")
+    if not 1 <= n_samples <= MAX_SAMPLES:
+        raise FieldError(f"{n_samples} samples; a reading carries 1..{MAX_SAMPLES}")
+    if signature_len > 1024:
+        raise FieldError("signature longer than 1024 bytes")
 
 
 def check_device_id(device_id: str) -> str:
@@ -50,31 +75,14 @@ class Reading:
 
     def __post_init__(self) -> None:
         check_device_id(self.device_id)
-        for name, value, hi in (
-            ("boot_epoch", self.boot_epoch, U32),
-            ("seq", self.seq, U32),
-            ("strip_id", self.strip_id, U32),
-        ):
-            if not isinstance(value, int) or not 0 <= value < hi:
-                raise FieldError(f"{name}={value!r} must be an integer in [0, {hi})")
-        if not isinstance(self.sample_rate_hz, int) or not 1 <= self.sample_rate_hz <= MAX_SAMPLE_RATE:
-            raise FieldError(f"sample_rate_hz={self.sample_rate_hz!r} must be in [1, {MAX_SAMPLE_RATE}]")
-        if not (self.gain_uv > 0 and np.isfinite(self.gain_uv)):
-            raise FieldError(f"gain_uv={self.gain_uv!r} must be a positive finite number")
-        if not np.isfinite(self.captured_at) or self.captured_at < 0:
-            raise FieldError(f"captured_at={self.captured_at!r} must be a non-negative time")
-        if not 0 <= self.chunk < self.chunks <= 65_535:
-            raise FieldError(f"chunk {self.chunk} of {self.chunks} is out of range")
-        if self.flags & ~KNOWN_FLAGS:
-            raise FieldError(f"unknown flag bits {self.flags:#04x}")
         samples = np.asarray(self.samples)
         if samples.ndim != 1 or samples.dtype != np.int16:
             raise FieldError("samples must be a one-dimensional int16 array")
-        if not 1 <= samples.size <= MAX_SAMPLES:
-            raise FieldError(f"{samples.size} samples; a reading carries 1..{MAX_SAMPLES}")
+        check_fields(boot_epoch=self.boot_epoch, seq=self.seq, strip_id=self.strip_id,
+                     sample_rate_hz=self.sample_rate_hz, gain_uv=self.gain_uv, captured_at=self.captured_at,
+                     chunk=self.chunk, chunks=self.chunks, flags=self.flags, n_samples=samples.size,
+                     signature_len=len(self.signature))
         object.__setattr__(self, "samples", samples)
-        if len(self.signature) > 1024:
-            raise FieldError("signature longer than 1024 bytes")
         signed = FLAG_SIGNED if self.signature else 0
         object.__setattr__(self, "flags", (self.flags & ~FLAG_SIGNED) | signed)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import queue
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ecgcore.clock import ManualClock
+from ingest.handoff import BatchQueue
 from ingest.errors import StoreError
 from ingest.service import IngestService, ServiceConfig
 from ingest.store import BatchResult, SqliteStore
@@ -25,7 +25,7 @@ from wire import decode_ack
 
 class FakeSource:
     def __init__(self, events: list[str]) -> None:
-        self.queue: queue.Queue[Delivery] = queue.Queue()
+        self.queue: BatchQueue[Delivery] = BatchQueue(maxsize=10_000)
         self.ready = threading.Event()
         self.stats = SubscriberStats()
         self.events = events

@@ -125,7 +125,7 @@ def test_internal_error_instead_of_raising(monkeypatch: pytest.MonkeyPatch) -> N
     def boom(payload: bytes) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("ingest.validate.decode_reading", boom)
+    monkeypatch.setattr("ingest.validate.decode_fields", boom)
     v = validate(TOPIC, b"abc", T)
     assert v.raw == b"abc"
     assert isinstance(v, Quarantined) and v.reason == "internal-error" and "boom" in v.detail

@@ -123,3 +123,14 @@ def test_invalid_fields_are_refused(kw: dict[str, object]) -> None:
     base.update(kw)
     with pytest.raises(FieldError):
         Reading(**base)  # type: ignore[arg-type]
+
+
+@given(readings())
+def test_fields_decoder_matches_full_decoder(reading: Reading) -> None:
+    from wire.codec import decode_fields
+
+    payload = encode_reading(reading)
+    fields = decode_fields(payload)
+    assert fields.to_reading() == reading
+    assert fields.key == reading.key and fields.n_samples == reading.samples.size
+    assert fields.samples_be == reading.samples.astype(">i2").tobytes()
