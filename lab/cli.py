@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from lab.errors import LabError
+from lab.faults import LINKS
 from lab.statedir import DELIVERY_MODES, POLICIES, StackConfig, StateDir, resolve_state_dir
+from lab.units import parse_duration, parse_rate
 
 COMPONENT_CHOICES = ("ingest", "broker", "devices")
 
@@ -63,6 +64,8 @@ def build_parser() -> OneLineParser:
         c = sub.add_parser(name, parents=[common], help=text)
         c.add_argument("component", choices=COMPONENT_CHOICES)
 
+    _add_fault_commands(sub, common)
+
     ins = sub.add_parser("inspect", parents=[common], help="what is buffered where")
     isub = ins.add_subparsers(dest="what", required=True, parser_class=OneLineParser)
     for name, text in (("devices", "one row per device: buffered and evicted readings"),
@@ -92,6 +95,68 @@ def build_parser() -> OneLineParser:
     return p
 
 
+def _unit(parse: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type from a lab.units parser: a bad value becomes one clear usage line."""
+    def convert(text: str) -> float:
+        try:
+            return parse(text)
+        except LabError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+    return convert
+
+
+def _add_fault_commands(sub: Any, common: OneLineParser) -> None:
+    duration = _unit(parse_duration)
+    any_duration = _unit(lambda t: parse_duration(t, allow_zero=True))
+    rate = _unit(parse_rate)
+    links = {"choices": LINKS, "help": "the link: ingest ↔ broker, or devices ↔ broker"}
+    until = "simulated duration after which the fault ends by itself (200ms, 5s, 2m, 72h)"
+
+    c = sub.add_parser("cut", parents=[common],
+                       help="cut a link: reset its connections, refuse new ones")
+    c.add_argument("link", **links)
+    c.add_argument("--blackhole", action="store_true",
+                   help="keep connections open but drop every byte both ways (only keepalives notice)")
+    c.add_argument("--for", dest="for_s", type=duration, metavar="DURATION", help=until)
+
+    h = sub.add_parser("heal", parents=[common], help="end a link's fault: clean forwarding again")
+    h.add_argument("link", **links)
+
+    s = sub.add_parser("slow", parents=[common],
+                       help="add latency (± jitter) and/or a bandwidth cap to a link")
+    s.add_argument("link", **links)
+    s.add_argument("--latency", type=any_duration, default=0.0,
+                   help="added to each chunk, each way (200ms)")
+    s.add_argument("--jitter", type=any_duration, default=0.0, help="latency varies by ± this (50ms)")
+    s.add_argument("--bandwidth", type=rate, default=None,
+                   help="per direction and connection: 64kbps, 1mbps, 32KB/s")
+    s.add_argument("--for", dest="for_s", type=duration, metavar="DURATION", help=until)
+
+    f = sub.add_parser("flap", parents=[common], help="cut a link on and off: down, up, down, ...")
+    f.add_argument("link", **links)
+    f.add_argument("--up", type=duration, required=True, help="how long the link works each time (5s)")
+    f.add_argument("--down", type=duration, required=True, help="how long it is cut each time (5s)")
+    f.add_argument("--for", dest="for_s", type=duration, metavar="DURATION", help=until)
+
+
+def _fault(sd: StateDir, args: argparse.Namespace) -> str:
+    from ecgcore.clock import make_clock
+    from lab.proxyctl import command
+
+    clock = make_clock(sd.config().speed)
+    if args.cmd == "heal":
+        return command(sd, args.link, "heal", clock)
+    if args.cmd == "cut":
+        kind = "blackhole" if args.blackhole else "cut"
+        return command(sd, args.link, kind, clock, for_s=args.for_s)
+    if args.cmd == "slow":
+        if not (args.latency or args.jitter or args.bandwidth):
+            raise LabError("slow needs --latency, --jitter or --bandwidth (e.g. --latency 200ms)")
+        return command(sd, args.link, "slow", clock, for_s=args.for_s, latency_s=args.latency,
+                       jitter_s=args.jitter, bandwidth_bytes_s=args.bandwidth)
+    return command(sd, args.link, "flap", clock, for_s=args.for_s, up_s=args.up, down_s=args.down)
+
+
 def _state_dir(args: argparse.Namespace) -> StateDir:
     return StateDir(resolve_state_dir(getattr(args, "state_dir_sub", None) or args.state_dir))
 
@@ -115,8 +180,10 @@ def run(args: argparse.Namespace) -> int:
             from lab.status import status
             print(json.dumps(status(sd), indent=1, sort_keys=True))
         else:
-            _say(f"up: broker on {cfg.host}:{cfg.port}. Next: ecgpipe status | ecgpipe kill ingest | "
-                 f"ecgpipe inspect devices | ecgpipe report | ecgpipe down")
+            _say(f"up: broker on {cfg.host}:{cfg.port} (ingest via :{cfg.proxy_ingest_port}, "
+                 f"devices via :{cfg.proxy_devices_port}). Next: ecgpipe status | ecgpipe kill ingest | "
+                 f"ecgpipe cut devices --for 30s | ecgpipe inspect devices | ecgpipe report | "
+                 f"ecgpipe down")
         return 0
     if cmd == "status":
         from lab.status import format_status, status
@@ -139,6 +206,9 @@ def run(args: argparse.Namespace) -> int:
     if cmd == "resume":
         pid = stack.resume(sd, args.component)
         _say(f"resumed {args.component} (pid {pid}); it is now {sd.component(args.component).state()}")
+        return 0
+    if cmd in ("cut", "heal", "slow", "flap"):
+        _say(_fault(sd, args))
         return 0
     if cmd == "inspect":
         from lab import inspect as ins
@@ -181,9 +251,15 @@ def _ingest_run(args: argparse.Namespace) -> int:
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if "--port" not in argv and "-h" not in argv and "--help" not in argv:
+        from lab.procs import RUNNING
+        from lab.stack import proxy_port
+
         sd = StateDir(resolve_state_dir(args.state_dir))
         cfg = sd.config()  # a clear error if there is no stack to take the broker from
-        argv = ["--state-dir", str(sd.root), "--host", cfg.host, "--port", str(cfg.port),
+        # through the ingest link's proxy while it runs, so `ecgpipe cut ingest` applies
+        proxied = sd.component("proxy-ingest").state() == RUNNING
+        port = proxy_port(cfg, "ingest") if proxied else cfg.port
+        argv = ["--state-dir", str(sd.root), "--host", cfg.host, "--port", str(port),
                 "--acks" if cfg.delivery == "end-to-end" else "--no-acks", *argv]
     return ingest_main(argv)
 

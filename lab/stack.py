@@ -1,8 +1,13 @@
 """Bring a stack up and down, and start, signal or resume one component.
 
-`up` starts broker → watcher → ingest → fleet, each as its own session with a pidfile,
-and returns once each is healthy: the broker accepts TCP, ingest has subscribed
-(ingest/ready.json names its pid), and every device is online (fleet/devices.json).
+`up` starts broker → watcher → proxy-ingest → proxy-devices → ingest → fleet, each as its
+own session with a pidfile, and returns once each is healthy: the broker accepts TCP, each
+proxy has written its state file, ingest has subscribed (ingest/ready.json names its pid),
+and every device is online (fleet/devices.json).
+
+Ingest and the fleet reach the broker through their own link proxy (lab.proxy), so
+`ecgpipe cut|slow|flap` can break one link and not the other; the watcher and `status`
+talk to the broker directly.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ecgcore.files import read_json
@@ -17,9 +23,11 @@ from lab.broker import BrokerSettings, broker_argv, write_config
 from lab.errors import ComponentError, ConfigError
 from lab.ports import free_port, wait_port
 from lab.procs import DEAD, RUNNING, STOPPED, python_argv
+from lab.proxy import state_path
 from lab.statedir import COMPONENTS, StackConfig, StateDir
 
 Progress = Callable[[str], None]
+PROXIES = ("proxy-ingest", "proxy-devices")
 
 
 def _quiet(msg: str) -> None:
@@ -32,19 +40,34 @@ def broker_settings(sd: StateDir, cfg: StackConfig) -> BrokerSettings:
                           persistence=cfg.persistence)
 
 
+def proxy_port(cfg: StackConfig, link: str) -> int:
+    """The port `link` (ingest or devices) connects to: its proxy's, or the broker's in a stack
+    saved before the proxies existed."""
+    return (cfg.proxy_ingest_port if link == "ingest" else cfg.proxy_devices_port) or cfg.port
+
+
 def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
-    common = ["--state-dir", str(sd.root), "--host", cfg.host, "--port", str(cfg.port),
-              "--speed", str(cfg.speed)]
+    def common(port: int) -> list[str]:
+        return ["--state-dir", str(sd.root), "--host", cfg.host, "--port", str(port),
+                "--speed", str(cfg.speed)]
+
     if name == "broker":
         return broker_argv(sd.broker_dir / "mosquitto.conf")
     if name == "watch":
-        return python_argv("lab.watch", *common)
+        return python_argv("lab.watch", *common(cfg.port))
+    if name in PROXIES:
+        link = name.removeprefix("proxy-")
+        return python_argv("lab.proxy", "--state-dir", str(sd.root), "--name", link,
+                           "--listen-host", cfg.host, "--listen-port", str(proxy_port(cfg, link)),
+                           "--upstream-host", cfg.host, "--upstream-port", str(cfg.port),
+                           "--speed", str(cfg.speed), "--seed", str(cfg.seed))
     if name == "ingest":
         acks = "--acks" if cfg.delivery == "end-to-end" else "--no-acks"
-        return python_argv("ingest", *common, acks)
+        return python_argv("ingest", *common(proxy_port(cfg, "ingest")), acks)
     if name == "devices":
         return python_argv(
-            "devices", *common, "--devices", str(cfg.devices), "--delivery", cfg.delivery,
+            "devices", *common(proxy_port(cfg, "devices")), "--devices", str(cfg.devices),
+            "--delivery", cfg.delivery,
             "--outbox-capacity", str(cfg.outbox_capacity), "--outbox-policy", cfg.outbox_policy,
             "--chunk-seconds", str(cfg.chunk_seconds), "--sample-rate", str(cfg.sample_rate),
             "--seed", str(cfg.seed), "--ack-timeout", str(cfg.ack_timeout), "--id-prefix", cfg.id_prefix)
@@ -78,6 +101,10 @@ def start_component(sd: StateDir, cfg: StackConfig, name: str, progress: Progres
         write_config(broker_settings(sd, cfg), sd.broker_dir / "mosquitto.conf")
     if name == "ingest":
         sd.ingest_ready.unlink(missing_ok=True)
+    if name in ("ingest", "devices") and proxy_port(cfg, name) != cfg.port:
+        proxy = sd.component(f"proxy-{name}")
+        if proxy.state() == DEAD:  # e.g. `ecgpipe start ingest` after `down`: its link comes first
+            start_component(sd, cfg, proxy.name, progress)
     pid = comp.start(component_argv(sd, cfg, name))
     alive = lambda: comp.state() == RUNNING  # noqa: E731
     if name == "broker":
@@ -86,6 +113,11 @@ def start_component(sd: StateDir, cfg: StackConfig, name: str, progress: Progres
     elif name == "ingest":
         ok = _wait(lambda: (read_json(sd.ingest_ready) or {}).get("pid") == pid, deadline_s or 30, alive)
         what = "subscribe"
+    elif name in PROXIES:
+        link = name.removeprefix("proxy-")
+        ok = _wait(lambda: (read_json(state_path(sd.root, link)) or {}).get("pid") == pid,
+                   deadline_s or 10, alive)
+        what = f"listen on {cfg.host}:{proxy_port(cfg, link)}"
     elif name == "devices":
         def all_online() -> bool:
             doc = read_json(sd.devices_json) or {}
@@ -101,16 +133,30 @@ def start_component(sd: StateDir, cfg: StackConfig, name: str, progress: Progres
         state = comp.state()
         raise ComponentError(f"{name} did not {what} (it is {state}); log {comp.logfile}: "
                              f"{_log_tail(comp.logfile)}")
-    progress(f"{name:<8} pid {pid:<7} healthy")
+    progress(f"{name:<13} pid {pid:<7} healthy")
     return pid
 
 
 def clear_previous_run(sd: StateDir) -> bool:
     had = sd.exists()
-    for sub in ("broker", "ingest", "fleet", "watch"):
+    for sub in ("broker", "ingest", "fleet", "watch", "proxy", "history"):
         shutil.rmtree(sd.root / sub, ignore_errors=True)
     sd.stack_file.unlink(missing_ok=True)
     return had
+
+
+def with_free_ports(cfg: StackConfig) -> StackConfig:
+    """Pick a free port for the broker and each proxy left at 0, all different."""
+    chosen: dict[str, int] = {}
+    taken = {cfg.port, cfg.proxy_ingest_port, cfg.proxy_devices_port} - {0}
+    for key in ("port", "proxy_ingest_port", "proxy_devices_port"):
+        if getattr(cfg, key) == 0:
+            port = free_port(cfg.host)
+            while port in taken:
+                port = free_port(cfg.host)
+            chosen[key] = port
+            taken.add(port)
+    return replace(cfg, **chosen) if chosen else cfg
 
 
 def up(sd: StateDir, cfg: StackConfig, progress: Progress = _quiet) -> StackConfig:
@@ -122,11 +168,10 @@ def up(sd: StateDir, cfg: StackConfig, progress: Progress = _quiet) -> StackConf
     sd.root.mkdir(parents=True, exist_ok=True)
     if clear_previous_run(sd):
         progress(f"replaced the previous run's files in {sd.root}")
-    if cfg.port == 0:
-        cfg = StackConfig.from_json({**cfg.__dict__, "port": free_port(cfg.host)})
+    cfg = with_free_ports(cfg)
     sd.save_config(cfg)
     try:
-        for name in ("broker", "watch", "ingest", "devices"):
+        for name in ("broker", "watch", *PROXIES, "ingest", "devices"):
             start_component(sd, cfg, name, progress)
     except Exception:
         down(sd)
@@ -135,14 +180,15 @@ def up(sd: StateDir, cfg: StackConfig, progress: Progress = _quiet) -> StackConf
 
 
 def down(sd: StateDir, progress: Progress = _quiet) -> list[str]:
-    """Stop the fleet first (so it commits), then ingest, watcher and broker. Keeps the files."""
+    """Stop the fleet first (so it commits), then ingest, the watcher, the proxies and the
+    broker. Keeps the files."""
     stopped = []
-    for name in ("devices", "ingest", "watch", "broker"):
+    for name in ("devices", "ingest", "watch", *PROXIES, "broker"):
         comp = sd.component(name)
         if comp.state() != DEAD:
             comp.stop()
             stopped.append(name)
-            progress(f"{name:<8} stopped")
+            progress(f"{name:<13} stopped")
     return stopped
 
 

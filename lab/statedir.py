@@ -13,7 +13,11 @@ from lab.procs import Component
 DEFAULT_STATE_DIR = ".ecgpipe"
 DELIVERY_MODES = ("fire-and-forget", "broker-ack", "end-to-end")
 POLICIES = ("drop-oldest", "reject-new")
-COMPONENTS = ("broker", "ingest", "devices", "watch")
+COMPONENTS = ("broker", "ingest", "devices", "watch", "proxy-ingest", "proxy-devices")
+# component → (its directory, the name of its pidfile and log)
+_LAYOUT = {"broker": ("broker", "broker"), "ingest": ("ingest", "ingest"),
+           "devices": ("fleet", "fleet"), "watch": ("watch", "watch"),
+           "proxy-ingest": ("proxy", "proxy-ingest"), "proxy-devices": ("proxy", "proxy-devices")}
 
 
 def resolve_state_dir(arg: str | None) -> Path:
@@ -38,6 +42,8 @@ class StackConfig:
     ack_timeout: float = 10.0
     speed: float = 1.0
     id_prefix: str = "hc"
+    proxy_ingest_port: int = 0  # ingest reaches the broker through this proxy (0: `up` picks one)
+    proxy_devices_port: int = 0  # the fleet reaches the broker through this one
 
     def __post_init__(self) -> None:
         if self.delivery not in DELIVERY_MODES:
@@ -51,6 +57,10 @@ class StackConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least {lo}, got {value}")
         if self.devices > 10_000:
             raise ConfigError(f"--devices {self.devices} is more than one fleet process drives (10000)")
+        for name, value in (("proxy_ingest_port", self.proxy_ingest_port),
+                            ("proxy_devices_port", self.proxy_devices_port), ("port", self.port)):
+            if not 0 <= value <= 65535:
+                raise ConfigError(f"{name.replace('_', ' ')} {value} is not in 0..65535")
         for name, value in (("chunk_seconds", self.chunk_seconds), ("ack_timeout", self.ack_timeout),
                             ("speed", self.speed)):
             if not value > 0:
@@ -94,11 +104,19 @@ class StateDir:
     def sys_history(self) -> Path:
         return self.root / "watch" / "sys.jsonl"
 
+    @property
+    def proxy_dir(self) -> Path:
+        return self.root / "proxy"
+
+    @property
+    def nemesis_history(self) -> Path:
+        return self.root / "history" / "nemesis.jsonl"
+
     def component(self, name: str) -> Component:
-        directory = {"broker": "broker", "ingest": "ingest", "devices": "fleet", "watch": "watch"}.get(name)
-        if directory is None:
+        layout = _LAYOUT.get(name)
+        if layout is None:
             raise ConfigError(f"unknown component {name!r}; use broker, ingest or devices")
-        return Component("fleet" if name == "devices" else name, self.root / directory)
+        return Component(layout[1], self.root / layout[0])
 
     def config(self) -> StackConfig:
         doc = read_json(self.stack_file)

@@ -106,6 +106,13 @@ def test_cli_session(tmp_path: Path) -> None:
     ["status"],  # no stack in an empty state dir
     ["report"],
     ["inspect", "device", "nope"],
+    ["cut", "toaster"],
+    ["cut", "ingest", "--for=-3s"],
+    ["cut", "ingest", "--for", "3"],
+    ["slow", "ingest", "--latency", "fast"],
+    ["slow", "devices", "--bandwidth", "64k"],
+    ["flap", "ingest", "--up", "5s"],
+    ["heal", "ingest"],  # no stack in an empty state dir
 ])
 def test_bad_arguments_give_one_clear_line(tmp_path: Path, args: list[str]) -> None:
     res = cli(tmp_path / "empty", *args, check=False)
