@@ -77,6 +77,20 @@ def build_parser() -> OneLineParser:
     one.add_argument("device_id")
     one.add_argument("--json", action="store_true")
 
+    sc = sub.add_parser("scenario", help="scripted outage scenarios (scenarios/*.toml)")
+    scsub = sc.add_subparsers(dest="scenario_cmd", required=True, parser_class=OneLineParser)
+    scsub.add_parser("list", help="the shipped scenarios, one line each")
+    srun = scsub.add_parser("run", help="run a scenario against the real stack and check it")
+    srun.add_argument("file", help="a scenario file, or the name of a shipped one (e.g. cardiocomm-72h)")
+    srun.add_argument("--speed", default="auto",
+                      help="simulated seconds per real second (default auto: a few minutes per variant)")
+    srun.add_argument("--out", default=None, help="report directory (default ./ecgpipe-runs/<scenario>)")
+    srun.add_argument("--variant", action="append", default=None,
+                      help="run only this variant (e.g. end-to-end); repeatable")
+    srun.add_argument("--devices", type=int, default=None,
+                      help="run with this many devices instead of the scenario's (a compressed form)")
+    srun.add_argument("--json", action="store_true", help="print the reports as JSON")
+
     rep = sub.add_parser("report", parents=[common], help="the ledger per device and in total")
     rep.add_argument("--json", action="store_true")
     rep.add_argument("--all", action="store_true", help="list every device in the text table")
@@ -167,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
     cmd = args.cmd
     if cmd == "ingest":
         return _ingest_run(args)
+    if cmd == "scenario":
+        return _scenario(args)
     sd = _state_dir(args)
     if cmd == "up":
         cfg = StackConfig(devices=args.devices, delivery=args.delivery, max_queued=args.max_queued,
@@ -242,6 +258,44 @@ def run(args: argparse.Namespace) -> int:
         return run_demo(sd.root, devices=args.devices, outage_s=args.outage, max_queued=args.max_queued,
                         modes=modes, as_json=args.json)
     raise LabError(f"unknown command {cmd}")
+
+
+def _scenario(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lab.scenario import list_scenarios, load_scenario
+    from lab.scenariofiles import SCENARIO_DIR, auto_speed, resolve_scenario
+
+    if args.scenario_cmd == "list":
+        for name, description in list_scenarios(SCENARIO_DIR):
+            print(f"{name:<32} {description}")
+        return 0
+    from lab.runner import run_variant, summary
+
+    scn = load_scenario(resolve_scenario(args.file))
+    if args.speed == "auto":
+        speed = auto_speed(scn)
+    else:
+        try:
+            speed = float(args.speed)
+        except ValueError:
+            raise LabError(f"--speed must be a number or auto, not {args.speed!r}") from None
+        if not speed > 0:
+            raise LabError(f"--speed must be more than 0, got {speed:g}")
+    from lab.runner import with_devices
+
+    variants = [with_devices(scn.variant(v), args.devices)
+                for v in (args.variant or [v.name for v in scn.variants])]
+    out = Path(args.out or Path("ecgpipe-runs") / scn.name).resolve()
+    say = (lambda m: None) if args.json else _say
+    runs = [run_variant(scn, v, speed, out, say) for v in variants]
+    if args.json:
+        print(json.dumps({r.variant: r.report for r in runs}, indent=1, sort_keys=True, default=str))
+    else:
+        _say(f"\n=== {scn.name}: {scn.description}")
+        _say(summary(runs))
+        _say(f"figures: timeline.png, gaps.png, strip.png under {out}/<variant>/")
+    return 0 if all(r.ok for r in runs) else 1
 
 
 def _ingest_run(args: argparse.Namespace) -> int:

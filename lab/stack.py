@@ -12,6 +12,7 @@ talk to the broker directly.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ecgcore.files import read_json
+from ecgcore.clock import shared_clock_env
 from lab.broker import BrokerSettings, broker_argv, write_config
 from lab.errors import ComponentError, ConfigError
 from lab.ports import free_port, wait_port
@@ -70,7 +72,11 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
             "--delivery", cfg.delivery,
             "--outbox-capacity", str(cfg.outbox_capacity), "--outbox-policy", cfg.outbox_policy,
             "--chunk-seconds", str(cfg.chunk_seconds), "--sample-rate", str(cfg.sample_rate),
-            "--seed", str(cfg.seed), "--ack-timeout", str(cfg.ack_timeout), "--id-prefix", cfg.id_prefix)
+            "--seed", str(cfg.seed), "--ack-timeout", str(cfg.ack_timeout), "--id-prefix", cfg.id_prefix,
+            "--window", str(cfg.window),
+            *(["--recording", "strip", "--strip-seconds", str(cfg.strip_seconds),
+               "--strips-per-day", str(cfg.strips_per_day), "--strip-chunks", str(cfg.strip_chunks)]
+              if cfg.recording == "strip" else []))
     raise ConfigError(f"unknown component {name!r}; use broker, ingest or devices")
 
 
@@ -105,7 +111,10 @@ def start_component(sd: StateDir, cfg: StackConfig, name: str, progress: Progres
         proxy = sd.component(f"proxy-{name}")
         if proxy.state() == DEAD:  # e.g. `ecgpipe start ingest` after `down`: its link comes first
             start_component(sd, cfg, proxy.name, progress)
-    pid = comp.start(component_argv(sd, cfg, name))
+    env = None
+    if cfg.clock_origin is not None and cfg.clock_anchor is not None:
+        env = {**os.environ, **shared_clock_env(cfg.clock_origin, cfg.clock_anchor)}
+    pid = comp.start(component_argv(sd, cfg, name), env=env)
     alive = lambda: comp.state() == RUNNING  # noqa: E731
     if name == "broker":
         ok = wait_port(cfg.host, cfg.port, deadline_s or 10, alive=alive)

@@ -44,8 +44,17 @@ class StackConfig:
     id_prefix: str = "hc"
     proxy_ingest_port: int = 0  # ingest reaches the broker through this proxy (0: `up` picks one)
     proxy_devices_port: int = 0  # the fleet reaches the broker through this one
+    recording: str = "continuous"  # or "strip": 30-s strips a few times a day
+    strip_seconds: float = 30.0
+    strips_per_day: int = 3
+    strip_chunks: int = 1
+    window: int = 50  # end-to-end: readings in flight per device before it waits for acks
+    clock_origin: float | None = None  # shared simulated clock (scenario runs): sim time at the anchor
+    clock_anchor: float | None = None  # real Unix time at which simulated time starts moving
 
     def __post_init__(self) -> None:
+        if self.recording not in ("continuous", "strip"):
+            raise ConfigError(f"recording must be continuous or strip, not {self.recording!r}")
         if self.delivery not in DELIVERY_MODES:
             raise ConfigError(f"--delivery must be one of {', '.join(DELIVERY_MODES)}, not {self.delivery!r}")
         if self.outbox_policy not in POLICIES:

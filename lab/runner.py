@@ -1,0 +1,206 @@
+"""`ecgpipe scenario run`: run a scenario against the real stack, check it, write the report.
+
+For each variant (e.g. each delivery mode) the runner starts a stack in `OUT/<variant>/state`
+whose processes share one simulated clock (ecgcore.clock.shared_clock_env): simulated time
+stands still at SCENARIO_ORIGIN until every process is healthy, then runs `speed` times
+faster than real time. The runner applies the plan's fault steps at their simulated times
+(network faults through the link proxies, process faults with signals), records process
+faults in history/nemesis.jsonl, stops the fleet at the end, lets ingest drain, and hands
+the state dir's history to the pure checker. The generator/nemesis/checker split follows
+Jepsen: this module only produces a history.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ecgcore.clock import ScaledClock
+from ecgcore.files import JsonLines
+from lab import proxyctl, stack
+from lab.checker import CheckResult, check
+from lab.errors import ComponentError, ConfigError
+from lab.history import load_history, label_windows
+from lab.procs import RUNNING
+from lab.report import build_report
+from lab.scenario import Scenario, Step, Variant, plan
+from lab.statedir import StackConfig, StateDir
+
+SCENARIO_ORIGIN = 1_688_947_200.0  # 2023-07-10T00:00:00Z: the week of the CardioComm outage
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class VariantRun:
+    variant: str
+    ok: bool
+    verdict_lines: tuple[str, ...]
+    result: CheckResult
+    report: dict[str, Any]
+    out_dir: Path
+
+
+def with_devices(var: Variant, devices: int | None) -> Variant:
+    """The variant with a smaller (or larger) fleet: a compressed form for quick runs and CI.
+    A fleet split into profiles keeps their proportions (each profile at least one device)."""
+    if devices is None or devices == var.fleet.devices:
+        return var
+    if devices < 1:
+        raise ConfigError(f"--devices must be at least 1, got {devices}")
+    fleet = var.fleet
+    profiles = fleet.profiles
+    if profiles:
+        sizes = [max(1, round(p.devices * devices / fleet.devices)) for p in profiles]
+        sizes[-1] = max(1, devices - sum(sizes[:-1]))
+        if sum(sizes) != devices:
+            raise ConfigError(f"--devices {devices} is too few for {len(profiles)} patient profiles")
+        profiles = tuple(replace(p, devices=n) for p, n in zip(profiles, sizes, strict=True))
+    return replace(var, fleet=replace(fleet, devices=devices, profiles=profiles))
+
+
+def stack_config(scn: Scenario, var: Variant, speed: float, anchor: float) -> StackConfig:
+    f, b = var.fleet, var.broker
+    return StackConfig(
+        devices=f.devices, delivery=f.delivery, max_queued=b.max_queued, persistence=b.persistence,
+        outbox_capacity=f.outbox_capacity, outbox_policy=f.outbox_policy, seed=scn.seed,
+        sample_rate=f.sample_rate, chunk_seconds=f.chunk, ack_timeout=f.ack_timeout, speed=speed,
+        recording=f.recording, strip_seconds=f.strip_length or 30.0, strips_per_day=f.strips_per_day or 3,
+        strip_chunks=f.strip_chunks or 1, window=f.window, clock_origin=SCENARIO_ORIGIN, clock_anchor=anchor,
+    )
+
+
+class Nemesis:
+    """Applies one plan step to a running stack and records process faults."""
+
+    def __init__(self, sd: StateDir, cfg: StackConfig, clock: ScaledClock, say: Say) -> None:
+        self.sd, self.cfg, self.clock, self.say = sd, cfg, clock, say
+        self.history = JsonLines(sd.root / "history" / "nemesis.jsonl")
+
+    def record(self, step: Step) -> None:
+        rec: dict[str, Any] = {"t": round(self.clock.now(), 3), "event": step.event, "fault": step.kind,
+                               "target": step.target, "id": step.fault_id}
+        if step.target == "broker":
+            rec["persistence"] = self.cfg.persistence
+        self.history.append(rec)
+
+    def _start(self, name: str) -> None:
+        try:
+            stack.start_component(self.sd, self.cfg, name, deadline_s=5.0)
+        except ComponentError as exc:
+            if self.sd.component(name).state() != RUNNING:
+                raise
+            self.say(f"      note: {name} started but is not healthy yet ({exc})")
+
+    def apply(self, step: Step) -> None:
+        a, target = step.action, step.target or ""
+        if a == "apply":
+            params = {k: v for k, v in step.params.items() if k != "kind"}
+            proxyctl.send(self.sd.root, target, step.params["kind"], self.clock, **params)
+        elif a == "heal":
+            proxyctl.send(self.sd.root, target, "heal", self.clock)
+        elif a in ("kill", "term", "stop"):
+            self.record(step)
+            stack.kill(self.sd, target, a.upper())
+        elif a == "start":
+            if self.sd.component(target).state() != RUNNING:
+                self._start(target)
+            self.record(step)
+        elif a == "cont":
+            stack.resume(self.sd, target)
+            self.record(step)
+
+
+def _snapshot(sd: StateDir) -> str:
+    from devices import inspect as dev_inspect
+    from ingest import inspect as ing_inspect
+
+    buffered = sum(r["buffered"] for r in dev_inspect.device_summaries(sd.outbox_db))
+    stored = ing_inspect.totals(sd.ingest_db)["stored"]
+    return f"outboxes {buffered:>6}, ingest stored {stored:>7}"
+
+
+def _fmt_sim(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3 * 3600 else f"{seconds:.0f} s"
+
+
+def _wait_quiet(sd: StateDir, quiet_s: float, deadline_s: float) -> None:
+    from ingest import inspect as ing_inspect
+
+    last, since, end = -1, time.monotonic(), time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        n = ing_inspect.totals(sd.ingest_db)["stored"]
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+        time.sleep(0.2)
+
+
+def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Say) -> VariantRun:
+    vdir = out / var.name
+    sd = StateDir(vdir / "state")
+    startup_s = 12.0 + var.fleet.devices / 100
+    anchor = time.time() + startup_s
+    cfg = stack_config(scn, var, speed, anchor)
+    say(f"--- {scn.name} / {var.name}: {var.fleet.devices} devices, {var.fleet.delivery}, "
+        f"{_fmt_sim(scn.duration)} simulated at {speed:g}x (about {scn.duration / speed:.0f} s)")
+    cfg = stack.up(sd, cfg, progress=lambda m: say("      " + m))
+    clock = ScaledClock(speed=speed, origin=SCENARIO_ORIGIN, anchor=anchor)
+    if time.time() > anchor:
+        say(f"      note: the stack took {time.time() - anchor + startup_s:.0f} s to start; the run began "
+            f"{time.time() - anchor:.1f} s before it was healthy")
+    nemesis = Nemesis(sd, cfg, clock, say)
+    steps = plan(scn, speed, var.name)
+    next_note = time.monotonic() + 5
+    try:
+        for step in steps:
+            while clock.monotonic() < step.at:
+                time.sleep(min(0.05, max(0.0, clock.to_wall(step.at - clock.monotonic()))))
+                if time.monotonic() >= next_note:
+                    next_note = time.monotonic() + 5
+                    say(f"      t = {_fmt_sim(clock.monotonic()):>8}: {_snapshot(sd)}")
+            if step.action == "end":
+                break
+            say(f"      t = {_fmt_sim(step.at):>8}: {step.action} {step.target} ({step.fault_id})")
+            nemesis.apply(step)
+        say("      run over: stopping the devices, letting ingest drain")
+        stack.kill(sd, "devices", "TERM")
+        _wait_quiet(sd, quiet_s=2.0, deadline_s=60.0)
+    finally:
+        stack.down(sd)
+        nemesis.history.close()
+    hist = load_history(sd.root)
+    names = [(f.id, f.kind, f.target, SCENARIO_ORIGIN + f.start) for f in scn.faults]
+    hist = label_windows(hist, names, tolerance_s=max(2.0, 2.0 * speed))
+    result = check(hist, var.expect, grace_s=0.1 * speed + 1.0)
+    ledger = build_report(sd)
+    report = {"scenario": scn.name, "description": scn.description, "variant": var.name, "speed": speed,
+              "seed": scn.seed, "duration_s": scn.duration, "ok": bool(result.ok),
+              "verdict": list(result.verdict_lines), "check": result.as_dict(max_listed=200),
+              "ledger": {k: ledger[k] for k in ("totals", "broker", "latency_s", "balanced")}}
+    vdir.mkdir(parents=True, exist_ok=True)
+    (vdir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, default=str))
+    try:
+        from lab.figures import write_figures
+
+        write_figures(hist, result, sd, vdir, title=f"{scn.name} / {var.name}")
+    except Exception as exc:  # a figure must never hide the verdict
+        say(f"      note: figures not written: {type(exc).__name__}: {exc}")
+    return VariantRun(var.name, bool(result.ok), tuple(result.verdict_lines), result, report, vdir)
+
+
+def summary(runs: list[VariantRun]) -> str:
+    lines = []
+    for r in runs:
+        t = r.result.totals
+        causes = ", ".join(f"{c} {n}" for c, n in t.lost_by_cause.items() if n)
+        lines.append(f"{r.variant:<16} {'PASS' if r.ok else 'FAIL'}  generated {t.generated}, stored {t.stored}, "
+                     f"buffered {t.buffered}, evicted {t.evicted}, lost {t.lost}"
+                     + (f" ({causes})" if causes else "") + f", duplicates {t.duplicates}")
+        lines += [f"    {v}" for v in r.verdict_lines]
+        lines.append(f"    report: {r.out_dir / 'report.json'}")
+    return "\n".join(lines)
