@@ -37,14 +37,15 @@ def cpu_seconds(pid: int | None) -> float:
         return 0.0
 
 
-def run_one(n: int, seconds: float, root: Path) -> dict[str, object]:
+def run_one(n: int, seconds: float, root: Path, proxies: bool) -> dict[str, object]:
     sd = StateDir(root / f"n{n}")
     cfg = StackConfig(devices=n, delivery="end-to-end", max_queued=100_000, ack_timeout=10.0,
-                      outbox_capacity=5000)
+                      outbox_capacity=5000, proxies=proxies)
     t_up = time.monotonic()
     stack.up(sd, cfg)
     up_s = time.monotonic() - t_up
-    pids = {c: sd.component(c).pid() for c in ("broker", "ingest", "devices")}
+    names = ("broker", "ingest", "devices") + (("proxy-ingest", "proxy-devices") if proxies else ())
+    pids = {c: sd.component(c).pid() for c in names}
     cpu0 = {c: cpu_seconds(p) for c, p in pids.items()}
     g0, t0 = generated_total(sd), time.monotonic()
     end = t0 + seconds
@@ -74,11 +75,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--devices", default="500,1000,2000,3000")
     p.add_argument("--seconds", type=float, default=40.0)
+    p.add_argument("--via-proxy", action="store_true",
+                   help="route ingest and fleet through the lab's TCP proxies (as `ecgpipe up` does)")
     a = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ecgpipe-bench-cap-"))
     results = []
     for n in [int(x) for x in a.devices.split(",")]:
-        r = run_one(n, a.seconds, root)
+        r = run_one(n, a.seconds, root, a.via_proxy)
         results.append(r)
         print(json.dumps(r), flush=True)
     base = results[0]

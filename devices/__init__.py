@@ -5,6 +5,8 @@ Modules, one responsibility each:
     profile       PatientProfile and fleet_profiles(n, seed)
     ecg_source    ECG banks (neurokit2 ecgsyn, cached; or synthetic) and per-device EcgStream
     outbox        the fleet's SQLite outbox: rows, seq counters, evictions
+    schedule      StripSchedule: when a device in strip mode records (pure)
+    history       the fleet's event history, history/devices.jsonl (one buffered writer)
     device        the per-device state machine (pure: no paho, no sockets)
     mqtt_adapter  every device's MQTT connection on one selector (the only paho import)
     fleet         the event loop that owns all of the above

@@ -4,7 +4,9 @@
                       [--outbox-capacity 5000] [--outbox-policy drop-oldest|reject-new]
                       [--chunk-seconds 1.0] [--sample-rate 250] [--seed 0] [--speed 1.0]
                       [--id-prefix hc] [--ack-timeout 10] [--window 50]
-                      [--ecg-source ecgsyn|synthetic]
+                      [--ecg-source ecgsyn|synthetic] [--history | --no-history]
+                      [--recording continuous|strip] [--strip-seconds 30]
+                      [--strips-per-day 3] [--strip-chunks 1]
 
 Bad arguments: one error line on stderr, exit 2. SIGTERM or SIGINT: a
 graceful stop, exit 0. A device-side failure: one line on stderr, exit 1.
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from devices.device import Delivery
+from devices.device import RECORDINGS, Delivery
 from devices.errors import ConfigError, DeviceError
 from devices.fleet import SOURCES, Fleet, FleetConfig
 from devices.outbox import POLICIES
@@ -52,10 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     p.add_argument("--id-prefix", default="hc", help="device ids are PREFIX-0000, PREFIX-0001...")
     p.add_argument("--ack-timeout", type=float, default=10.0,
-                   help="end-to-end: simulated seconds before an unacked reading is re-sent")
+                   help="end-to-end: real seconds (whatever --speed) before an unacked "
+                        "reading is re-sent")
     p.add_argument("--window", type=int, default=50, help="readings in flight per device")
     p.add_argument("--ecg-source", choices=SOURCES, default="ecgsyn",
                    help="ecgsyn (neurokit2, cached) or synthetic (cheap, for tests)")
+    p.add_argument("--history", action=argparse.BooleanOptionalAction, default=True,
+                   help="append device events to DIR/history/devices.jsonl (default: on)")
+    p.add_argument("--recording", choices=RECORDINGS, default="continuous",
+                   help="continuous chunks, or scheduled strips (HeartCheck CardiBeat)")
+    p.add_argument("--strip-seconds", type=float, default=30.0,
+                   help="strip mode: seconds of ECG per strip")
+    p.add_argument("--strips-per-day", type=int, default=3,
+                   help="strip mode: strips per simulated day (one per equal slot, jittered)")
+    p.add_argument("--strip-chunks", type=int, default=1,
+                   help="strip mode: readings per strip (1: the whole strip in one reading)")
     return p
 
 
@@ -69,6 +82,8 @@ def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
             outbox_policy=ns.outbox_policy, chunk_seconds=ns.chunk_seconds,
             sample_rate=ns.sample_rate, seed=ns.seed, speed=ns.speed, id_prefix=ns.id_prefix,
             ack_timeout=ns.ack_timeout, window=ns.window, ecg_source=ns.ecg_source,
+            history=ns.history, recording=ns.recording, strip_seconds=ns.strip_seconds,
+            strips_per_day=ns.strips_per_day, strip_chunks=ns.strip_chunks,
         )
     except ConfigError as exc:
         parser.error(str(exc))  # exits 2

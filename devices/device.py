@@ -10,10 +10,25 @@ A `Device` is given its clock, its ECG stream, the fleet's outbox, a delivery mo
 and forwards link events: `on_connected()`, `on_disconnected()`, `on_puback(mid, ok)`,
 `on_ack(ranges)`.
 
-Generation follows simulated time, not the loop: chunk k covers
-[start + k*chunk_seconds, start + (k+1)*chunk_seconds) and is generated once that interval
-has passed, with captured_at = start_wall + k*chunk_seconds. A late loop catches up
-(at most `max_catchup` chunks; older ones are skipped, never assigned a seq).
+Generation follows simulated time, not the loop. Two recording modes:
+
+    continuous  chunk k covers [start + k*chunk_seconds, start + (k+1)*chunk_seconds) and
+                is generated once that interval has passed, with
+                captured_at = start_wall + k*chunk_seconds. A late loop catches up (at most
+                `max_catchup` chunks; older ones are skipped, never assigned a seq).
+    strip       the device records `strip_seconds` of ECG at the times of its
+                `StripSchedule` (devices/schedule.py: `strips_per_day` per UTC day, seeded
+                per device). A strip is generated once it is complete: `strip_chunks`
+                readings with consecutive seqs, generated together (so they share one
+                outbox commit: a strip is in the outbox whole or not at all), each naming
+                it with strip_id = (seq of its first chunk) + 1, chunk = 0..N-1, chunks = N.
+                Chunk i's captured_at is the time of its own first sample (chunk 0: the
+                strip's start). A late loop (or a long sleep under time compression)
+                records every strip that fell due; `max_catchup` then counts whole strips,
+                never chunks, so a strip is never cut. Only strips beyond that many are
+                skipped (no seq used). The first strip of a boot is the first one that
+                starts at or after the boot (a strip that started while the device was off
+                is not recorded).
 
 Publishing. A reading goes out *live* (flags 0) if the device is connected and nothing
 older is waiting to be sent; otherwise the outbox drains oldest-first, each reading
@@ -24,8 +39,17 @@ Letting go (the delivery modes of docs/architecture.md):
     fire-and-forget  QoS 0; the row is deleted when the publisher accepts the publish
     broker-ack       QoS 1; the row is deleted at the PUBACK of its message id
     end-to-end       QoS 1; the row is deleted when an ack on heartcheck/<id>/ack covers
-                     its seq; sent readings not acked within `ack_timeout` simulated
-                     seconds are sent again
+                     its seq; sent readings not acked within `ack_timeout` REAL seconds
+                     (a network round trip, so it does not shrink under time compression:
+                     the deadline is `ack_timeout * clock.speed` simulated seconds) are
+                     sent again
+
+History. Every step above is recorded on the injected `DeviceHistory` (devices/history.py):
+`boot` at construction, `generated` just before the outbox append (the fleet flushes the
+history before it commits), `evicted` for what the append evicted, `published` for every
+accepted publish (live or backlog, first send or re-send), `broker_acked` for every
+successful PUBACK of a known message id, `ingest_acked` once per row an end-to-end ack
+deleted. Events carry the reading's own boot epoch.
 
 On disconnect every message id is forgotten and every unreleased row becomes unsent again;
 after the next connect the outbox is re-sent from its oldest row.
@@ -33,15 +57,20 @@ after the next connect the outbox is re-sent from its oldest row.
 
 from __future__ import annotations
 
+import collections
 import enum
 import math
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from devices.ecg_source import GAIN_UV, EcgStream
 from devices.errors import ConfigError
+from devices.history import DeviceHistory, NoHistory
 from devices.outbox import Outbox
 from devices.profile import PatientProfile
+from devices.schedule import StripSchedule
 from ecgcore.clock import Clock
 from wire import FLAG_BACKLOG, Reading, decode_reading, ecg_topic, encode_reading
 from wire.reading import MAX_SAMPLE_RATE, MAX_SAMPLES
@@ -55,6 +84,9 @@ class Delivery(enum.StrEnum):
     @property
     def qos(self) -> int:
         return 0 if self is Delivery.FIRE_AND_FORGET else 1
+
+
+RECORDINGS = ("continuous", "strip")
 
 
 class Publisher(Protocol):
@@ -73,10 +105,29 @@ class DeviceConfig:
     ack_timeout: float = 10.0
     window: int = 50
     gain_uv: float = GAIN_UV
-    max_catchup: int = 60  # chunks a late loop may generate at once before skipping ahead
+    max_catchup: int = 60  # chunks (strip mode: whole strips) a late loop may generate at once
+    recording: str = "continuous"
+    strip_seconds: float = 30.0
+    strips_per_day: int = 3
+    strip_chunks: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "delivery", Delivery(self.delivery))
+        if self.recording not in RECORDINGS:
+            raise ConfigError(f"recording {self.recording!r} is not one of {RECORDINGS}")
+        if self.recording == "strip":
+            StripSchedule(0, self.strips_per_day, self.strip_seconds)  # validates both
+            if not 1 <= self.strip_chunks <= 65_535:
+                raise ConfigError(f"strip chunks must be in 1..65535, got {self.strip_chunks}")
+            total = self.samples_per_strip
+            if not self.strip_chunks <= total:
+                raise ConfigError(f"a strip of {total} samples cannot be cut into "
+                                  f"{self.strip_chunks} chunks")
+            if math.ceil(total / self.strip_chunks) > MAX_SAMPLES:
+                raise ConfigError(
+                    f"a strip of {self.strip_seconds:g} s at {self.sample_rate} Hz in "
+                    f"{self.strip_chunks} chunk(s) makes readings of more than {MAX_SAMPLES} "
+                    "samples; use more --strip-chunks")
         if not 1 <= self.sample_rate <= MAX_SAMPLE_RATE:
             raise ConfigError(f"sample rate {self.sample_rate} Hz is not in 1..{MAX_SAMPLE_RATE}")
         if not (math.isfinite(self.chunk_seconds) and self.chunk_seconds > 0):
@@ -97,6 +148,10 @@ class DeviceConfig:
     def samples_per_chunk(self) -> int:
         return round(self.chunk_seconds * self.sample_rate)
 
+    @property
+    def samples_per_strip(self) -> int:
+        return round(self.strip_seconds * self.sample_rate)
+
 
 @dataclass
 class DeviceStats:
@@ -110,6 +165,8 @@ class DeviceStats:
     evicted: int = 0
     skipped_chunks: int = 0
     rejected_publishes: int = 0
+    strips: int = 0
+    skipped_strips: int = 0
 
 
 class Device:
@@ -117,7 +174,7 @@ class Device:
 
     def __init__(self, device_id: str, profile: PatientProfile, stream: EcgStream,
                  outbox: Outbox, publisher: Publisher, clock: Clock, config: DeviceConfig,
-                 *, start_offset: float = 0.0) -> None:
+                 *, start_offset: float = 0.0, history: DeviceHistory | None = None) -> None:
         self.device_id = device_id
         self.profile = profile
         self.config = config
@@ -127,15 +184,27 @@ class Device:
         self._clock = clock
         self._topic = ecg_topic(device_id)
         self._qos = config.delivery.qos
-        self.boot_epoch, self.next_seq = outbox.register(device_id, profile, clock.now())
+        self._history: DeviceHistory = history if history is not None else NoHistory()
+        # the ack timeout is real time: in simulated seconds it grows with the clock's speed
+        self._ack_timeout = config.ack_timeout * clock.speed
+        booted_at = clock.now()
+        self.boot_epoch, self.next_seq = outbox.register(device_id, profile, booted_at)
+        self._history.boot(booted_at, device_id, self.boot_epoch, self.next_seq)
         # chunk k covers [start + k*cs, start + (k+1)*cs) of simulated time
         self._start_mono = clock.monotonic() + start_offset
-        self._start_wall = clock.now() + start_offset
+        self._start_wall = booted_at + start_offset
         self._k = 0
+        self._schedule: StripSchedule | None = None
+        if config.recording == "strip":
+            self._schedule = StripSchedule(profile.seed, config.strips_per_day,
+                                           config.strip_seconds)
+            self._wall_minus_mono = booted_at - clock.monotonic()
+            self._slot = self._schedule.first_at_or_after(booted_at)
+            self._set_next_strip()
         self.connected = False
         self._cursor = -1  # every outbox row with seq <= cursor is in _sent (or released)
         self._sent: dict[int, float] = {}  # seq -> monotonic deadline for a resend
-        self._mids: dict[int, int] = {}  # message id -> seq (QoS 1, this connection)
+        self._mids: dict[int, tuple[int, int]] = {}  # mid -> (seq, boot) (QoS 1, this connection)
         self._fresh: list[tuple[int, bytes]] = []  # generated this tick, not yet published
         self.stats = DeviceStats()
 
@@ -143,11 +212,26 @@ class Device:
 
     @property
     def next_due(self) -> float:
-        """Simulated monotonic time at which the next chunk is complete."""
+        """Simulated monotonic time at which the next chunk (strip mode: strip) is complete."""
+        if self._schedule is not None:
+            return self._strip_due
         return self._start_mono + (self._k + 1) * self.config.chunk_seconds
 
+    @property
+    def next_strip_start(self) -> float | None:
+        """Strip mode: simulated wall time at which the next strip starts (None otherwise)."""
+        return self._strip_start if self._schedule is not None else None
+
+    def _set_next_strip(self) -> None:
+        assert self._schedule is not None
+        self._strip_start = self._schedule.start(*self._slot)
+        self._strip_due = (self._strip_start + self.config.strip_seconds
+                           - self._wall_minus_mono)
+
     def generate(self) -> int:
-        """Turn every chunk of simulated time that has passed into an outbox row."""
+        """Turn every chunk (strip) of simulated time that has passed into outbox rows."""
+        if self._schedule is not None:
+            return self._generate_strips()
         now = self._clock.monotonic()
         cs = self.config.chunk_seconds
         if now < self.next_due:
@@ -159,26 +243,62 @@ class Device:
             self.stats.skipped_chunks += skip
         made = 0
         while self._k < complete:
-            self._make_reading(self._start_wall + self._k * cs)
+            self._make_reading(self._start_wall + self._k * cs,
+                               self._stream.next_chunk(self.config.samples_per_chunk))
             self._k += 1
             made += 1
         return made
 
-    def _make_reading(self, captured_at: float) -> None:
+    def _generate_strips(self) -> int:
+        now = self._clock.monotonic()
+        if now < self._strip_due:
+            return 0
+        due: collections.deque[float] = collections.deque(maxlen=self.config.max_catchup)
+        skipped = 0
+        while self._strip_due <= now:
+            if len(due) == due.maxlen:
+                skipped += 1  # the oldest is pushed out: only the newest max_catchup are kept
+            due.append(self._strip_start)
+            assert self._schedule is not None
+            self._slot = self._schedule.next_slot(*self._slot)
+            self._set_next_strip()
+        self.stats.skipped_strips += skipped
+        return sum(self._record_strip(start) for start in due)
+
+    def _record_strip(self, start: float) -> int:
+        """One strip starting at `start` (simulated wall time): its chunks, consecutive seqs."""
+        cfg = self.config
+        samples = self._stream.next_chunk(cfg.samples_per_strip)
+        strip_id = self.next_seq + 1  # unique per device for good: seqs never repeat
+        first = 0
+        for i, part in enumerate(np.array_split(samples, cfg.strip_chunks)):
+            self._make_reading(start + first / cfg.sample_rate, part,
+                               strip_id=strip_id, chunk=i, chunks=cfg.strip_chunks)
+            first += part.size
+        self.stats.strips += 1
+        return cfg.strip_chunks
+
+    def _make_reading(self, captured_at: float, samples: np.ndarray, *, strip_id: int = 0,
+                      chunk: int = 0, chunks: int = 1) -> None:
         cfg = self.config
         reading = Reading(
             device_id=self.device_id, boot_epoch=self.boot_epoch, seq=self.next_seq,
             captured_at=captured_at, sample_rate_hz=cfg.sample_rate, gain_uv=cfg.gain_uv,
-            samples=self._stream.next_chunk(cfg.samples_per_chunk),
+            samples=samples, strip_id=strip_id, chunk=chunk, chunks=chunks,
         )
         payload = encode_reading(reading)
+        now = self._clock.now()
+        # recorded before the append; the fleet flushes the history before it commits
+        self._history.generated(now, self.device_id, self.boot_epoch, reading.seq, captured_at)
         result = self._outbox.append(
-            self.device_id, reading.seq, self.boot_epoch, captured_at, payload,
-            self._clock.now(),
+            self.device_id, reading.seq, self.boot_epoch, captured_at, payload, now,
         )
         self.next_seq += 1
         self.stats.generated += 1
         if result.evicted_seq is not None:
+            assert result.evicted_boot is not None and result.reason is not None
+            self._history.evicted(now, self.device_id, result.evicted_boot, result.evicted_seq,
+                                  result.reason)
             self.stats.evicted += 1
             self._sent.pop(result.evicted_seq, None)
             self._fresh = [f for f in self._fresh if f[0] != result.evicted_seq]
@@ -231,20 +351,26 @@ class Device:
 
     def _send(self, rows: list[tuple[int, bytes]], *, live: bool, now: float) -> int:
         accepted: list[int] = []
+        at = self._clock.now()
         for seq, payload in rows:
-            wire = payload if live else encode_reading(decode_reading(payload), flags=FLAG_BACKLOG)
+            if live:
+                wire, boot = payload, self.boot_epoch  # generated this tick, by this boot
+            else:
+                reading = decode_reading(payload)
+                wire, boot = encode_reading(reading, flags=FLAG_BACKLOG), reading.boot_epoch
             mid = self._publisher.publish(self._topic, wire, self._qos)
             if mid is None:
                 self.stats.rejected_publishes += 1
                 break
+            self._history.published(at, self.device_id, boot, seq, self._qos, not live)
             accepted.append(seq)
             self._cursor = max(self._cursor, seq)
             if self.config.delivery is Delivery.FIRE_AND_FORGET:
                 continue
-            self._mids[mid] = seq
+            self._mids[mid] = (seq, boot)
             self._sent.pop(seq, None)  # re-insert: _sent stays ordered by send time
             self._sent[seq] = (
-                now + self.config.ack_timeout
+                now + self._ack_timeout
                 if self.config.delivery is Delivery.END_TO_END
                 else math.inf  # broker-ack waits for the PUBACK or the disconnect
             )
@@ -255,8 +381,20 @@ class Device:
         if self.config.delivery is Delivery.FIRE_AND_FORGET:
             self.stats.released += self._outbox.delete(self.device_id, accepted)
         else:
-            self._outbox.mark_sent(self.device_id, accepted, self._clock.now())
+            self._outbox.mark_sent(self.device_id, accepted, at)
         return len(accepted)
+
+    def wake_at(self) -> float:
+        """Simulated monotonic time at which this device next needs the fleet's tick:
+        its next chunk/strip, its earliest re-send deadline, or at once (-inf) if it is
+        connected with unsent rows and room in its window."""
+        t = self.next_due
+        if self.connected:
+            if self.unsent > 0 and len(self._sent) < self.config.window:
+                return -math.inf
+            if self._sent:
+                t = min(t, min(self._sent.values()))
+        return t
 
     # --- link events --------------------------------------------------------------------
 
@@ -276,11 +414,16 @@ class Device:
 
     def on_puback(self, mid: int, ok: bool = True) -> None:
         """The broker acknowledged a QoS 1 publish (ok=False: with a failure reason code)."""
-        seq = self._mids.pop(mid, None)
-        if seq is None or seq not in self._sent:
+        entry = self._mids.pop(mid, None)
+        if entry is None:
+            return
+        seq, boot = entry
+        if ok:
+            self._history.broker_acked(self._clock.now(), self.device_id, boot, seq)
+        if seq not in self._sent:
             return
         if not ok:
-            self._sent[seq] = self._clock.monotonic() + self.config.ack_timeout
+            self._sent[seq] = self._clock.monotonic() + self._ack_timeout
         elif self.config.delivery is Delivery.BROKER_ACK:
             del self._sent[seq]
             self.stats.released += self._outbox.delete(self.device_id, [seq])
@@ -291,6 +434,10 @@ class Device:
             return 0
         for seq in [s for s in self._sent if any(a <= s <= b for a, b in ranges)]:
             del self._sent[seq]
-        n = self._outbox.delete_ranges(self.device_id, ranges)
-        self.stats.released += n
-        return n
+        released = self._outbox.release_ranges(self.device_id, ranges)
+        if released:
+            at = self._clock.now()
+            for seq, boot in released:
+                self._history.ingest_acked(at, self.device_id, boot, seq)
+        self.stats.released += len(released)
+        return len(released)

@@ -4,7 +4,8 @@
     ├── ConfigError            a bad fleet option or device setting (CLI arguments included)
     ├── ProfileError           a patient profile out of its physiological range
     ├── EcgSourceError         the ECG bank could not be generated, validated or cached
-    └── OutboxError            the SQLite outbox is unusable or its bookkeeping disagrees
+    ├── OutboxError            the SQLite outbox is unusable or its bookkeeping disagrees
+    └── HistoryError           the event history (history/devices.jsonl) cannot be written
 """
 
 
@@ -25,4 +26,8 @@ class EcgSourceError(DeviceError):
 
 
 class OutboxError(DeviceError):
+    pass
+
+
+class HistoryError(DeviceError):
     pass

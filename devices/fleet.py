@@ -3,16 +3,49 @@
 Each loop iteration:
 
     1. wait in the selector (epoll) until a socket is ready or the next deadline
-       (next tick, next connection attempt, next keepalive pass), converted to real
-       seconds with `clock.to_wall()`;
+       (next tick, next connection attempt, next keepalive pass, next devices.json), all
+       kept in real seconds, and never more than a second (so a stop request is seen
+       within a second);
     2. read/write the ready sockets (paho's callbacks only queue events);
     3. start due connection attempts, run paho's keepalive about once a wall second;
     4. route queued events to their devices (connects, PUBACKs, end-to-end acks);
-    5. on a tick (every `tick_seconds` of real time): generate every complete chunk,
-       commit the outbox ONCE for all devices, then let every device publish.
-       Publishing comes after the commit, so nothing is ever published under a seq that
-       a kill -9 could hand out again;
-    6. about once a second, write fleet/devices.json (atomically) and log what changed.
+    5. on a tick: generate every complete chunk (strip), flush the history, commit the
+       outbox ONCE for all devices, then let every device publish and flush the history
+       again. Publishing comes after the commit, so nothing is ever published under a
+       seq that a kill -9 could hand out again; the history reaches the OS before the
+       commit (a `generated` line exists for every durable seq) and before paho writes
+       the published bytes (at the next poll);
+    6. about once a (wall) second, write fleet/devices.json (atomically) and log what changed.
+
+When the ticks come. Continuous recording: every `tick_seconds` of real time. Strip
+recording: the loop sleeps until the next tick is needed, i.e. the earliest of every
+device's `wake_at()` (its next strip's end, its next re-send deadline; at once if it has
+unsent rows and window room), converted to real seconds with `clock.to_wall()`, and a
+routed event (connect, PUBACK, ack) brings the next tick forward to at most
+`tick_seconds` after the last one. So an idle strip fleet only wakes for the network's
+own timers.
+
+Simulated time and real time. The injected clock runs `speed` simulated seconds per
+real second (`--speed`, ecgcore.clock.ScaledClock). Two clocks, so that neither has to
+be derived from the other:
+
+    simulated: the injected `Clock`         real: `real_clock` (default time.monotonic)
+    ------------------------------------   ---------------------------------------------
+    chunk boundaries, captured_at          the tick period (tick_seconds)
+    the strip schedule (times of day)      loop_misc once a real second (paho keepalive
+    every timestamp: history `t`, outbox     PINGREQs), paho's own keepalive/connect timers
+      enqueued_at/evicted_at, devices.json  the reconnect backoff (devices/mqtt_adapter.py)
+      updated_at/since, status messages     devices.json and log cadence, eviction log
+    the end-to-end ack timeout, kept as     the selector's timeout
+      ack_timeout * speed simulated s
+
+Network timers are real because the broker and the network are: compressing a 30-s
+backoff to 8 ms at --speed 3600 would be a reconnect storm. They do not read the
+simulated clock at all, so they also keep running while a lab's shared clock stands still
+before its anchor (ecgcore.clock.ScaledClock): the devices connect, ping and report
+online while nothing is recorded yet. The ack timeout is real too (an ack timeout shorter
+than a real round trip would re-send everything), but it is a device timer, kept in
+simulated seconds as ack_timeout * speed; nothing is sent while the clock stands still.
 
 SIGTERM/SIGINT (installed by `__main__`, or `request_stop()`): stop generating, commit,
 publish a retained "offline" status on every live link, disconnect, and return 0.
@@ -24,6 +57,8 @@ import math
 import os
 import resource
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,9 +66,10 @@ from typing import TextIO
 
 import numpy as np
 
-from devices.device import Delivery, Device, DeviceConfig
+from devices.device import RECORDINGS, Delivery, Device, DeviceConfig
 from devices.ecg_source import EcgStream, make_source
 from devices.errors import ConfigError
+from devices.history import History, NoHistory
 from devices.mqtt_adapter import LinkEvent, MqttHub
 from devices.outbox import POLICIES, Outbox
 from devices.profile import fleet_profiles
@@ -43,6 +79,7 @@ from wire import WireError, decode_ack
 from wire.reading import DEVICE_ID_RE
 
 SOURCES = ("ecgsyn", "synthetic")
+MAX_POLL_WALL = 1.0  # real seconds the loop may block in the selector at most
 
 
 @dataclass(frozen=True)
@@ -66,6 +103,11 @@ class FleetConfig:
     ecg_source: str = "ecgsyn"
     keepalive: int = 10
     tick_seconds: float = 0.1  # real seconds between generate/commit/publish passes
+    history: bool = True  # append device events to DIR/history/devices.jsonl
+    recording: str = "continuous"
+    strip_seconds: float = 30.0
+    strips_per_day: int = 3
+    strip_chunks: int = 1
     device: DeviceConfig = field(init=False)
 
     def __post_init__(self) -> None:
@@ -96,10 +138,18 @@ class FleetConfig:
             raise ConfigError(f"keepalive {self.keepalive} s is out of range")
         if not self.tick_seconds > 0:
             raise ConfigError(f"tick must be positive, got {self.tick_seconds}")
+        if self.recording not in RECORDINGS:
+            raise ConfigError(f"recording {self.recording!r} is not one of {RECORDINGS}")
         object.__setattr__(self, "device", DeviceConfig(
             delivery=self.delivery, chunk_seconds=self.chunk_seconds,
             sample_rate=self.sample_rate, ack_timeout=self.ack_timeout, window=self.window,
+            recording=self.recording, strip_seconds=self.strip_seconds,
+            strips_per_day=self.strips_per_day, strip_chunks=self.strip_chunks,
         ))
+
+    @property
+    def strip_mode(self) -> bool:
+        return self.recording == "strip"
 
     @property
     def fleet_dir(self) -> Path:
@@ -116,6 +166,10 @@ class FleetConfig:
     @property
     def cache_dir(self) -> Path:
         return self.fleet_dir / "ecg-cache"
+
+    @property
+    def history_path(self) -> Path:
+        return self.state_dir / "history" / "devices.jsonl"
 
     def device_ids(self) -> list[str]:
         return [f"{self.id_prefix}-{i:04d}" for i in range(self.devices)]
@@ -137,13 +191,17 @@ class Fleet:
     """Owns the clock, the outbox, the devices and the MQTT hub. See the module docstring."""
 
     def __init__(self, config: FleetConfig, clock: Clock | None = None,
-                 out: TextIO | None = None) -> None:
+                 out: TextIO | None = None,
+                 real_clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.clock = clock if clock is not None else make_clock(config.speed)
+        self._real = real_clock  # network timers and the loop's cadence: real seconds
         self._out = out if out is not None else sys.stdout
         self._stop_requested = False
         self.devices: list[Device] = []
         self.bad_acks = 0
+        self.steps = 0  # loop iterations, and ticks among them (for logs and tests)
+        self.ticks = 0
         self.running = False  # True from the end of start() to the start of shutdown()
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -166,11 +224,18 @@ class Fleet:
         cfg = self.config
         limit = raise_nofile_limit()
         cfg.fleet_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.strip_mode:
+            recording = (f"strips of {cfg.strip_seconds:g} s at {cfg.sample_rate} Hz, "
+                         f"{cfg.strips_per_day}/day, {cfg.strip_chunks} chunk(s) each")
+        else:
+            recording = f"{cfg.sample_rate} Hz x {cfg.chunk_seconds:g} s chunks"
         self.log(f"fleet starting: {cfg.devices} devices, delivery {cfg.delivery}, broker "
-                 f"{cfg.host}:{cfg.port}, {cfg.sample_rate} Hz x {cfg.chunk_seconds:g} s chunks, "
+                 f"{cfg.host}:{cfg.port}, {recording}, "
                  f"ecg {cfg.ecg_source}, speed {cfg.speed:g}, pid {os.getpid()}")
         if limit < cfg.devices + 64:
             self.log(f"warning: the open-file limit {limit} is too low for {cfg.devices} devices")
+        self.history: History | NoHistory = (
+            History(cfg.history_path) if cfg.history else NoHistory())
         self.outbox = Outbox(cfg.outbox_path, capacity=cfg.outbox_capacity,
                              policy=cfg.outbox_policy)
         source = make_source(cfg.ecg_source, cfg.sample_rate, cfg.seed, cfg.cache_dir)
@@ -180,19 +245,23 @@ class Fleet:
             cfg.host, cfg.port, self.clock, np.random.default_rng([cfg.seed, 0x6B0F]),
             keepalive=cfg.keepalive,
             subscribe_acks=cfg.delivery is Delivery.END_TO_END,
+            real_clock=self._real,
         )
         for i, (device_id, profile, stream) in enumerate(
             zip(cfg.device_ids(), profiles, streams, strict=True)
         ):
             link = self.hub.add(device_id, boot_epoch=0)
             device = Device(device_id, profile, stream, self.outbox, link, self.clock, cfg.device,
-                            start_offset=cfg.chunk_seconds * i / cfg.devices)
+                            start_offset=cfg.chunk_seconds * i / cfg.devices,
+                            history=self.history)
             link.boot_epoch = device.boot_epoch
             self.devices.append(device)
+        self.history.flush()  # the boot events, before the commit that makes the boots count
         self.outbox.commit()
         self.running = True
-        now = self.clock.monotonic()
+        now = self._real()
         self._next_tick = now
+        self._last_tick = now
         self._next_report = now
         self._logged_online = 0
         self._logged_evicted = self.outbox.evicted()
@@ -201,34 +270,48 @@ class Fleet:
         boots = sorted({d.boot_epoch for d in self.devices})
         self.log(f"outbox {cfg.outbox_path}: {self.outbox.total()} rows buffered, boot epochs "
                  f"{boots[0]}..{boots[-1]}, capacity {cfg.outbox_capacity} ({cfg.outbox_policy})")
+        if cfg.history:
+            self.log(f"history {cfg.history_path}")
         self._write_devices_json()
 
     def step(self) -> None:
-        """One loop iteration (see the module docstring)."""
-        clock, hub = self.clock, self.hub
-        wait = min(self._next_tick, hub.next_deadline()) - clock.monotonic()
-        hub.poll(min(clock.to_wall(max(0.0, wait)), self.config.tick_seconds))
+        """One loop iteration (see the module docstring). Its deadlines are real seconds."""
+        hub = self.hub
+        self.steps += 1
+        wait = min(self._next_tick, hub.next_deadline(), self._next_report) - self._real()
+        hub.poll(min(max(0.0, wait), MAX_POLL_WALL))
         hub.service()
         self._route(hub.drain())
-        now = clock.monotonic()
+        now = self._real()
         if now >= self._next_tick:
-            self._next_tick = now + self.config.tick_seconds * clock.speed
+            self._last_tick = now
             self._tick()
+            self._next_tick = now + self.config.tick_seconds
+            if self.config.strip_mode:  # sleep until a device needs the tick
+                sim_wait = (min((d.wake_at() for d in self.devices), default=math.inf)
+                            - self.clock.monotonic())
+                if sim_wait > 0:
+                    self._next_tick = max(self._next_tick, now + self.clock.to_wall(sim_wait))
         if now >= self._next_report:
-            self._next_report = now + 1.0 * clock.speed
+            self._next_report = now + 1.0
             self._write_devices_json()
             self._report(now)
 
     def _tick(self) -> None:
+        self.ticks += 1
         now = self.clock.monotonic()
         for d in self.devices:
             if now >= d.next_due:
                 d.generate()
+        self.history.flush()  # generated/evicted/acked lines reach the OS before the commit
         self.outbox.commit()
         for d in self.devices:
             d.pump()
+        self.history.flush()  # published lines reach the OS before paho writes the bytes
 
     def _route(self, events: list[LinkEvent]) -> None:
+        if events:  # something changed: tick within tick_seconds (strip mode may be asleep)
+            self._next_tick = min(self._next_tick, self._last_tick + self.config.tick_seconds)
         for ev in events:
             device = self.devices[ev.index]
             if ev.kind == "puback":
@@ -260,6 +343,7 @@ class Fleet:
         self.running = False
         self.log("fleet stopping: committing the outbox and disconnecting")
         try:
+            self.history.flush()
             self.outbox.commit()
             self.hub.begin_shutdown()
             for _ in range(60):  # at most ~3 s of real time for the goodbyes
@@ -272,7 +356,10 @@ class Fleet:
                 d.on_disconnected()
             self._write_devices_json()
         finally:
-            self.outbox.close()
+            try:
+                self.history.close()  # flushes what the goodbyes routed, before the last commit
+            finally:
+                self.outbox.close()
         self.log(f"fleet stopped: {sum(d.stats.generated for d in self.devices)} readings "
                  f"generated in this run, {self.outbox.total()} buffered, "
                  f"{self.outbox.evicted()} evicted in total")
@@ -313,9 +400,10 @@ class Fleet:
             self.log(f"outbox full: {evicted - self._logged_evicted} readings evicted "
                      f"({self.config.outbox_policy}), {evicted} in total")
             self._logged_evicted = evicted
-            self._next_evict_log = now + 10.0 * self.clock.speed
-        skipped = sum(d.stats.skipped_chunks for d in self.devices)
+            self._next_evict_log = now + 10.0
+        skipped = sum(d.stats.skipped_chunks + d.stats.skipped_strips for d in self.devices)
         if skipped != self._logged_skipped:
-            self.log(f"the loop fell behind: {skipped - self._logged_skipped} chunks skipped "
+            what = "strips" if self.config.strip_mode else "chunks"
+            self.log(f"the loop fell behind: {skipped - self._logged_skipped} {what} skipped "
                      f"(never generated, no seq used), {skipped} in total")
             self._logged_skipped = skipped

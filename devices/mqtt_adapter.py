@@ -20,8 +20,15 @@ client harmless.
 On connect a device publishes a retained "online" status on heartcheck/<id>/status (its
 Last Will, retained QoS 1, says "offline") and, in end-to-end mode, subscribes to
 heartcheck/<id>/ack at QoS 1. A failed or lost connection is retried after an exponential
-backoff with equal jitter (half fixed, half random from the injected generator), in
-simulated seconds, reset by a successful CONNACK.
+backoff with equal jitter (half fixed, half random from the injected generator), reset by
+a successful CONNACK.
+
+Two clocks. The injected `Clock` (simulated time) only stamps things: status messages and
+`Link.since`. Every network timer runs on `real_clock` (default `time.monotonic`), REAL
+seconds whatever `--speed` is and even while a shared lab clock stands still before its
+anchor (ecgcore.clock.ScaledClock): the backoff's delays, `loop_misc()` once a real
+second (paho's keepalive PINGREQs depend on it), and paho's own keepalive and connect
+timeout. `--speed` compresses the recording, not the network.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ import enum
 import heapq
 import selectors
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +96,7 @@ class Link:
     client: mqtt.Client | None = None
     gen: int = 0
     attempt: int = 0  # consecutive failures since the last successful CONNACK
-    next_attempt: float = 0.0  # simulated monotonic time of the next connection attempt
+    next_attempt: float = 0.0  # REAL monotonic time (real_clock) of the next attempt
     since: float = 0.0  # simulated wall time of the last online/offline change
     connects: int = 0
     refused: int = 0  # connection attempts that failed before or at CONNACK
@@ -117,7 +126,8 @@ class MqttHub:
     def __init__(self, host: str, port: int, clock: Clock, rng: np.random.Generator, *,
                  keepalive: int = 10, backoff: Backoff | None = None, inflight: int = 20,
                  subscribe_acks: bool = False, connects_per_pass: int = 100,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0,
+                 real_clock: Callable[[], float] = time.monotonic) -> None:
         self.host = host
         self.port = port
         self.keepalive = keepalive
@@ -130,9 +140,10 @@ class MqttHub:
         self.events: collections.deque[tuple[Any, ...]] = collections.deque()
         self.selector = selectors.DefaultSelector()
         self._clock = clock
+        self._real = real_clock
         self._rng = rng
         self._due: list[tuple[float, int, int]] = []  # (next_attempt, index, gen) heap
-        self._next_misc = clock.monotonic()
+        self._next_misc = real_clock()
         self._closing = False
 
     # --- links --------------------------------------------------------------------------
@@ -140,7 +151,7 @@ class MqttHub:
     def add(self, device_id: str, boot_epoch: int) -> Link:
         """A new link, due to connect at once."""
         link = Link(index=len(self.links), device_id=device_id, boot_epoch=boot_epoch,
-                    next_attempt=self._clock.monotonic(), since=self._clock.now())
+                    next_attempt=self._real(), since=self._clock.now())
         self.links.append(link)
         heapq.heappush(self._due, (link.next_attempt, link.index, link.gen))
         return link
@@ -150,7 +161,7 @@ class MqttHub:
         return sum(1 for link in self.links if link.state is LinkState.CONNECTED)
 
     def next_deadline(self) -> float:
-        """Simulated monotonic time of the next thing `service()` has to do."""
+        """Real monotonic time (`real_clock`) of the next thing `service()` has to do."""
         t = self._next_misc
         if self._due:
             t = min(t, self._due[0][0])
@@ -225,7 +236,7 @@ class MqttHub:
         """Start due connection attempts; run paho's keepalive about once a wall second."""
         if self._closing:
             return
-        now = self._clock.monotonic()
+        now = self._real()
         started = 0
         while self._due and self._due[0][0] <= now and started < self.connects_per_pass:
             _, index, gen = heapq.heappop(self._due)
@@ -235,7 +246,7 @@ class MqttHub:
             self._connect(link)
             started += 1
         if now >= self._next_misc:
-            self._next_misc = now + 1.0 * self._clock.speed
+            self._next_misc = now + 1.0
             for link in self.links:
                 if link.client is not None:
                     link.client.loop_misc()
@@ -290,7 +301,7 @@ class MqttHub:
             link.state = LinkState.CLOSED
             return
         link.state = LinkState.IDLE
-        link.next_attempt = self._clock.monotonic() + self.backoff.delay(link.attempt, self._rng)
+        link.next_attempt = self._real() + self.backoff.delay(link.attempt, self._rng)
         link.attempt += 1
         heapq.heappush(self._due, (link.next_attempt, link.index, link.gen))
 

@@ -55,10 +55,13 @@ CREATE TABLE IF NOT EXISTS evictions (device_id TEXT NOT NULL, seq INTEGER NOT N
 
 
 class Appended(NamedTuple):
-    """What `append` did: whether the reading was stored, and which seq was evicted."""
+    """What `append` did: whether the reading was stored, and which seq was evicted
+    (with that row's boot epoch and the reason logged in `evictions`)."""
 
     stored: bool
     evicted_seq: int | None
+    evicted_boot: int | None = None
+    reason: str | None = None
 
 
 class Outbox:
@@ -184,13 +187,17 @@ class Outbox:
             raise OutboxError(f"{device_id}: seq {seq} appended, next_seq is {expected}")
         self._begin()
         evicted: int | None = None
+        evicted_boot: int | None = None
+        reason: str | None = None
         stored = True
         if self._counts.get(device_id, 0) >= self.capacity:
             if self.policy == "reject-new":
-                self._log_eviction(device_id, seq, boot_epoch, captured_at, REASON_REJECT_NEW, now)
-                evicted, stored = seq, False
+                reason = REASON_REJECT_NEW
+                self._log_eviction(device_id, seq, boot_epoch, captured_at, reason, now)
+                evicted, evicted_boot, stored = seq, boot_epoch, False
             else:
-                evicted = self._evict_oldest(device_id, now)
+                reason = REASON_DROP_OLDEST
+                evicted, evicted_boot = self._evict_oldest(device_id, now)
         if stored:
             self._db.execute(
                 "INSERT INTO outbox (device_id, seq, boot_epoch, captured_at, enqueued_at, payload)"
@@ -202,9 +209,9 @@ class Outbox:
             "UPDATE devices SET next_seq = ? WHERE device_id = ?", (seq + 1, device_id)
         )
         self._next_seq[device_id] = seq + 1
-        return Appended(stored, evicted)
+        return Appended(stored, evicted, evicted_boot, reason)
 
-    def _evict_oldest(self, device_id: str, now: float) -> int:
+    def _evict_oldest(self, device_id: str, now: float) -> tuple[int, int]:
         seq, boot_epoch, captured_at = self._db.execute(
             "SELECT seq, boot_epoch, captured_at FROM outbox WHERE device_id = ?"
             " ORDER BY seq LIMIT 1", (device_id,),
@@ -212,7 +219,7 @@ class Outbox:
         self._db.execute("DELETE FROM outbox WHERE device_id = ? AND seq = ?", (device_id, seq))
         self._counts[device_id] = self._counts.get(device_id, 0) - 1
         self._log_eviction(device_id, seq, boot_epoch, captured_at, REASON_DROP_OLDEST, now)
-        return int(seq)
+        return int(seq), int(boot_epoch)
 
     def _log_eviction(self, device_id: str, seq: int, boot_epoch: int, captured_at: float,
                       reason: str, now: float) -> None:
@@ -237,17 +244,27 @@ class Outbox:
 
     def delete_ranges(self, device_id: str, ranges: Iterable[tuple[int, int]]) -> int:
         """Delete every row whose seq falls in one of the inclusive ranges."""
+        return len(self.release_ranges(device_id, ranges))
+
+    def release_ranges(self, device_id: str,
+                       ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Delete every row whose seq falls in one of the inclusive ranges; returns the
+        (seq, boot_epoch) of the rows actually deleted (seqs gone already are not named)."""
         params = [(device_id, int(a), int(b)) for a, b in ranges]
         if not params:
-            return 0
+            return []
         self._begin()
-        before = self._db.total_changes
-        self._db.executemany(
-            "DELETE FROM outbox WHERE device_id = ? AND seq BETWEEN ? AND ?", params
-        )
-        n = self._db.total_changes - before
-        self._counts[device_id] = self._counts.get(device_id, 0) - n
-        return n
+        released: list[tuple[int, int]] = []
+        for p in params:
+            released.extend(
+                (int(s), int(b)) for s, b in self._db.execute(
+                    "DELETE FROM outbox WHERE device_id = ? AND seq BETWEEN ? AND ?"
+                    " RETURNING seq, boot_epoch", p,
+                ).fetchall()
+            )
+        self._counts[device_id] = self._counts.get(device_id, 0) - len(released)
+        released.sort()
+        return released
 
     def pending(self, device_id: str, limit: int, after_seq: int = -1) -> list[tuple[int, bytes]]:
         """Up to `limit` (seq, payload) rows with seq > after_seq, oldest first."""

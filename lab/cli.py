@@ -51,6 +51,8 @@ def build_parser() -> OneLineParser:
     up.add_argument("--ack-timeout", type=float, default=10.0, help="end-to-end resend timeout, seconds")
     up.add_argument("--seed", type=int, default=0)
     up.add_argument("--no-persistence", action="store_true", help="run Mosquitto with persistence off")
+    up.add_argument("--no-proxy", action="store_true",
+                    help="connect ingest and devices to the broker directly (no cut/heal/slow/flap)")
     up.add_argument("--json", action="store_true")
 
     st = sub.add_parser("status", parents=[common], help="each component's pid and state; devices online")
@@ -188,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = StackConfig(devices=args.devices, delivery=args.delivery, max_queued=args.max_queued,
                           outbox_capacity=args.outbox_capacity, outbox_policy=args.outbox_policy,
                           sample_rate=args.sample_rate, chunk_seconds=args.chunk_seconds,
-                          ack_timeout=args.ack_timeout, seed=args.seed, persistence=not args.no_persistence)
+                          ack_timeout=args.ack_timeout, seed=args.seed, persistence=not args.no_persistence,
+                          proxies=not args.no_proxy)
         say = (lambda m: None) if args.json else _say
         say(f"starting {cfg.devices} devices ({cfg.delivery}) in {sd.root} ...")
         cfg = stack.up(sd, cfg, progress=say)

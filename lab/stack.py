@@ -158,7 +158,8 @@ def with_free_ports(cfg: StackConfig) -> StackConfig:
     """Pick a free port for the broker and each proxy left at 0, all different."""
     chosen: dict[str, int] = {}
     taken = {cfg.port, cfg.proxy_ingest_port, cfg.proxy_devices_port} - {0}
-    for key in ("port", "proxy_ingest_port", "proxy_devices_port"):
+    keys = ("port", "proxy_ingest_port", "proxy_devices_port") if cfg.proxies else ("port",)
+    for key in keys:
         if getattr(cfg, key) == 0:
             port = free_port(cfg.host)
             while port in taken:
@@ -180,7 +181,7 @@ def up(sd: StateDir, cfg: StackConfig, progress: Progress = _quiet) -> StackConf
     cfg = with_free_ports(cfg)
     sd.save_config(cfg)
     try:
-        for name in ("broker", "watch", *PROXIES, "ingest", "devices"):
+        for name in ("broker", "watch", *(PROXIES if cfg.proxies else ()), "ingest", "devices"):
             start_component(sd, cfg, name, progress)
     except Exception:
         down(sd)

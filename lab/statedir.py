@@ -44,6 +44,7 @@ class StackConfig:
     id_prefix: str = "hc"
     proxy_ingest_port: int = 0  # ingest reaches the broker through this proxy (0: `up` picks one)
     proxy_devices_port: int = 0  # the fleet reaches the broker through this one
+    proxies: bool = True  # False: ingest and fleet connect to the broker directly (no network faults)
     recording: str = "continuous"  # or "strip": 30-s strips a few times a day
     strip_seconds: float = 30.0
     strips_per_day: int = 3

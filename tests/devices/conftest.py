@@ -13,6 +13,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from devices.fleet import Fleet, FleetConfig
+from ecgcore.clock import Clock
 from lab.broker import RunningBroker
 from tests.conftest import wait_until
 from wire import Reading, decode_reading
@@ -84,9 +85,9 @@ def collector() -> Iterator[Callable[..., Collector]]:
 
 
 @contextmanager
-def running_fleet(config: FleetConfig) -> Iterator[Fleet]:
+def running_fleet(config: FleetConfig, clock: Clock | None = None) -> Iterator[Fleet]:
     """Run a Fleet's loop in a background thread; stop it gracefully on exit."""
-    fleet = Fleet(config, out=io.StringIO())
+    fleet = Fleet(config, clock=clock, out=io.StringIO())
     errors: list[BaseException] = []
 
     def target() -> None:

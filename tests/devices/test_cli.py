@@ -22,7 +22,9 @@ def test_help_lists_the_documented_options() -> None:
     assert done.returncode == 0
     for option in ("--state-dir", "--host", "--port", "--devices", "--delivery",
                    "--outbox-capacity", "--outbox-policy", "--chunk-seconds", "--sample-rate",
-                   "--seed", "--speed", "--id-prefix", "--ack-timeout", "--window"):
+                   "--seed", "--speed", "--id-prefix", "--ack-timeout", "--window",
+                   "--history", "--no-history", "--recording", "--strip-seconds",
+                   "--strips-per-day", "--strip-chunks"):
         assert option in done.stdout
 
 
@@ -35,6 +37,12 @@ def test_help_lists_the_documented_options() -> None:
      "broker-ack"],
     ["--state-dir", "d", "--host", "h", "--port", "1", "--devices", "2", "--delivery",
      "broker-ack", "--id-prefix", "bad prefix"],
+    ["--state-dir", "d", "--host", "h", "--port", "1", "--devices", "2", "--delivery",
+     "broker-ack", "--recording", "sometimes"],
+    ["--state-dir", "d", "--host", "h", "--port", "1", "--devices", "2", "--delivery",
+     "broker-ack", "--recording", "strip", "--strips-per-day", "0"],
+    ["--state-dir", "d", "--host", "h", "--port", "1", "--devices", "2", "--delivery",
+     "broker-ack", "--recording", "strip", "--sample-rate", "2000"],  # 60,000 samples
 ])
 def test_bad_arguments_give_one_line_and_exit_2(args: list[str],
                                                capsys: pytest.CaptureFixture[str]) -> None:
@@ -64,3 +72,17 @@ def test_parse_config_defaults_match_the_architecture(tmp_path: Path) -> None:
         5000, "drop-oldest", 1.0, 250, 0, 1.0, "hc", 10.0, 50, "ecgsyn")
     assert cfg.device_ids() == ["hc-0000", "hc-0001", "hc-0002"]
     assert cfg.outbox_path == tmp_path / "fleet" / "outbox.sqlite"
+
+
+def test_history_and_strip_options(tmp_path: Path) -> None:
+    common = ["--state-dir", str(tmp_path), "--host", "127.0.0.1", "--port", "1",
+              "--devices", "3", "--delivery", "broker-ack"]
+    cfg = parse_config(common)
+    assert cfg.history is True and cfg.history_path == tmp_path / "history" / "devices.jsonl"
+    assert (cfg.recording, cfg.strip_seconds, cfg.strips_per_day, cfg.strip_chunks) == (
+        "continuous", 30.0, 3, 1)
+    cfg = parse_config([*common, "--no-history", "--recording", "strip", "--strip-seconds", "20",
+                        "--strips-per-day", "6", "--strip-chunks", "4", "--speed", "3600"])
+    assert cfg.history is False and cfg.strip_mode and cfg.speed == 3600
+    assert (cfg.device.recording, cfg.device.strip_seconds, cfg.device.strips_per_day,
+            cfg.device.strip_chunks, cfg.device.samples_per_strip) == ("strip", 20.0, 6, 4, 5000)

@@ -262,3 +262,16 @@ def test_device_config_validates() -> None:
     with pytest.raises(ValueError):
         DeviceConfig(delivery="at-most-once")  # type: ignore[arg-type]
     assert Delivery("end-to-end").qos == 1 and Delivery.FIRE_AND_FORGET.qos == 0
+
+
+def test_the_ack_timeout_is_real_time_under_compression(tmp_path: Path) -> None:
+    """At --speed 100, a 5-s ack timeout is 500 simulated seconds (a network round trip
+    does not get faster with the recording's clock)."""
+    rig = make_rig(tmp_path, "end-to-end", clock=ManualClock(start=T0, speed=100.0),
+                   ack_timeout=5.0, window=1000, capacity=1000)
+    rig.device.on_connected()
+    rig.tick(1.0)
+    rig.tick(98.0)  # 99 simulated seconds: far beyond 5, well within 500
+    assert rig.pub.seqs().count(0) == 1
+    rig.tick(402.0)  # 500 s after seq 0 went out (at 1 s)
+    assert rig.pub.seqs().count(0) == 2

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from devices.inspect import device_summaries
-from devices.mqtt_adapter import Backoff
+from devices.mqtt_adapter import Backoff, MqttHub
+from ecgcore.clock import ManualClock
 from lab.broker import BrokerSettings, RunningBroker
 from lab.ports import free_port
 from tests.conftest import wait_until
@@ -53,3 +54,23 @@ def test_a_fleet_started_before_its_broker_connects_when_it_comes_up(
             assert all(d.stats.published_backlog >= 3 for d in fleet.devices)
     finally:
         late.stop()
+
+
+def test_network_timers_run_on_the_real_clock_not_the_simulated_one() -> None:
+    """The backoff and the keepalive pass are real seconds: they move with `real_clock`
+    while the simulated clock is compressed 100x and even stands still."""
+    sim = ManualClock(speed=100.0)  # never advanced: a lab clock before its anchor
+    real = [1000.0]
+    hub = MqttHub("127.0.0.1", free_port(), sim, np.random.default_rng(0),
+                  real_clock=lambda: real[0])
+    try:
+        link = hub.add("hc-0000", boot_epoch=1)
+        hub.service()  # the first attempt is due at once; nothing listens on the port
+        assert link.refused == 1 and "ConnectionRefusedError" in link.last_error
+        assert 0.25 <= link.next_attempt - 1000.0 <= 0.5  # attempt 0: 0.5 s, equal jitter
+        assert hub.next_deadline() <= 1000.0 + 0.5  # the retry, then loop_misc at +1 s
+        real[0] += 0.5
+        hub.service()  # simulated time has not moved; real time has
+        assert link.refused == 2 and 0.5 <= link.next_attempt - real[0] <= 1.0
+    finally:
+        hub.close()

@@ -34,12 +34,13 @@ def test_cli_session(tmp_path: Path) -> None:
     cli(a, "up", "--devices", "3", "--delivery", "end-to-end", "--max-queued", "50")
     try:
         # a second stack side by side, in its own state dir and on its own port
-        cli(b, "up", "--devices", "2", "--delivery", "broker-ack")
+        cli(b, "up", "--devices", "2", "--delivery", "broker-ack", "--no-proxy")
         sa, sb = cj(a, "status"), cj(b, "status")
         for s in (sa, sb):
             assert {s["broker"]["state"], s["ingest"]["state"], s["devices"]["state"]} == {"running"}
             assert isinstance(s["broker"]["pid"], int) and s["broker"]["host"] == "127.0.0.1"
         assert sa["broker"]["port"] != sb["broker"]["port"]
+        assert sb["proxy-ingest"]["state"] == "dead"  # --no-proxy: a direct connection
         assert sa["devices"]["online"] == 3 and len(sa["device_states"]) == 3
         cli(b, "down")
 

@@ -1,0 +1,170 @@
+"""The fleet's event history, `DIR/history/devices.jsonl`, for the lab's checker.
+
+Format (docs/architecture.md, "History (for the checker)"): one compact JSON object per
+line with short, fixed keys, in this order:
+
+    {"t":...,"ev":"boot","dev":"hc-0001","boot":2,"next_seq":118}
+    {"t":...,"ev":"generated","dev":"hc-0001","boot":2,"seq":118,"cap":1700000000.0}
+    {"t":...,"ev":"published","dev":"hc-0001","boot":2,"seq":118,"qos":1,"backlog":false}
+    {"t":...,"ev":"broker_acked","dev":"hc-0001","boot":2,"seq":118}
+    {"t":...,"ev":"ingest_acked","dev":"hc-0001","boot":2,"seq":118}
+    {"t":...,"ev":"evicted","dev":"hc-0001","boot":2,"seq":3,"reason":"outbox-full:drop-oldest"}
+
+`boot` is the boot epoch of the *reading* (a backlog row of an earlier boot keeps its own),
+except in `boot` events, where it is the epoch that starts. Times are the injected clock's
+simulated Unix seconds, rounded to whole microseconds like the wire's captured_at, so `cap`
+equals the decoded reading's captured_at exactly.
+
+Cost. Events are formatted with f-strings (device ids match [A-Za-z0-9_-], so they need no
+escaping) into an in-memory list; `flush()` hands the whole batch to the OS with ONE
+write() and returns. The fleet flushes before each outbox commit (so a `generated` line is
+in the OS before the commit that makes its seq durable, and survives a kill -9 of the
+process; no fsync: the machine is not expected to lose power) and after each publishing
+pass (so a `published` line is in the OS before paho writes the bytes, which happens at
+the next socket poll).
+
+`NoHistory` has the same methods and does nothing (`--no-history`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Protocol
+
+from devices.errors import HistoryError
+
+
+def _us(t: float) -> float:
+    """Round to whole microseconds exactly as the wire codec does (us / 1e6)."""
+    return round(t * 1_000_000) / 1_000_000
+
+
+class DeviceHistory(Protocol):
+    """What a device records. `t` is simulated wall time (`clock.now()`)."""
+
+    def boot(self, t: float, dev: str, boot: int, next_seq: int) -> None: ...
+
+    def generated(self, t: float, dev: str, boot: int, seq: int, cap: float) -> None: ...
+
+    def published(self, t: float, dev: str, boot: int, seq: int, qos: int,
+                  backlog: bool) -> None: ...
+
+    def broker_acked(self, t: float, dev: str, boot: int, seq: int) -> None: ...
+
+    def ingest_acked(self, t: float, dev: str, boot: int, seq: int) -> None: ...
+
+    def evicted(self, t: float, dev: str, boot: int, seq: int, reason: str) -> None: ...
+
+
+class NoHistory:
+    """Records nothing (`--no-history`)."""
+
+    def boot(self, t: float, dev: str, boot: int, next_seq: int) -> None:
+        pass
+
+    def generated(self, t: float, dev: str, boot: int, seq: int, cap: float) -> None:
+        pass
+
+    def published(self, t: float, dev: str, boot: int, seq: int, qos: int,
+                  backlog: bool) -> None:
+        pass
+
+    def broker_acked(self, t: float, dev: str, boot: int, seq: int) -> None:
+        pass
+
+    def ingest_acked(self, t: float, dev: str, boot: int, seq: int) -> None:
+        pass
+
+    def evicted(self, t: float, dev: str, boot: int, seq: int, reason: str) -> None:
+        pass
+
+    def flush(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+class History:
+    """Appends device events to a JSON-lines file; buffered until `flush()`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._repair_torn_end()
+        except OSError as exc:
+            raise HistoryError(f"cannot open the history {self.path}: {exc}") from exc
+        self._lines: list[str] = []
+        self.written = 0  # lines handed to the OS, for logs and tests
+
+    def _repair_torn_end(self) -> None:
+        """A process killed mid-write may leave a last line without its newline; start the
+        next line on a fresh one, so only the torn line is lost (readers skip it)."""
+        size = os.fstat(self._fd).st_size
+        if size == 0:
+            return
+        with self.path.open("rb") as fh:
+            fh.seek(size - 1)
+            if fh.read(1) != b"\n":
+                os.write(self._fd, b"\n")
+
+    @property
+    def pending(self) -> int:
+        """Lines recorded but not flushed yet."""
+        return len(self._lines)
+
+    def boot(self, t: float, dev: str, boot: int, next_seq: int) -> None:
+        self._lines.append(f'{{"t":{_us(t)!r},"ev":"boot","dev":"{dev}","boot":{boot},'
+                           f'"next_seq":{next_seq}}}\n')
+
+    def generated(self, t: float, dev: str, boot: int, seq: int, cap: float) -> None:
+        self._lines.append(f'{{"t":{_us(t)!r},"ev":"generated","dev":"{dev}","boot":{boot},'
+                           f'"seq":{seq},"cap":{_us(cap)!r}}}\n')
+
+    def published(self, t: float, dev: str, boot: int, seq: int, qos: int,
+                  backlog: bool) -> None:
+        flag = "true" if backlog else "false"
+        self._lines.append(f'{{"t":{_us(t)!r},"ev":"published","dev":"{dev}","boot":{boot},'
+                           f'"seq":{seq},"qos":{qos},"backlog":{flag}}}\n')
+
+    def broker_acked(self, t: float, dev: str, boot: int, seq: int) -> None:
+        self._lines.append(f'{{"t":{_us(t)!r},"ev":"broker_acked","dev":"{dev}",'
+                           f'"boot":{boot},"seq":{seq}}}\n')
+
+    def ingest_acked(self, t: float, dev: str, boot: int, seq: int) -> None:
+        self._lines.append(f'{{"t":{_us(t)!r},"ev":"ingest_acked","dev":"{dev}",'
+                           f'"boot":{boot},"seq":{seq}}}\n')
+
+    def evicted(self, t: float, dev: str, boot: int, seq: int, reason: str) -> None:
+        self._lines.append(f'{{"t":{_us(t)!r},"ev":"evicted","dev":"{dev}","boot":{boot},'
+                           f'"seq":{seq},"reason":{json.dumps(reason)}}}\n')
+
+    def flush(self) -> int:
+        """Hand every pending line to the OS in one write(). Returns the lines written."""
+        if not self._lines:
+            return 0
+        data = "".join(self._lines).encode("ascii")
+        n = len(self._lines)
+        self._lines = []
+        try:
+            view = memoryview(data)
+            while view:  # a regular file takes it all at once; loop for the rare short write
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            raise HistoryError(f"cannot append to the history {self.path}: {exc}") from exc
+        self.written += n
+        return n
+
+    def close(self) -> None:
+        """Flush and close. Idempotent."""
+        if self._fd < 0:
+            return
+        try:
+            self.flush()
+        finally:
+            os.close(self._fd)
+            self._fd = -1
