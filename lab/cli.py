@@ -91,6 +91,8 @@ def build_parser() -> OneLineParser:
                       help="run only this variant (e.g. end-to-end); repeatable")
     srun.add_argument("--devices", type=int, default=None,
                       help="run with this many devices instead of the scenario's (a compressed form)")
+    srun.add_argument("--chunk-seconds", type=float, default=None,
+                      help="continuous mode: seconds of ECG per reading instead of the scenario's")
     srun.add_argument("--json", action="store_true", help="print the reports as JSON")
 
     rep = sub.add_parser("report", parents=[common], help="the ledger per device and in total")
@@ -285,9 +287,9 @@ def _scenario(args: argparse.Namespace) -> int:
             raise LabError(f"--speed must be a number or auto, not {args.speed!r}") from None
         if not speed > 0:
             raise LabError(f"--speed must be more than 0, got {speed:g}")
-    from lab.runner import with_devices
+    from lab.runner import with_chunk, with_devices
 
-    variants = [with_devices(scn.variant(v), args.devices)
+    variants = [with_chunk(with_devices(scn.variant(v), args.devices), args.chunk_seconds)
                 for v in (args.variant or [v.name for v in scn.variants])]
     out = Path(args.out or Path("ecgpipe-runs") / scn.name).resolve()
     say = (lambda m: None) if args.json else _say

@@ -44,6 +44,16 @@ class VariantRun:
     out_dir: Path
 
 
+def with_chunk(var: Variant, chunk_s: float | None) -> Variant:
+    """The variant with longer (or shorter) continuous-mode chunks: fewer readings per
+    simulated second, so a continuous scenario can be compressed harder."""
+    if chunk_s is None:
+        return var
+    if not chunk_s > 0:
+        raise ConfigError(f"--chunk-seconds must be more than 0, got {chunk_s:g}")
+    return replace(var, fleet=replace(var.fleet, chunk=chunk_s))
+
+
 def with_devices(var: Variant, devices: int | None) -> Variant:
     """The variant with a smaller (or larger) fleet: a compressed form for quick runs and CI.
     A fleet split into profiles keeps their proportions (each profile at least one device)."""
