@@ -50,3 +50,26 @@ def test_a_bad_scenario_file_is_refused_before_anything_starts(tmp_path: Path) -
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "line 8" in lines[0] and "outbox_capacity" in lines[0], res.stderr
     assert not (tmp_path / "out").exists()
+
+
+# Continuous-mode scenarios compress less: each device makes `speed / chunk` readings per real
+# second. 10 devices, 5-s chunks and 60x keep every variant near 30-45 real seconds.
+CONTINUOUS = ["--devices", "10", "--chunk-seconds", "5", "--speed", "60"]
+
+
+@pytest.mark.parametrize("name", ["broker-restart-no-persistence", "device-reboot"])
+def test_continuous_scenarios_compressed(tmp_path: Path, name: str) -> None:
+    rc, doc, err = run_scenario(tmp_path, name, *CONTINUOUS)
+    assert doc, err[-2000:]
+    for variant, rep in doc.items():
+        assert rep["ok"], (variant, rep["verdict"])
+        t = rep["check"]["totals"]
+        assert t["generated"] > 0 and t["generated"] == t["stored"] + t["buffered"] + t["evicted"] + t["lost"]
+    assert rc == 0
+    if name == "broker-restart-no-persistence":
+        causes = doc["no-persistence"]["check"]["totals"]["lost_by_cause"]
+        assert causes["broker-restart-no-persistence"] > 0
+        assert doc["persistence"]["check"]["totals"]["lost"] == 0
+    else:
+        assert doc["end-to-end"]["check"]["totals"]["lost"] == 0
+        assert doc["broker-ack"]["check"]["totals"]["lost_by_cause"]["broker-queue-overflow"] > 0
