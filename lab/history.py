@@ -57,14 +57,13 @@ class Boot:
 
 
 @dataclass(frozen=True, slots=True)
-class Generated:
-    """Written before the outbox commit that makes the seq durable (it may never be committed)."""
+class ReadingEvent:
+    """Something that happened to one reading, known by its key (device, boot epoch, seq)."""
 
     t: float
     dev: str
     boot: int
     seq: int
-    cap: float | None = None  # captured_at of the chunk's first sample
 
     @property
     def key(self) -> Key:
@@ -72,54 +71,31 @@ class Generated:
 
 
 @dataclass(frozen=True, slots=True)
-class Published:
-    t: float
-    dev: str
-    boot: int
-    seq: int
+class Generated(ReadingEvent):
+    """Written before the outbox commit that makes the seq durable (it may never be committed)."""
+
+    cap: float | None = None  # captured_at of the chunk's first sample
+
+
+@dataclass(frozen=True, slots=True)
+class Published(ReadingEvent):
     qos: int = 1
     backlog: bool = False
 
-    @property
-    def key(self) -> Key:
-        return (self.dev, self.boot, self.seq)
+
+@dataclass(frozen=True, slots=True)
+class BrokerAcked(ReadingEvent):
+    pass
 
 
 @dataclass(frozen=True, slots=True)
-class BrokerAcked:
-    t: float
-    dev: str
-    boot: int
-    seq: int
-
-    @property
-    def key(self) -> Key:
-        return (self.dev, self.boot, self.seq)
+class IngestAcked(ReadingEvent):
+    pass
 
 
 @dataclass(frozen=True, slots=True)
-class IngestAcked:
-    t: float
-    dev: str
-    boot: int
-    seq: int
-
-    @property
-    def key(self) -> Key:
-        return (self.dev, self.boot, self.seq)
-
-
-@dataclass(frozen=True, slots=True)
-class Evicted:
-    t: float
-    dev: str
-    boot: int
-    seq: int
+class Evicted(ReadingEvent):
     reason: str = "unknown"
-
-    @property
-    def key(self) -> Key:
-        return (self.dev, self.boot, self.seq)
 
 
 DeviceEvent = Boot | Generated | Published | BrokerAcked | IngestAcked | Evicted
