@@ -105,21 +105,13 @@ DeviceEvent = Boot | Generated | Published | BrokerAcked | IngestAcked | Evicted
 
 
 @dataclass(frozen=True, slots=True)
-class Stored:
+class Stored(ReadingEvent):
     """A reading committed by ingest; t is readings.stored_at."""
 
-    t: float
-    dev: str
-    boot: int
-    seq: int
     captured_at: float
     received_at: float | None = None
     duration_s: float = 0.0  # n_samples / sample_rate_hz: the chunk's length
     backlog: bool = False
-
-    @property
-    def key(self) -> Key:
-        return (self.dev, self.boot, self.seq)
 
     @property
     def latency_s(self) -> float:
@@ -128,17 +120,8 @@ class Stored:
 
 
 @dataclass(frozen=True, slots=True)
-class Duplicate:
+class Duplicate(ReadingEvent):
     """A copy of an already stored key arrived again; t is duplicates.received_at."""
-
-    t: float
-    dev: str
-    boot: int
-    seq: int
-
-    @property
-    def key(self) -> Key:
-        return (self.dev, self.boot, self.seq)
 
 
 @dataclass(frozen=True, slots=True)

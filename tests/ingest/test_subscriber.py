@@ -126,8 +126,8 @@ def test_bad_settings_are_config_errors() -> None:
     with pytest.raises(ConfigError):
         SubscriberConfig("127.0.0.1", 0)
     with pytest.raises(ConfigError):
-        SubscriberConfig("", 1883)
+        SubscriberConfig("", 5000)
     with pytest.raises(ConfigError):
-        SubscriberConfig("127.0.0.1", 1883, client_id="")
+        SubscriberConfig("127.0.0.1", 5000, client_id="")
     with pytest.raises(ConfigError):
-        SubscriberConfig("127.0.0.1", 1883, receive_maximum=0)
+        SubscriberConfig("127.0.0.1", 5000, receive_maximum=0)
