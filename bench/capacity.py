@@ -22,7 +22,7 @@ from pathlib import Path
 from lab import stack
 from lab.report import build_report
 from lab.statedir import StackConfig, StateDir
-from tests.lab.stackutil import Stable, generated_total
+from lab.levels import Stable, generated_total, wait_for
 
 HZ = os.sysconf("SC_CLK_TCK")
 
@@ -54,10 +54,7 @@ def run_one(n: int, seconds: float, root: Path, proxies: bool) -> dict[str, obje
     g1, t1 = generated_total(sd), time.monotonic()
     cpu = {c: round((cpu_seconds(p) - cpu0[c]) / (t1 - t0), 3) for c, p in pids.items()}
     stack.kill(sd, "devices", "TERM")
-    q_end = time.monotonic() + 60
-    stable = Stable(sd, 2.0)
-    while not stable() and time.monotonic() < q_end:
-        time.sleep(0.2)
+    wait_for(Stable(sd, 2.0), 60)
     stack.down(sd)
     rep = build_report(sd)
     t = rep["totals"]

@@ -15,10 +15,10 @@ from typing import Any
 
 from devices import inspect as dev_inspect
 from ecgcore.clock import SystemClock
-from ingest import inspect as ing_inspect
 from lab import stack
 from lab.brokerstats import broker_stats
 from lab.errors import LabError
+from lab.levels import Stable, buffered_total, caught_up, stored_total
 from lab.report import build_report
 from lab.statedir import StackConfig, StateDir
 
@@ -43,10 +43,6 @@ def _wait(cond: Callable[[], bool], deadline_s: float, tick: Callable[[float], N
     return cond()
 
 
-def _stored_total(sd: StateDir) -> int:
-    return sum(len(s) for s in ing_inspect.stored_seqs(sd.ingest_db).values())
-
-
 def _where(sd: StateDir, base: dict[str, int]) -> str:
     """One line: what is buffered where. The broker's store count also holds retained $SYS and
     status messages, so the queue is shown relative to its level before the outage."""
@@ -56,7 +52,7 @@ def _where(sd: StateDir, base: dict[str, int]) -> str:
     base.setdefault("store", held)
     return (f"device outboxes {sum(d['buffered'] for d in devs):>4}, "
             f"broker queue {max(0, held - base['store']):>4}, "
-            f"broker dropped {b['dropped']:>4}, ingest stored {_stored_total(sd):>5}")
+            f"broker dropped {b['dropped']:>4}, ingest stored {stored_total(sd):>5}")
 
 
 def _tiers(sd: StateDir, base: dict[str, int]) -> list[str]:
@@ -69,33 +65,14 @@ def _tiers(sd: StateDir, base: dict[str, int]) -> list[str]:
         f"devices: {sum(d['buffered'] for d in devs)} readings in {len(devs)} outboxes"
         + (f" (oldest {max(ages):.0f} s old)" if ages else "") + f", {sum(d['evicted'] for d in devs)} evicted",
         f"broker : about {held} messages queued for the ingest session; {b['dropped']} dropped after PUBACK",
-        f"ingest : {sd.component('ingest').state()}; {_stored_total(sd)} readings stored",
+        f"ingest : {sd.component('ingest').state()}; {stored_total(sd)} readings stored",
     ]
 
 
-def _caught_up(sd: StateDir, delivery: str, devices: int) -> bool:
-    gen = {d: v["generated"] for d, v in dev_inspect.ledger_sets(sd.outbox_db).items()}
-    stats = ing_inspect.device_stats(sd.ingest_db)
-    for d, g in gen.items():
-        last = stats.get(d, {}).get("last_seq")
-        if last is None or last < g - 3:
-            return False
-    if delivery == "end-to-end":
-        buffered = sum(r["buffered"] for r in dev_inspect.device_summaries(sd.outbox_db))
-        return buffered <= 2 * devices
-    return True
-
-
-def _stable(sd: StateDir, quiet_s: float = 1.5) -> Callable[[], bool]:
-    state = {"n": -1, "since": time.monotonic()}
-
-    def check() -> bool:
-        n = _stored_total(sd)
-        if n != state["n"]:
-            state.update(n=n, since=time.monotonic())
-        return time.monotonic() - state["since"] >= quiet_s
-
-    return check
+def _drained(sd: StateDir, delivery: str, devices: int) -> bool:
+    """Every device's newest reading is stored, and (end-to-end) the outboxes are down to
+    what is normally in flight."""
+    return caught_up(sd) and (delivery != "end-to-end" or buffered_total(sd) <= 2 * devices)
 
 
 def run_mode(root: Path, delivery: str, devices: int, outage_s: float, max_queued: int,
@@ -107,7 +84,7 @@ def run_mode(root: Path, delivery: str, devices: int, outage_s: float, max_queue
         f"in {sd.root}")
     stack.up(sd, cfg, progress=lambda m: say("      " + m))
     try:
-        if not _wait(lambda: _stored_total(sd) >= 3 * devices, 30):
+        if not _wait(lambda: stored_total(sd) >= 3 * devices, 30):
             raise LabError("readings did not reach the ingest service; see the logs in " + str(sd.root))
         base: dict[str, int] = {}
         _wait(lambda: broker_stats(sd.root).get("stored_messages") is not None, 5)
@@ -124,12 +101,12 @@ def run_mode(root: Path, delivery: str, devices: int, outage_s: float, max_queue
         say("[4/5] restarting ingest; draining the backlogs")
         stack.start(sd, "ingest")
         t1 = time.monotonic()
-        drained = _wait(lambda: _caught_up(sd, delivery, devices), 90,
+        drained = _wait(lambda: _drained(sd, delivery, devices), 90,
                         tick=lambda el: say(f"      draining {el:4.0f} s: {_where(sd, base)}"))
         say(f"      {'drained' if drained else 'NOT fully drained'} after {time.monotonic() - t1:.1f} s")
         say("[5/5] stopping the devices (SIGTERM) and taking the ledger")
         stack.kill(sd, "devices", "TERM")
-        _wait(_stable(sd), 15)
+        _wait(Stable(sd), 15)
     finally:
         stack.down(sd)
     rep = build_report(sd)

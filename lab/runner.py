@@ -24,6 +24,7 @@ from ecgcore.files import JsonLines
 from lab import proxyctl, stack
 from lab.checker import CheckResult, check
 from lab.errors import ComponentError, ConfigError
+from lab.levels import Stable, wait_for
 from lab.history import load_history, label_windows
 from lab.procs import RUNNING
 from lab.report import build_report
@@ -137,19 +138,6 @@ def _fmt_sim(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3 * 3600 else f"{seconds:.0f} s"
 
 
-def _wait_quiet(sd: StateDir, quiet_s: float, deadline_s: float) -> None:
-    from ingest import inspect as ing_inspect
-
-    last, since, end = -1, time.monotonic(), time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        n = ing_inspect.totals(sd.ingest_db)["stored"]
-        if n != last:
-            last, since = n, time.monotonic()
-        elif time.monotonic() - since >= quiet_s:
-            return
-        time.sleep(0.2)
-
-
 def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Say) -> VariantRun:
     vdir = out / var.name
     sd = StateDir(vdir / "state")
@@ -179,7 +167,7 @@ def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Say) 
             nemesis.apply(step)
         say("      run over: stopping the devices, letting ingest drain")
         stack.kill(sd, "devices", "TERM")
-        _wait_quiet(sd, quiet_s=2.0, deadline_s=60.0)
+        wait_for(Stable(sd, quiet_s=2.0), deadline_s=60.0)
     finally:
         stack.down(sd)
         nemesis.history.close()

@@ -10,7 +10,7 @@ from lab import stack
 from lab.report import build_report
 from lab.statedir import StackConfig, StateDir
 from tests.conftest import wait_until
-from tests.lab.stackutil import Stable, buffered_total, caught_up, generated_total, stored_total
+from lab.levels import Stable, buffered_total, caught_up, generated_total, stored_total
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

@@ -1,0 +1,61 @@
+"""How full each tier of a running (or stopped) stack is, read from its state dir.
+
+Used by the demo, the scenario runner, the benchmarks and the tests to wait on conditions
+("caught up", "ingest has gone quiet") instead of sleeping a fixed time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from devices import inspect as dev_inspect
+from ingest import inspect as ing_inspect
+from lab.statedir import StateDir
+
+
+def stored_total(sd: StateDir) -> int:
+    return int(ing_inspect.totals(sd.ingest_db)["stored"])
+
+
+def generated_total(sd: StateDir) -> int:
+    return sum(r["generated"] for r in dev_inspect.device_summaries(sd.outbox_db))
+
+
+def buffered_total(sd: StateDir) -> int:
+    return sum(r["buffered"] for r in dev_inspect.device_summaries(sd.outbox_db))
+
+
+def caught_up(sd: StateDir, slack: int = 3) -> bool:
+    """Every device's newest stored seq is within `slack` of its newest generated seq."""
+    gen = {r["device_id"]: r["generated"] for r in dev_inspect.device_summaries(sd.outbox_db)}
+    stats = ing_inspect.device_stats(sd.ingest_db)
+
+    def done(d: str, g: int) -> bool:
+        last = stats.get(d, {}).get("last_seq")
+        return last is not None and last >= g - slack
+
+    return bool(gen) and all(done(d, g) for d, g in gen.items())
+
+
+class Stable:
+    """True once the stored count has not changed for `quiet_s` real seconds."""
+
+    def __init__(self, sd: StateDir, quiet_s: float = 1.5) -> None:
+        self.sd, self.quiet_s, self.n, self.since = sd, quiet_s, -1, time.monotonic()
+
+    def __call__(self) -> bool:
+        n = stored_total(self.sd)
+        if n != self.n:
+            self.n, self.since = n, time.monotonic()
+        return time.monotonic() - self.since >= self.quiet_s
+
+
+def wait_for(cond: Callable[[], object], deadline_s: float, poll_s: float = 0.2) -> bool:
+    """Poll cond() until it is true or `deadline_s` real seconds pass; returns the last answer."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(poll_s)
+    return bool(cond())
