@@ -1,0 +1,62 @@
+"""A scenario's timeline as ordered, timed actions (Step) for a runner. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.scenario.model import Scenario, ScenarioError, _is_num
+
+
+@dataclass(frozen=True)
+class Step:
+    """One timed action. `at` is simulated seconds since the run began, `real_at` = at / speed.
+
+    action: apply (params are lab.faults.Fault fields: kind cut|blackhole|slow|flap, latency_s,
+    jitter_s, bandwidth_bytes_s, up_s, down_s) | heal | kill | term | stop | cont | start | end.
+    event: what the nemesis history records: fault_start | fault_end | run_end."""
+
+    at: float
+    real_at: float
+    action: str
+    event: str
+    fault_id: str | None = None
+    kind: str | None = None
+    target: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+_PROCESS_ACTIONS = {"kill": ("kill", "start"), "term": ("term", "start"), "stop": ("stop", "cont")}
+
+
+def plan(scenario: Scenario, speed: float = 1.0, variant: str | None = None) -> list[Step]:
+    """The timeline as ordered actions: at equal times, ends before starts (a window that ends
+    when the next begins heals first), then by fault id; the last step ends the run."""
+    if not (_is_num(speed) and speed > 0):
+        raise ScenarioError(f"speed must be more than 0, got {speed!r}")
+    var = scenario.variant(variant)
+    steps: list[tuple[float, int, str, Step]] = []
+    for f in scenario.faults:
+        if f.layer == "network":
+            kind = {"latency": "slow", "bandwidth": "slow"}.get(f.kind, f.kind)
+            params: dict[str, Any] = {"kind": kind}
+            for name, key in (("latency", "latency_s"), ("jitter", "jitter_s"),
+                              ("bandwidth", "bandwidth_bytes_s"), ("up", "up_s"), ("down", "down_s")):
+                if getattr(f, name) is not None:
+                    params[key] = getattr(f, name)
+            begin, finish = "apply", "heal"
+        else:
+            params = {"signal": {"kill": "KILL", "term": "TERM", "stop": "STOP"}[f.kind]}
+            if f.target == "broker":
+                params["persistence"] = var.broker.persistence
+            begin, finish = _PROCESS_ACTIONS[f.kind]
+        common = {"fault_id": f.id, "kind": f.kind, "target": f.target}
+        steps.append((f.start, 1, f.id, Step(f.start, f.start / speed, begin, "fault_start",
+                                             params=params, **common)))
+        steps.append((f.end, 0, f.id, Step(f.end, f.end / speed, finish, "fault_end",
+                                           params=params, **common)))
+    steps.append((scenario.duration, 2, "", Step(scenario.duration, scenario.duration / speed,
+                                                 "end", "run_end")))
+    steps.sort(key=lambda s: s[:3])
+    return [s[3] for s in steps]
