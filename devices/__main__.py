@@ -6,7 +6,9 @@
                       [--id-prefix hc] [--ack-timeout 10] [--window 50]
                       [--ecg-source ecgsyn|synthetic] [--history | --no-history]
                       [--recording continuous|strip] [--strip-seconds 30]
-                      [--strips-per-day 3] [--strip-chunks 1]
+                      [--strips-per-day 3] [--strip-chunks 1] [--keepalive 10]
+                      [--reconnect-backoff jitter|none] [--backlog-pace N]
+                      [--cohort NAME:COUNT[:hr=LO-HI][:strips=N] ...]
 
 Bad arguments: one error line on stderr, exit 2. SIGTERM or SIGINT: a
 graceful stop, exit 0. A device-side failure: one line on stderr, exit 1.
@@ -22,9 +24,10 @@ from pathlib import Path
 from typing import NoReturn
 
 from devices.device import RECORDINGS, Delivery
-from devices.errors import ConfigError, DeviceError
-from devices.fleet import SOURCES, Fleet, FleetConfig
+from devices.errors import ConfigError, DeviceError, ProfileError
+from devices.fleet import BACKOFFS, SOURCES, Fleet, FleetConfig
 from devices.outbox import POLICIES
+from devices.profile import Cohort
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,7 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="strip mode: strips per simulated day (one per equal slot, jittered)")
     p.add_argument("--strip-chunks", type=int, default=1,
                    help="strip mode: readings per strip (1: the whole strip in one reading)")
+    p.add_argument("--keepalive", type=int, default=10,
+                   help="MQTT keepalive, real seconds (a dead link is noticed within 1.5x)")
+    p.add_argument("--reconnect-backoff", choices=BACKOFFS, default="jitter",
+                   help="jitter: exponential backoff with jitter (0.5 s doubling to 30 s); "
+                        "none: retry every second, all devices in step")
+    p.add_argument("--backlog-pace", type=float, default=None, metavar="N",
+                   help="send a backlog at most N readings per simulated second per device "
+                        "(default: as fast as the window allows)")
+    p.add_argument("--cohort", action="append", default=[], type=_cohort,
+                   metavar="NAME:COUNT[:hr=LO-HI][:strips=N]",
+                   help="a group of consecutive devices with their own heart-rate range and "
+                        "strips a day; repeat; the counts must add up to --devices")
     return p
+
+
+def _cohort(spec: str) -> Cohort:
+    try:
+        return Cohort.parse(spec)
+    except ProfileError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
@@ -84,6 +106,8 @@ def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
             ack_timeout=ns.ack_timeout, window=ns.window, ecg_source=ns.ecg_source,
             history=ns.history, recording=ns.recording, strip_seconds=ns.strip_seconds,
             strips_per_day=ns.strips_per_day, strip_chunks=ns.strip_chunks,
+            keepalive=ns.keepalive, reconnect_backoff=ns.reconnect_backoff,
+            backlog_pace=ns.backlog_pace, cohorts=tuple(ns.cohort),
         )
     except ConfigError as exc:
         parser.error(str(exc))  # exits 2

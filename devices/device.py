@@ -32,7 +32,10 @@ Generation follows simulated time, not the loop. Two recording modes:
 
 Publishing. A reading goes out *live* (flags 0) if the device is connected and nothing
 older is waiting to be sent; otherwise the outbox drains oldest-first, each reading
-re-encoded with FLAG_BACKLOG. What is in flight is bounded by `window`.
+re-encoded with FLAG_BACKLOG. What is in flight is bounded by `window`. With
+`backlog_pace` set, backlog sends and re-sends together take at most that many readings per
+simulated second per device (a token bucket one second deep), so a fleet coming back from an
+outage does not flush everything at once; live readings are never paced.
 
 Letting go (the delivery modes of docs/architecture.md):
 
@@ -110,9 +113,13 @@ class DeviceConfig:
     strip_seconds: float = 30.0
     strips_per_day: int = 3
     strip_chunks: int = 1
+    backlog_pace: float | None = None  # backlog readings per simulated second (None: unpaced)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "delivery", Delivery(self.delivery))
+        if self.backlog_pace is not None and not (
+                math.isfinite(self.backlog_pace) and self.backlog_pace > 0):
+            raise ConfigError(f"backlog pace must be more than 0 readings/s, got {self.backlog_pace}")
         if self.recording not in RECORDINGS:
             raise ConfigError(f"recording {self.recording!r} is not one of {RECORDINGS}")
         if self.recording == "strip":
@@ -196,7 +203,8 @@ class Device:
         self._k = 0
         self._schedule: StripSchedule | None = None
         if config.recording == "strip":
-            self._schedule = StripSchedule(profile.seed, config.strips_per_day,
+            self._schedule = StripSchedule(profile.seed,
+                                           profile.strips_per_day or config.strips_per_day,
                                            config.strip_seconds)
             self._wall_minus_mono = booted_at - clock.monotonic()
             self._slot = self._schedule.first_at_or_after(booted_at)
@@ -206,6 +214,10 @@ class Device:
         self._sent: dict[int, float] = {}  # seq -> monotonic deadline for a resend
         self._mids: dict[int, tuple[int, int]] = {}  # mid -> (seq, boot) (QoS 1, this connection)
         self._fresh: list[tuple[int, bytes]] = []  # generated this tick, not yet published
+        # backlog pacing: a token bucket in simulated time, one second's worth deep
+        self._pace = config.backlog_pace
+        self._tokens = max(1.0, self._pace) if self._pace else math.inf
+        self._tokens_at = clock.monotonic()
         self.stats = DeviceStats()
 
     # --- generation ---------------------------------------------------------------------
@@ -318,11 +330,14 @@ class Device:
         return self._outbox.count(self.device_id) - len(self._sent)
 
     def pump(self) -> int:
-        """Publish what the window allows: due re-sends first, then unsent rows oldest-first."""
+        """Publish what the window allows: due re-sends first, then unsent rows oldest-first.
+        With a backlog pace, re-sends and backlog rows together take at most `backlog_pace`
+        per simulated second (a token bucket one second deep); live readings are not paced."""
         fresh, self._fresh = self._fresh, []
         if not self.connected:
             return 0
         now = self._clock.monotonic()
+        self._refill(now)
         sent = self._resend_due(now)
         room = self.config.window - len(self._sent)
         unsent = self.unsent
@@ -331,13 +346,29 @@ class Device:
         if fresh and unsent == len(fresh):
             # nothing older is waiting: these go out live, from memory
             return sent + self._send(fresh[:room], live=True, now=now)
-        if room < min(unsent, max(1, self.config.window // 4)):
+        budget = min(room, int(self._tokens)) if self._pace else room
+        if budget < self._batch(unsent):
             return sent  # refill the backlog in batches, not one query per freed slot
-        rows = self._outbox.pending(self.device_id, limit=room, after_seq=self._cursor)
+        rows = self._outbox.pending(self.device_id, limit=budget, after_seq=self._cursor)
         return sent + self._send(rows, live=False, now=now)
+
+    def _batch(self, unsent: int) -> int:
+        """Backlog rows worth one outbox query: a quarter window (paced: at most a bucketful)."""
+        batch = min(unsent, max(1, self.config.window // 4))
+        if self._pace:
+            batch = min(batch, max(1, int(self._pace)))
+        return batch
+
+    def _refill(self, now: float) -> None:
+        if self._pace:
+            self._tokens = min(max(1.0, self._pace),
+                               self._tokens + (now - self._tokens_at) * self._pace)
+        self._tokens_at = now
 
     def _resend_due(self, now: float) -> int:
         due = [seq for seq, deadline in self._sent.items() if deadline <= now]
+        if self._pace:
+            due = due[:int(self._tokens)]
         if not due:
             return 0
         payloads = self._outbox.payloads(self.device_id, due)
@@ -378,6 +409,8 @@ class Device:
             self.stats.published_live += len(accepted)
         else:
             self.stats.published_backlog += len(accepted)
+            if self._pace:
+                self._tokens -= len(accepted)
         if self.config.delivery is Delivery.FIRE_AND_FORGET:
             self.stats.released += self._outbox.delete(self.device_id, accepted)
         else:
@@ -391,7 +424,12 @@ class Device:
         t = self.next_due
         if self.connected:
             if self.unsent > 0 and len(self._sent) < self.config.window:
-                return -math.inf
+                if not self._pace:
+                    return -math.inf
+                need = self._batch(self.unsent)
+                if self._tokens >= need:
+                    return -math.inf
+                t = min(t, self._tokens_at + (need - self._tokens) / self._pace)  # paced
             if self._sent:
                 t = min(t, min(self._sent.values()))
         return t

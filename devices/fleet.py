@@ -70,15 +70,17 @@ from devices.device import RECORDINGS, Delivery, Device, DeviceConfig
 from devices.ecg_source import EcgStream, make_source
 from devices.errors import ConfigError
 from devices.history import History, NoHistory
-from devices.mqtt_adapter import LinkEvent, MqttHub
+from devices.errors import ProfileError
+from devices.mqtt_adapter import Backoff, FixedRetry, LinkEvent, MqttHub
 from devices.outbox import POLICIES, Outbox
-from devices.profile import fleet_profiles
+from devices.profile import Cohort, fleet_profiles
 from ecgcore.clock import Clock, make_clock
 from ecgcore.files import write_json_atomic
 from wire import WireError, decode_ack
 from wire.reading import DEVICE_ID_RE
 
 SOURCES = ("ecgsyn", "synthetic")
+BACKOFFS = ("jitter", "none")
 MAX_POLL_WALL = 1.0  # real seconds the loop may block in the selector at most
 
 
@@ -108,6 +110,9 @@ class FleetConfig:
     strip_seconds: float = 30.0
     strips_per_day: int = 3
     strip_chunks: int = 1
+    reconnect_backoff: str = "jitter"  # jitter: exponential with jitter; none: every second, in step
+    backlog_pace: float | None = None  # backlog readings per simulated second per device
+    cohorts: tuple[Cohort, ...] = ()
     device: DeviceConfig = field(init=False)
 
     def __post_init__(self) -> None:
@@ -140,11 +145,20 @@ class FleetConfig:
             raise ConfigError(f"tick must be positive, got {self.tick_seconds}")
         if self.recording not in RECORDINGS:
             raise ConfigError(f"recording {self.recording!r} is not one of {RECORDINGS}")
+        if self.reconnect_backoff not in BACKOFFS:
+            raise ConfigError(f"reconnect backoff {self.reconnect_backoff!r} is not one of {BACKOFFS}")
+        object.__setattr__(self, "cohorts", tuple(self.cohorts))
+        if self.cohorts:
+            try:
+                fleet_profiles(self.devices, self.seed, self.cohorts)
+            except ProfileError as exc:
+                raise ConfigError(str(exc)) from None
         object.__setattr__(self, "device", DeviceConfig(
             delivery=self.delivery, chunk_seconds=self.chunk_seconds,
             sample_rate=self.sample_rate, ack_timeout=self.ack_timeout, window=self.window,
             recording=self.recording, strip_seconds=self.strip_seconds,
             strips_per_day=self.strips_per_day, strip_chunks=self.strip_chunks,
+            backlog_pace=self.backlog_pace,
         ))
 
     @property
@@ -239,11 +253,12 @@ class Fleet:
         self.outbox = Outbox(cfg.outbox_path, capacity=cfg.outbox_capacity,
                              policy=cfg.outbox_policy)
         source = make_source(cfg.ecg_source, cfg.sample_rate, cfg.seed, cfg.cache_dir)
-        profiles = fleet_profiles(cfg.devices, cfg.seed)
+        profiles = fleet_profiles(cfg.devices, cfg.seed, cfg.cohorts)
         streams = [EcgStream.for_profile(p, source) for p in profiles]
         self.hub = MqttHub(
             cfg.host, cfg.port, self.clock, np.random.default_rng([cfg.seed, 0x6B0F]),
             keepalive=cfg.keepalive,
+            backoff=FixedRetry() if cfg.reconnect_backoff == "none" else Backoff(),
             subscribe_acks=cfg.delivery is Delivery.END_TO_END,
             real_clock=self._real,
         )

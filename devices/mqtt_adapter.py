@@ -21,7 +21,8 @@ On connect a device publishes a retained "online" status on heartcheck/<id>/stat
 Last Will, retained QoS 1, says "offline") and, in end-to-end mode, subscribes to
 heartcheck/<id>/ack at QoS 1. A failed or lost connection is retried after an exponential
 backoff with equal jitter (half fixed, half random from the injected generator), reset by
-a successful CONNACK.
+a successful CONNACK; or, with `FixedRetry` (`--reconnect-backoff none`), every second in
+lockstep, which is what makes a thundering herd.
 
 Two clocks. The injected `Clock` (simulated time) only stamps things: status messages and
 `Link.since`. Every network timer runs on `real_clock` (default `time.monotonic`), REAL
@@ -85,6 +86,17 @@ class Backoff:
         return d / 2 + float(rng.uniform(0.0, d / 2))
 
 
+@dataclass(frozen=True)
+class FixedRetry:
+    """No backoff: retry every `interval` seconds, no jitter. Every device that lost its link
+    at the same moment comes back at the same moment (the thundering herd)."""
+
+    interval: float = 1.0
+
+    def delay(self, attempt: int, rng: np.random.Generator) -> float:
+        return self.interval
+
+
 @dataclass(eq=False)
 class Link:
     """One device's connection. Implements the device's Publisher protocol."""
@@ -124,7 +136,7 @@ class MqttHub:
     """All links of a fleet, one selector, one thread. See the module docstring."""
 
     def __init__(self, host: str, port: int, clock: Clock, rng: np.random.Generator, *,
-                 keepalive: int = 10, backoff: Backoff | None = None, inflight: int = 20,
+                 keepalive: int = 10, backoff: Backoff | FixedRetry | None = None, inflight: int = 20,
                  subscribe_acks: bool = False, connects_per_pass: int = 100,
                  connect_timeout: float = 5.0,
                  real_clock: Callable[[], float] = time.monotonic) -> None:

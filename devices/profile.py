@@ -6,11 +6,19 @@ makes a device's signal its own. Profiles of a fleet come from one seeded
 
 Heart rate and variability are quantized (`HR_LEVELS`, `HRV_LEVELS`) so that the ECG bank
 needs one generated signal per distinct (hr, hrv) pair, not one per device.
+
+A fleet can be split into cohorts (`Cohort`, `--cohort NAME:COUNT[:hr=LO-HI][:strips=N]`):
+consecutive groups of devices whose heart rates are drawn from their own range (on the
+5-bpm grid within it) and, in strip mode, who record their own number of strips a day.
+A cohort's heart rates come from a second seeded stream, so a fleet without cohorts is
+exactly the fleet it always was.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import re
 
 import numpy as np
 
@@ -30,6 +38,8 @@ class PatientProfile:
     hrv: float
     noise: float
     seed: int
+    strips_per_day: int | None = None  # strip mode: this patient's own count (None: the fleet's)
+    cohort: str = ""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.hr_bpm, (int, float)) and 30.0 <= self.hr_bpm <= 220.0):
@@ -42,13 +52,105 @@ class PatientProfile:
             0 <= self.seed < SEED_LIMIT
         ):
             raise ProfileError(f"seed={self.seed!r} must be an integer in [0, 2**32)")
+        if self.strips_per_day is not None and not (
+            isinstance(self.strips_per_day, int) and self.strips_per_day >= 1
+        ):
+            raise ProfileError(f"strips_per_day={self.strips_per_day!r} must be at least 1")
         object.__setattr__(self, "hr_bpm", float(self.hr_bpm))
         object.__setattr__(self, "hrv", float(self.hrv))
         object.__setattr__(self, "noise", float(self.noise))
         object.__setattr__(self, "seed", int(self.seed))
 
 
-def fleet_profiles(n: int, seed: int) -> list[PatientProfile]:
+@dataclass(frozen=True)
+class Cohort:
+    """A group of consecutive devices: its size, heart-rate range (bpm) and strips a day."""
+
+    name: str
+    devices: int
+    hr_bpm: tuple[float, float] | None = None
+    strips_per_day: int | None = None
+
+    def __post_init__(self) -> None:
+        if not _COHORT_NAME.fullmatch(self.name):
+            raise ProfileError(f"cohort name {self.name!r} must be letters, digits, '-' or '_'")
+        if self.devices < 1:
+            raise ProfileError(f"cohort {self.name!r} needs at least 1 device, got {self.devices}")
+        if self.hr_bpm is not None:
+            lo, hi = self.hr_bpm
+            if not 30.0 <= lo <= hi <= 220.0:
+                raise ProfileError(f"cohort {self.name!r}: heart rate {lo:g}-{hi:g} must be a "
+                                   "range within 30..220 bpm")
+        if self.strips_per_day is not None and self.strips_per_day < 1:
+            raise ProfileError(f"cohort {self.name!r}: strips a day must be at least 1")
+
+    def hr_levels(self) -> tuple[float, ...]:
+        """The heart rates its devices are drawn from: the 5-bpm grid inside the range (a
+        range too narrow for the grid gives its own midpoint)."""
+        assert self.hr_bpm is not None
+        lo, hi = self.hr_bpm
+        grid = tuple(float(h) for h in range(30, 221, 5) if lo <= h <= hi)
+        return grid or (round((lo + hi) / 2, 1),)
+
+    @classmethod
+    def parse(cls, spec: str) -> Cohort:
+        """`NAME:COUNT[:hr=LO-HI][:strips=N]`, e.g. `elderly:300:hr=55-75:strips=4`."""
+        parts = spec.split(":")
+        if len(parts) < 2:
+            raise ProfileError(f"cohort {spec!r} is not NAME:COUNT[:hr=LO-HI][:strips=N]")
+        name, count, opts = parts[0], parts[1], parts[2:]
+        try:
+            devices = int(count)
+        except ValueError:
+            raise ProfileError(f"cohort {spec!r}: device count {count!r} is not a whole number") from None
+        hr: tuple[float, float] | None = None
+        strips: int | None = None
+        for opt in opts:
+            key, _, value = opt.partition("=")
+            try:
+                if key == "hr" and hr is None:
+                    lo, _, hi = value.partition("-")
+                    hr = (float(lo), float(hi or lo))
+                elif key == "strips" and strips is None:
+                    strips = int(value)
+                else:
+                    raise ValueError
+            except ValueError:
+                raise ProfileError(f"cohort {spec!r}: {opt!r} is not hr=LO-HI or strips=N "
+                                   "(each at most once)") from None
+        return cls(name, devices, hr, strips)
+
+
+_COHORT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def fleet_profiles(n: int, seed: int, cohorts: tuple[Cohort, ...] | list[Cohort] = ()) -> list[PatientProfile]:
+    """`n` profiles drawn deterministically from `numpy.random.default_rng(seed)`; with
+    cohorts (whose sizes must add up to `n`), device i belongs to the cohort that covers i
+    in order, and takes its heart rate and strips a day from it."""
+    base = _draw(n, seed)
+    if not cohorts:
+        return base
+    if sum(c.devices for c in cohorts) != n:
+        raise ProfileError(f"the cohorts have {sum(c.devices for c in cohorts)} devices in all, "
+                           f"but the fleet has {n}")
+    if len({c.name for c in cohorts}) != len(cohorts):
+        raise ProfileError("two cohorts have the same name")
+    rng = np.random.default_rng([seed, _COHORT_TAG])
+    out: list[PatientProfile] = []
+    for c in cohorts:
+        hrs = rng.choice(np.array(c.hr_levels()), size=c.devices) if c.hr_bpm else None
+        for k in range(c.devices):
+            p = base[len(out)]
+            out.append(replace(p, hr_bpm=float(hrs[k]) if hrs is not None else p.hr_bpm,
+                               strips_per_day=c.strips_per_day, cohort=c.name))
+    return out
+
+
+_COHORT_TAG = 0xC0_4027
+
+
+def _draw(n: int, seed: int) -> list[PatientProfile]:
     """`n` profiles drawn deterministically from `numpy.random.default_rng(seed)`."""
     if n < 0:
         raise ProfileError(f"a fleet cannot have {n} devices")

@@ -28,7 +28,7 @@ from lab.levels import Stable, wait_for
 from lab.history import load_history, label_windows
 from lab.procs import RUNNING
 from lab.report import build_report
-from lab.scenario import Scenario, Step, Variant, plan
+from lab.scenario import Fleet, Scenario, Step, Variant, plan
 from lab.statedir import StackConfig, StateDir
 
 SCENARIO_ORIGIN = 1_688_947_200.0  # 2023-07-10T00:00:00Z: the week of the CardioComm outage
@@ -47,12 +47,17 @@ class VariantRun:
 
 def with_chunk(var: Variant, chunk_s: float | None) -> Variant:
     """The variant with longer (or shorter) continuous-mode chunks: fewer readings per
-    simulated second, so a continuous scenario can be compressed harder."""
+    simulated second, so a continuous scenario can be compressed harder. A backlog pace
+    (readings per second) scales with it, so that it still sends the same seconds of ECG
+    per second."""
     if chunk_s is None:
         return var
     if not chunk_s > 0:
         raise ConfigError(f"--chunk-seconds must be more than 0, got {chunk_s:g}")
-    return replace(var, fleet=replace(var.fleet, chunk=chunk_s))
+    pace = var.fleet.backlog_pace
+    if pace is not None:
+        pace = pace * var.fleet.chunk / chunk_s
+    return replace(var, fleet=replace(var.fleet, chunk=chunk_s, backlog_pace=pace))
 
 
 def with_devices(var: Variant, devices: int | None) -> Variant:
@@ -73,6 +78,32 @@ def with_devices(var: Variant, devices: int | None) -> Variant:
     return replace(var, fleet=replace(fleet, devices=devices, profiles=profiles))
 
 
+MIN_KEEPALIVE_S = 2  # real seconds: below this a busy 2-core machine drops healthy links
+
+
+def real_keepalive(keepalive: float | None, speed: float) -> int:
+    """The devices' MQTT keepalive in real seconds. A scenario's keepalive is simulated time,
+    like everything in it, so under --speed K the devices use keepalive / K (at least
+    MIN_KEEPALIVE_S): a blackhole is then noticed after the same simulated time as in a
+    real-time run. Without one the fleet keeps its 10 real seconds."""
+    if keepalive is None:
+        return 10
+    return max(MIN_KEEPALIVE_S, min(65535, round(keepalive / speed)))
+
+
+def cohort_specs(fleet: Fleet) -> tuple[str, ...]:
+    """The scenario's patient profiles as the fleet's --cohort specs."""
+    specs = []
+    for p in fleet.profiles:
+        spec = f"{p.name}:{p.devices}"
+        if p.hr_bpm is not None:
+            spec += f":hr={p.hr_bpm[0]:g}-{p.hr_bpm[1]:g}"
+        if p.strips_per_day is not None:
+            spec += f":strips={p.strips_per_day}"
+        specs.append(spec)
+    return tuple(specs)
+
+
 def stack_config(scn: Scenario, var: Variant, speed: float, anchor: float) -> StackConfig:
     f, b = var.fleet, var.broker
     return StackConfig(
@@ -81,6 +112,8 @@ def stack_config(scn: Scenario, var: Variant, speed: float, anchor: float) -> St
         sample_rate=f.sample_rate, chunk_seconds=f.chunk, ack_timeout=f.ack_timeout, speed=speed,
         recording=f.recording, strip_seconds=f.strip_length or 30.0, strips_per_day=f.strips_per_day or 3,
         strip_chunks=f.strip_chunks or 1, window=f.window, clock_origin=SCENARIO_ORIGIN, clock_anchor=anchor,
+        keepalive=real_keepalive(f.keepalive, speed), reconnect_backoff=f.reconnect_backoff,
+        backlog_pace=f.backlog_pace, cohorts=cohort_specs(f),
     )
 
 
@@ -146,6 +179,10 @@ def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Say) 
     cfg = stack_config(scn, var, speed, anchor)
     say(f"--- {scn.name} / {var.name}: {var.fleet.devices} devices, {var.fleet.delivery}, "
         f"{_fmt_sim(scn.duration)} simulated at {speed:g}x (about {scn.duration / speed:.0f} s)")
+    if var.fleet.keepalive is not None:
+        say(f"      keepalive {var.fleet.keepalive:g} s simulated: the devices use {cfg.keepalive} real s "
+            f"(= {cfg.keepalive * speed:g} s simulated" + (", the 2-s floor" if cfg.keepalive == MIN_KEEPALIVE_S
+                                                             else "") + ")")
     cfg = stack.up(sd, cfg, progress=lambda m: say("      " + m))
     clock = ScaledClock(speed=speed, origin=SCENARIO_ORIGIN, anchor=anchor)
     if time.time() > anchor:
@@ -179,7 +216,12 @@ def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Say) 
     report = {"scenario": scn.name, "description": scn.description, "variant": var.name, "speed": speed,
               "seed": scn.seed, "duration_s": scn.duration, "ok": bool(result.ok),
               "verdict": list(result.verdict_lines), "check": result.as_dict(max_listed=200),
-              "ledger": {k: ledger[k] for k in ("totals", "broker", "latency_s", "balanced")}}
+              "ledger": {k: ledger[k] for k in ("totals", "broker", "latency_s", "balanced")},
+              "stack": {"devices": cfg.devices, "delivery": cfg.delivery, "recording": cfg.recording,
+                        "chunk_seconds": cfg.chunk_seconds, "max_queued": cfg.max_queued,
+                        "persistence": cfg.persistence, "keepalive_real_s": cfg.keepalive,
+                        "reconnect_backoff": cfg.reconnect_backoff, "backlog_pace": cfg.backlog_pace,
+                        "cohorts": list(cfg.cohorts)}}
     vdir.mkdir(parents=True, exist_ok=True)
     (vdir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, default=str))
     try:

@@ -73,7 +73,10 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
             "--outbox-capacity", str(cfg.outbox_capacity), "--outbox-policy", cfg.outbox_policy,
             "--chunk-seconds", str(cfg.chunk_seconds), "--sample-rate", str(cfg.sample_rate),
             "--seed", str(cfg.seed), "--ack-timeout", str(cfg.ack_timeout), "--id-prefix", cfg.id_prefix,
-            "--window", str(cfg.window),
+            "--window", str(cfg.window), "--keepalive", str(cfg.keepalive),
+            "--reconnect-backoff", cfg.reconnect_backoff,
+            *(["--backlog-pace", str(cfg.backlog_pace)] if cfg.backlog_pace else []),
+            *(a for spec in cfg.cohorts for a in ("--cohort", spec)),
             *(["--recording", "strip", "--strip-seconds", str(cfg.strip_seconds),
                "--strips-per-day", str(cfg.strips_per_day), "--strip-chunks", str(cfg.strip_chunks)]
               if cfg.recording == "strip" else []))

@@ -52,8 +52,19 @@ class StackConfig:
     window: int = 50  # end-to-end: readings in flight per device before it waits for acks
     clock_origin: float | None = None  # shared simulated clock (scenario runs): sim time at the anchor
     clock_anchor: float | None = None  # real Unix time at which simulated time starts moving
+    keepalive: int = 10  # the devices' MQTT keepalive, real seconds
+    reconnect_backoff: str = "jitter"  # or "none": every device retries every second, in step
+    backlog_pace: float | None = None  # backlog readings per simulated second per device
+    cohorts: tuple[str, ...] = ()  # devices' --cohort NAME:COUNT[:hr=LO-HI][:strips=N] specs
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "cohorts", tuple(self.cohorts))
+        if self.reconnect_backoff not in ("jitter", "none"):
+            raise ConfigError(f"reconnect backoff must be jitter or none, not {self.reconnect_backoff!r}")
+        if not 1 <= self.keepalive <= 65535:
+            raise ConfigError(f"keepalive must be 1..65535 s, got {self.keepalive}")
+        if self.backlog_pace is not None and not self.backlog_pace > 0:
+            raise ConfigError(f"backlog pace must be more than 0, got {self.backlog_pace}")
         if self.recording not in ("continuous", "strip"):
             raise ConfigError(f"recording must be continuous or strip, not {self.recording!r}")
         if self.delivery not in DELIVERY_MODES:

@@ -115,7 +115,7 @@ class Fleet:
     outbox_policy: str = "drop-oldest"
     ack_timeout: float = 10.0
     window: int = 50
-    keepalive: float = 10.0
+    keepalive: float | None = None  # simulated s; None: the fleet's 10 real seconds, unscaled
     reconnect_backoff: str = "jitter"
     backlog_pace: float | None = None
     profiles: tuple[Profile, ...] = ()
@@ -129,7 +129,8 @@ class Fleet:
         _choice(self, "outbox_policy", POLICIES)
         _choice(self, "reconnect_backoff", BACKOFF)
         _positive(self, "chunk", "ack_timeout", "keepalive", "backlog_pace", "strip_length")
-        if not (float(self.keepalive).is_integer() and 1 <= self.keepalive <= 65535):
+        if self.keepalive is not None and not (float(self.keepalive).is_integer()
+                                               and 1 <= self.keepalive <= 65535):
             raise _fail("keepalive", f"keepalive must be whole seconds from 1s to 65535s, "
                                      f"got {self.keepalive!r}")
         if self.recording == "strip":
