@@ -7,7 +7,7 @@
                       [--ecg-source ecgsyn|synthetic] [--history | --no-history]
                       [--recording continuous|strip] [--strip-seconds 30]
                       [--strips-per-day 3] [--strip-chunks 1] [--keepalive 10]
-                      [--reconnect-backoff jitter|none] [--backlog-pace N]
+                      [--reconnect-backoff jitter|none] [--backoff-cap 30] [--backlog-pace N]
                       [--cohort NAME:COUNT[:hr=LO-HI][:strips=N] ...]
 
 Bad arguments: one error line on stderr, exit 2. SIGTERM or SIGINT: a
@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reconnect-backoff", choices=BACKOFFS, default="jitter",
                    help="jitter: exponential backoff with jitter (0.5 s doubling to 30 s); "
                         "none: retry every second, all devices in step")
+    p.add_argument("--backoff-cap", type=float, default=30.0, metavar="SECONDS",
+                   help="jitter backoff: the longest wait between attempts, real seconds")
     p.add_argument("--backlog-pace", type=float, default=None, metavar="N",
                    help="send a backlog at most N readings per simulated second per device "
                         "(default: as fast as the window allows)")
@@ -106,7 +108,7 @@ def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
             ack_timeout=ns.ack_timeout, window=ns.window, ecg_source=ns.ecg_source,
             history=ns.history, recording=ns.recording, strip_seconds=ns.strip_seconds,
             strips_per_day=ns.strips_per_day, strip_chunks=ns.strip_chunks,
-            keepalive=ns.keepalive, reconnect_backoff=ns.reconnect_backoff,
+            keepalive=ns.keepalive, reconnect_backoff=ns.reconnect_backoff, backoff_cap=ns.backoff_cap,
             backlog_pace=ns.backlog_pace, cohorts=tuple(ns.cohort),
         )
     except ConfigError as exc:

@@ -111,6 +111,7 @@ class FleetConfig:
     strips_per_day: int = 3
     strip_chunks: int = 1
     reconnect_backoff: str = "jitter"  # jitter: exponential with jitter; none: every second, in step
+    backoff_cap: float = 30.0  # jitter: the longest wait between attempts, real seconds
     backlog_pace: float | None = None  # backlog readings per simulated second per device
     cohorts: tuple[Cohort, ...] = ()
     device: DeviceConfig = field(init=False)
@@ -145,6 +146,8 @@ class FleetConfig:
             raise ConfigError(f"tick must be positive, got {self.tick_seconds}")
         if self.recording not in RECORDINGS:
             raise ConfigError(f"recording {self.recording!r} is not one of {RECORDINGS}")
+        if not (math.isfinite(self.backoff_cap) and self.backoff_cap >= 0.5):
+            raise ConfigError(f"backoff cap must be at least 0.5 s, got {self.backoff_cap}")
         if self.reconnect_backoff not in BACKOFFS:
             raise ConfigError(f"reconnect backoff {self.reconnect_backoff!r} is not one of {BACKOFFS}")
         object.__setattr__(self, "cohorts", tuple(self.cohorts))
@@ -179,7 +182,11 @@ class FleetConfig:
 
     @property
     def cache_dir(self) -> Path:
-        return self.fleet_dir / "ecg-cache"
+        """Where ecgsyn banks are kept: $ECGPIPE_ECG_CACHE, else the user's cache
+        ($XDG_CACHE_HOME or ~/.cache)/ecgpipe/ecg. Shared by every fleet and state dir: a
+        bank's file name holds every parameter it depends on (rate, length, seed, hr, hrv,
+        version) and is written atomically, so fleets never need their own copy."""
+        return ecg_cache_dir()
 
     @property
     def history_path(self) -> Path:
@@ -187,6 +194,14 @@ class FleetConfig:
 
     def device_ids(self) -> list[str]:
         return [f"{self.id_prefix}-{i:04d}" for i in range(self.devices)]
+
+
+def ecg_cache_dir() -> Path:
+    env = os.environ.get("ECGPIPE_ECG_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ecgpipe" / "ecg"
 
 
 def raise_nofile_limit() -> int:
@@ -258,7 +273,7 @@ class Fleet:
         self.hub = MqttHub(
             cfg.host, cfg.port, self.clock, np.random.default_rng([cfg.seed, 0x6B0F]),
             keepalive=cfg.keepalive,
-            backoff=FixedRetry() if cfg.reconnect_backoff == "none" else Backoff(),
+            backoff=FixedRetry() if cfg.reconnect_backoff == "none" else Backoff(cap=cfg.backoff_cap),
             subscribe_acks=cfg.delivery is Delivery.END_TO_END,
             real_clock=self._real,
         )

@@ -91,6 +91,16 @@ def real_keepalive(keepalive: float | None, speed: float) -> int:
     return max(MIN_KEEPALIVE_S, min(65535, round(keepalive / speed)))
 
 
+BACKOFF_CAP_S = 30.0  # simulated: the devices' longest wait between reconnect attempts
+
+
+def real_backoff_cap(speed: float) -> float:
+    """The reconnect backoff's cap in real seconds: 30 s of simulated time, at least
+    MIN_KEEPALIVE_S real (so a compressed run is not a reconnect storm). Without it, a device
+    at 20x would wait up to 10 simulated minutes to come back after a heal."""
+    return max(float(MIN_KEEPALIVE_S), BACKOFF_CAP_S / speed)
+
+
 def cohort_specs(fleet: Fleet) -> tuple[str, ...]:
     """The scenario's patient profiles as the fleet's --cohort specs."""
     specs = []
@@ -104,16 +114,16 @@ def cohort_specs(fleet: Fleet) -> tuple[str, ...]:
     return tuple(specs)
 
 
-def stack_config(scn: Scenario, var: Variant, speed: float, anchor: float) -> StackConfig:
+def stack_config(scn: Scenario, var: Variant, speed: float) -> StackConfig:
     f, b = var.fleet, var.broker
     return StackConfig(
         devices=f.devices, delivery=f.delivery, max_queued=b.max_queued, persistence=b.persistence,
         outbox_capacity=f.outbox_capacity, outbox_policy=f.outbox_policy, seed=scn.seed,
         sample_rate=f.sample_rate, chunk_seconds=f.chunk, ack_timeout=f.ack_timeout, speed=speed,
         recording=f.recording, strip_seconds=f.strip_length or 30.0, strips_per_day=f.strips_per_day or 3,
-        strip_chunks=f.strip_chunks or 1, window=f.window, clock_origin=SCENARIO_ORIGIN, clock_anchor=anchor,
+        strip_chunks=f.strip_chunks or 1, window=f.window, clock_origin=SCENARIO_ORIGIN, clock_anchor_file=True,
         keepalive=real_keepalive(f.keepalive, speed), reconnect_backoff=f.reconnect_backoff,
-        backlog_pace=f.backlog_pace, cohorts=cohort_specs(f),
+        backlog_pace=f.backlog_pace, cohorts=cohort_specs(f), backoff_cap=real_backoff_cap(speed),
     )
 
 
@@ -174,20 +184,17 @@ def _fmt_sim(seconds: float) -> str:
 def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Say) -> VariantRun:
     vdir = out / var.name
     sd = StateDir(vdir / "state")
-    startup_s = 12.0 + var.fleet.devices / 100
-    anchor = time.time() + startup_s
-    cfg = stack_config(scn, var, speed, anchor)
+    cfg = stack_config(scn, var, speed)
     say(f"--- {scn.name} / {var.name}: {var.fleet.devices} devices, {var.fleet.delivery}, "
         f"{_fmt_sim(scn.duration)} simulated at {speed:g}x (about {scn.duration / speed:.0f} s)")
     if var.fleet.keepalive is not None:
         say(f"      keepalive {var.fleet.keepalive:g} s simulated: the devices use {cfg.keepalive} real s "
             f"(= {cfg.keepalive * speed:g} s simulated" + (", the 2-s floor" if cfg.keepalive == MIN_KEEPALIVE_S
                                                              else "") + ")")
+    sd.clock_anchor_file.unlink(missing_ok=True)  # a re-run into the same --out starts a new clock
     cfg = stack.up(sd, cfg, progress=lambda m: say("      " + m))
-    clock = ScaledClock(speed=speed, origin=SCENARIO_ORIGIN, anchor=anchor)
-    if time.time() > anchor:
-        say(f"      note: the stack took {time.time() - anchor + startup_s:.0f} s to start; the run began "
-            f"{time.time() - anchor:.1f} s before it was healthy")
+    # simulated time stood still at SCENARIO_ORIGIN while the stack started; it starts now
+    clock = ScaledClock(speed=speed, origin=SCENARIO_ORIGIN, anchor=stack.start_clock(sd))
     nemesis = Nemesis(sd, cfg, clock, say)
     steps = plan(scn, speed, var.name)
     next_note = time.monotonic() + 5
@@ -220,7 +227,8 @@ def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Say) 
               "stack": {"devices": cfg.devices, "delivery": cfg.delivery, "recording": cfg.recording,
                         "chunk_seconds": cfg.chunk_seconds, "max_queued": cfg.max_queued,
                         "persistence": cfg.persistence, "keepalive_real_s": cfg.keepalive,
-                        "reconnect_backoff": cfg.reconnect_backoff, "backlog_pace": cfg.backlog_pace,
+                        "reconnect_backoff": cfg.reconnect_backoff, "backoff_cap_real_s": cfg.backoff_cap,
+                        "backlog_pace": cfg.backlog_pace,
                         "cohorts": list(cfg.cohorts)}}
     vdir.mkdir(parents=True, exist_ok=True)
     (vdir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, default=str))

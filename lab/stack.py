@@ -74,13 +74,23 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
             "--chunk-seconds", str(cfg.chunk_seconds), "--sample-rate", str(cfg.sample_rate),
             "--seed", str(cfg.seed), "--ack-timeout", str(cfg.ack_timeout), "--id-prefix", cfg.id_prefix,
             "--window", str(cfg.window), "--keepalive", str(cfg.keepalive),
-            "--reconnect-backoff", cfg.reconnect_backoff,
+            "--reconnect-backoff", cfg.reconnect_backoff, "--backoff-cap", str(cfg.backoff_cap),
             *(["--backlog-pace", str(cfg.backlog_pace)] if cfg.backlog_pace else []),
             *(a for spec in cfg.cohorts for a in ("--cohort", spec)),
             *(["--recording", "strip", "--strip-seconds", str(cfg.strip_seconds),
                "--strips-per-day", str(cfg.strips_per_day), "--strip-chunks", str(cfg.strip_chunks)]
               if cfg.recording == "strip" else []))
     raise ConfigError(f"unknown component {name!r}; use broker, ingest or devices")
+
+
+def start_clock(sd: StateDir, lead_s: float = 0.3) -> float:
+    """Start the shared simulated clock of a stack saved with clock_anchor_file: write the
+    anchor, `lead_s` real seconds ahead so every process has read it by then. Returns it."""
+    anchor = time.time() + lead_s
+    tmp = sd.clock_anchor_file.with_name(sd.clock_anchor_file.name + ".tmp")
+    tmp.write_text(repr(anchor) + "\n", encoding="ascii")
+    os.replace(tmp, sd.clock_anchor_file)
+    return anchor
 
 
 def _wait(cond: Callable[[], bool], deadline_s: float, alive: Callable[[], bool]) -> bool:
@@ -115,7 +125,9 @@ def start_component(sd: StateDir, cfg: StackConfig, name: str, progress: Progres
         if proxy.state() == DEAD:  # e.g. `ecgpipe start ingest` after `down`: its link comes first
             start_component(sd, cfg, proxy.name, progress)
     env = None
-    if cfg.clock_origin is not None and cfg.clock_anchor is not None:
+    if cfg.clock_origin is not None and cfg.clock_anchor_file:
+        env = {**os.environ, **shared_clock_env(cfg.clock_origin, sd.clock_anchor_file)}
+    elif cfg.clock_origin is not None and cfg.clock_anchor is not None:
         env = {**os.environ, **shared_clock_env(cfg.clock_origin, cfg.clock_anchor)}
     pid = comp.start(component_argv(sd, cfg, name), env=env)
     alive = lambda: comp.state() == RUNNING  # noqa: E731

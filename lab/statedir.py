@@ -52,9 +52,11 @@ class StackConfig:
     window: int = 50  # end-to-end: readings in flight per device before it waits for acks
     clock_origin: float | None = None  # shared simulated clock (scenario runs): sim time at the anchor
     clock_anchor: float | None = None  # real Unix time at which simulated time starts moving
+    clock_anchor_file: bool = False  # instead: the anchor will be in DIR/clock-anchor (stack.start_clock)
     keepalive: int = 10  # the devices' MQTT keepalive, real seconds
     reconnect_backoff: str = "jitter"  # or "none": every device retries every second, in step
     backlog_pace: float | None = None  # backlog readings per simulated second per device
+    backoff_cap: float = 30.0  # the devices' longest reconnect wait, real seconds
     cohorts: tuple[str, ...] = ()  # devices' --cohort NAME:COUNT[:hr=LO-HI][:strips=N] specs
 
     def __post_init__(self) -> None:
@@ -63,6 +65,8 @@ class StackConfig:
             raise ConfigError(f"reconnect backoff must be jitter or none, not {self.reconnect_backoff!r}")
         if not 1 <= self.keepalive <= 65535:
             raise ConfigError(f"keepalive must be 1..65535 s, got {self.keepalive}")
+        if not self.backoff_cap >= 0.5:
+            raise ConfigError(f"backoff cap must be at least 0.5 s, got {self.backoff_cap}")
         if self.backlog_pace is not None and not self.backlog_pace > 0:
             raise ConfigError(f"backlog pace must be more than 0, got {self.backlog_pace}")
         if self.recording not in ("continuous", "strip"):
@@ -96,6 +100,10 @@ class StackConfig:
 class StateDir:
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    @property
+    def clock_anchor_file(self) -> Path:
+        return self.root / "clock-anchor"
 
     @property
     def stack_file(self) -> Path:

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from ecgcore.clock import ManualClock, ScaledClock, SystemClock, make_clock, shared_clock_env
+from tests.conftest import wait_until
 
 
 def test_manual_clock_only_moves_when_told() -> None:
@@ -52,3 +53,34 @@ def test_default_is_the_system_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ECGPIPE_CLOCK_ORIGIN", raising=False)
     monkeypatch.delenv("ECGPIPE_CLOCK_ANCHOR", raising=False)
     assert isinstance(make_clock(), SystemClock)
+
+
+def test_an_anchor_file_holds_the_clock_until_it_is_written(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "clock-anchor"
+    for k, v in shared_clock_env(5_000.0, path).items():
+        monkeypatch.setenv(k, v)
+    c = make_clock(speed=100.0)
+    assert isinstance(c, ScaledClock) and not c.started
+    deadline = time.monotonic() + 0.2
+    while time.monotonic() < deadline:  # however long it waits, simulated time stands still
+        assert c.now() == 5_000.0 and c.monotonic() == 0.0
+    path.write_text("not a time\n")
+    assert c.now() == 5_000.0  # a file that is not an anchor: keep waiting
+    anchor = time.time() - 2.0
+    path.write_text(repr(anchor) + "\n")
+    assert wait_until(lambda: c.started, 2.0)
+    later = make_clock(speed=100.0)  # a process started after the anchor agrees at once
+    a, b = c.now(), later.now()
+    assert 5_000.0 + 190 < a <= b < a + 100 * 1.0
+
+
+def test_the_lab_starts_the_clock_a_moment_ahead(tmp_path) -> None:
+    from lab.stack import start_clock
+    from lab.statedir import StateDir
+
+    sd = StateDir(tmp_path)
+    c = ScaledClock(speed=10.0, origin=0.0, anchor_file=sd.clock_anchor_file)
+    anchor = start_clock(sd, lead_s=0.5)
+    assert anchor > time.time() and float(sd.clock_anchor_file.read_text()) == anchor
+    assert wait_until(lambda: c.started, 2.0) and c.monotonic() == 0.0  # known, not yet reached
+    assert wait_until(lambda: c.monotonic() > 0.0, 3.0)

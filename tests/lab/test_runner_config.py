@@ -44,7 +44,7 @@ SCENARIO = textwrap.dedent('''\
 def test_the_scenario_fleet_reaches_the_fleet_process(tmp_path: Path) -> None:
     scn = parse_scenario(SCENARIO)
     var = scn.variant()
-    cfg = replace(stack_config(scn, var, speed=10.0, anchor=0.0), port=1883, proxy_devices_port=1884)
+    cfg = replace(stack_config(scn, var, speed=10.0), port=1883, proxy_devices_port=1884)
     assert cfg.cohorts == ("resting:15:hr=55-75", "tachy:5:hr=120-120:strips=12")
     assert (cfg.keepalive, cfg.reconnect_backoff, cfg.backlog_pace) == (3, "none", 3.0)
     argv = component_argv(StateDir(tmp_path), cfg, "devices")
@@ -74,3 +74,12 @@ def test_longer_chunks_keep_the_backlog_pace_in_seconds_of_ecg() -> None:
                          .replace("strips_per_day = 12\n", ""))
     var = with_chunk(scn.variant(), 4.0)
     assert (var.fleet.chunk, var.fleet.backlog_pace) == (4.0, 0.75)
+
+
+@pytest.mark.parametrize(("speed", "cap"), [(1.0, 30.0), (10.0, 3.0), (20.0, 2.0), (2304.0, 2.0)])
+def test_the_reconnect_backoff_cap_is_30_simulated_seconds(speed: float, cap: float) -> None:
+    from lab.runner import real_backoff_cap
+
+    assert real_backoff_cap(speed) == cap
+    scn = parse_scenario(SCENARIO)
+    assert stack_config(scn, scn.variant(), speed).backoff_cap == cap
