@@ -8,7 +8,7 @@
                       [--recording continuous|strip] [--strip-seconds 30]
                       [--strips-per-day 3] [--strip-chunks 1] [--keepalive 10]
                       [--reconnect-backoff jitter|none] [--backoff-cap 30] [--backlog-pace N]
-                      [--cohort NAME:COUNT[:hr=LO-HI][:strips=N] ...]
+                      [--cohort NAME:COUNT[:hr=LO-HI][:strips=N] ...] [--record-until T]
 
 Bad arguments: one error line on stderr, exit 2. SIGTERM or SIGINT: a
 graceful stop, exit 0. A device-side failure: one line on stderr, exit 1.
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "none: retry every second, all devices in step")
     p.add_argument("--backoff-cap", type=float, default=30.0, metavar="SECONDS",
                    help="jitter backoff: the longest wait between attempts, real seconds")
+    p.add_argument("--record-until", type=float, default=None, metavar="UNIX_TIME",
+                   help="record no chunk or strip that ends after this simulated time; keep "
+                        "delivering the outbox (a lab run's end)")
     p.add_argument("--backlog-pace", type=float, default=None, metavar="N",
                    help="send a backlog at most N readings per simulated second per device "
                         "(default: as fast as the window allows)")
@@ -109,7 +112,7 @@ def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
             history=ns.history, recording=ns.recording, strip_seconds=ns.strip_seconds,
             strips_per_day=ns.strips_per_day, strip_chunks=ns.strip_chunks,
             keepalive=ns.keepalive, reconnect_backoff=ns.reconnect_backoff, backoff_cap=ns.backoff_cap,
-            backlog_pace=ns.backlog_pace, cohorts=tuple(ns.cohort),
+            backlog_pace=ns.backlog_pace, cohorts=tuple(ns.cohort), record_until=ns.record_until,
         )
     except ConfigError as exc:
         parser.error(str(exc))  # exits 2

@@ -114,6 +114,7 @@ class DeviceConfig:
     strips_per_day: int = 3
     strip_chunks: int = 1
     backlog_pace: float | None = None  # backlog readings per simulated second (None: unpaced)
+    record_until: float | None = None  # simulated Unix time: nothing ending later is recorded
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "delivery", Delivery(self.delivery))
@@ -195,6 +196,9 @@ class Device:
         # the ack timeout is real time: in simulated seconds it grows with the clock's speed
         self._ack_timeout = config.ack_timeout * clock.speed
         booted_at = clock.now()
+        # recording stops at config.record_until (simulated wall time), kept as monotonic time
+        self._until_mono = (math.inf if config.record_until is None
+                            else config.record_until - booted_at + clock.monotonic())
         self.boot_epoch, self.next_seq = outbox.register(device_id, profile, booted_at)
         self._history.boot(booted_at, device_id, self.boot_epoch, self.next_seq)
         # chunk k covers [start + k*cs, start + (k+1)*cs) of simulated time
@@ -244,7 +248,7 @@ class Device:
         """Turn every chunk (strip) of simulated time that has passed into outbox rows."""
         if self._schedule is not None:
             return self._generate_strips()
-        now = self._clock.monotonic()
+        now = min(self._clock.monotonic(), self._until_mono + 1e-9)
         cs = self.config.chunk_seconds
         if now < self.next_due:
             return 0
@@ -262,7 +266,7 @@ class Device:
         return made
 
     def _generate_strips(self) -> int:
-        now = self._clock.monotonic()
+        now = min(self._clock.monotonic(), self._until_mono)
         if now < self._strip_due:
             return 0
         due: collections.deque[float] = collections.deque(maxlen=self.config.max_catchup)
@@ -421,7 +425,7 @@ class Device:
         """Simulated monotonic time at which this device next needs the fleet's tick:
         its next chunk/strip, its earliest re-send deadline, or at once (-inf) if it is
         connected with unsent rows and room in its window."""
-        t = self.next_due
+        t = self.next_due if self.next_due <= self._until_mono else math.inf
         if self.connected:
             if self.unsent > 0 and len(self._sent) < self.config.window:
                 if not self._pace:

@@ -49,6 +49,8 @@ simulated seconds as ack_timeout * speed; nothing is sent while the clock stands
 
 SIGTERM/SIGINT (installed by `__main__`, or `request_stop()`): stop generating, commit,
 publish a retained "offline" status on every live link, disconnect, and return 0.
+`record_until` (--record-until, a simulated Unix time): no chunk or strip that ends after it
+is recorded; the fleet keeps running and delivering its outbox (a lab run's drain phase).
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ class FleetConfig:
     strip_chunks: int = 1
     reconnect_backoff: str = "jitter"  # jitter: exponential with jitter; none: every second, in step
     backoff_cap: float = 30.0  # jitter: the longest wait between attempts, real seconds
+    record_until: float | None = None  # simulated Unix time: record nothing that ends later
     backlog_pace: float | None = None  # backlog readings per simulated second per device
     cohorts: tuple[Cohort, ...] = ()
     device: DeviceConfig = field(init=False)
@@ -161,7 +164,7 @@ class FleetConfig:
             sample_rate=self.sample_rate, ack_timeout=self.ack_timeout, window=self.window,
             recording=self.recording, strip_seconds=self.strip_seconds,
             strips_per_day=self.strips_per_day, strip_chunks=self.strip_chunks,
-            backlog_pace=self.backlog_pace,
+            backlog_pace=self.backlog_pace, record_until=self.record_until,
         ))
 
     @property

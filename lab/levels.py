@@ -51,6 +51,24 @@ class Stable:
         return time.monotonic() - self.since >= self.quiet_s
 
 
+class Drained:
+    """True once the outboxes are empty and the stored count has not changed for `quiet_s`
+    real seconds, or once neither stored nor buffered has changed for `stall_s` (whatever
+    is left cannot be delivered: waiting longer changes nothing)."""
+
+    def __init__(self, sd: StateDir, quiet_s: float = 1.5, stall_s: float = 10.0) -> None:
+        self.sd, self.quiet_s, self.stall_s = sd, quiet_s, stall_s
+        self.levels: tuple[int, int] = (-1, -1)
+        self.since = time.monotonic()
+
+    def __call__(self) -> bool:
+        levels = (stored_total(self.sd), buffered_total(self.sd))
+        if levels != self.levels:
+            self.levels, self.since = levels, time.monotonic()
+        quiet = time.monotonic() - self.since
+        return (levels[1] == 0 and quiet >= self.quiet_s) or quiet >= self.stall_s
+
+
 def wait_for(cond: Callable[[], object], deadline_s: float, poll_s: float = 0.2) -> bool:
     """Poll cond() until it is true or `deadline_s` real seconds pass; returns the last answer."""
     end = time.monotonic() + deadline_s

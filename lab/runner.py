@@ -24,8 +24,8 @@ from ecgcore.files import JsonLines
 from lab import proxyctl, stack
 from lab.checker import CheckResult, check
 from lab.errors import ComponentError, ConfigError
-from lab.levels import Stable, wait_for
-from lab.history import load_history, label_windows
+from lab.levels import Drained, Stable, buffered_total, wait_for
+from lab.history import Generated, History, load_history, label_windows
 from lab.procs import RUNNING
 from lab.report import build_report
 from lab.scenario import Fleet, Scenario, Step, Variant, plan
@@ -122,7 +122,7 @@ def stack_config(scn: Scenario, var: Variant, speed: float) -> StackConfig:
         sample_rate=f.sample_rate, chunk_seconds=f.chunk, ack_timeout=f.ack_timeout, speed=speed,
         recording=f.recording, strip_seconds=f.strip_length or 30.0, strips_per_day=f.strips_per_day or 3,
         strip_chunks=f.strip_chunks or 1, window=f.window, clock_origin=SCENARIO_ORIGIN, clock_anchor_file=True,
-        keepalive=real_keepalive(f.keepalive, speed), reconnect_backoff=f.reconnect_backoff,
+        record_until=SCENARIO_ORIGIN + scn.duration, keepalive=real_keepalive(f.keepalive, speed), reconnect_backoff=f.reconnect_backoff,
         backlog_pace=f.backlog_pace, cohorts=cohort_specs(f), backoff_cap=real_backoff_cap(speed),
     )
 
@@ -168,6 +168,26 @@ class Nemesis:
             self.record(step)
 
 
+DRAIN_DEADLINE_S = 120.0  # real seconds the drain phase may take at most
+
+
+def drain(sd: StateDir, say: Say) -> None:
+    """The drain phase. Under compression the network is not compressed: a backlog that a
+    real-time run would deliver in seconds of its last simulated hours gets only
+    milliseconds of real time. So the fleet records nothing after the timeline's end
+    (--record-until, exact in simulated time, so every speed records the same readings)
+    and the runner lets it deliver until its outboxes are empty (or nothing has moved for
+    10 s, or DRAIN_DEADLINE_S pass); what is still buffered then is reported as buffered.
+    Every fault has ended by then (the plan heals each at its end)."""
+    if sd.component("devices").state() != RUNNING:
+        return
+    t0 = time.monotonic()
+    done = wait_for(Drained(sd, quiet_s=1.0, stall_s=10.0), deadline_s=DRAIN_DEADLINE_S, poll_s=0.2)
+    left = buffered_total(sd)
+    say(f"      drained in {time.monotonic() - t0:.1f} s real" + (f"; {left} readings still buffered"
+                                                                  if left or not done else ""))
+
+
 def _snapshot(sd: StateDir) -> str:
     from devices import inspect as dev_inspect
     from ingest import inspect as ing_inspect
@@ -209,7 +229,8 @@ def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Say) 
                 break
             say(f"      t = {_fmt_sim(step.at):>8}: {step.action} {step.target} ({step.fault_id})")
             nemesis.apply(step)
-        say("      run over: stopping the devices, letting ingest drain")
+        say("      run over: the devices record nothing more and deliver what they hold")
+        drain(sd, say)
         stack.kill(sd, "devices", "TERM")
         wait_for(Stable(sd, quiet_s=2.0), deadline_s=60.0)
     finally:
@@ -232,6 +253,7 @@ def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Say) 
                         "cohorts": list(cfg.cohorts)}}
     vdir.mkdir(parents=True, exist_ok=True)
     (vdir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, default=str))
+    write_ledger(hist, result, vdir / "ledger.jsonl")
     try:
         from lab.figures import write_figures
 
@@ -239,6 +261,32 @@ def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Say) 
     except Exception as exc:  # a figure must never hide the verdict
         say(f"      note: figures not written: {type(exc).__name__}: {exc}")
     return VariantRun(var.name, bool(result.ok), tuple(result.verdict_lines), result, report, vdir)
+
+
+def write_ledger(hist: History, result: CheckResult, path: Path) -> int:
+    """The per-reading ledger, one JSON line per generated reading in (device, boot, seq)
+    order: its capture time and the checker's verdict on it (outcome, cause and fault window
+    of a loss, eviction reason, duplicates, recovered). Two runs of one scenario and seed
+    can be compared line by line (`diff`), whatever speed each ran at."""
+    cap = {e.key: e.cap for e in hist.device_events if isinstance(e, Generated)}
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for key in sorted(result.outcomes):
+            o = result.outcomes[key]
+            dev, boot, seq = key
+            rec: dict[str, Any] = {"dev": dev, "boot": boot, "seq": seq, "captured_at": cap.get(key),
+                                   "outcome": o.outcome}
+            if o.outcome == "lost":
+                rec.update(cause=o.cause, window=o.window, committed=o.committed)
+            if o.reason is not None:
+                rec["reason"] = o.reason
+            if o.duplicates:
+                rec["duplicates"] = o.duplicates
+            if o.recovered:
+                rec["recovered"] = True
+            fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
+    tmp.replace(path)
+    return len(result.outcomes)
 
 
 def summary(runs: list[VariantRun]) -> str:

@@ -76,6 +76,7 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
             "--window", str(cfg.window), "--keepalive", str(cfg.keepalive),
             "--reconnect-backoff", cfg.reconnect_backoff, "--backoff-cap", str(cfg.backoff_cap),
             *(["--backlog-pace", str(cfg.backlog_pace)] if cfg.backlog_pace else []),
+            *(["--record-until", repr(cfg.record_until)] if cfg.record_until is not None else []),
             *(a for spec in cfg.cohorts for a in ("--cohort", spec)),
             *(["--recording", "strip", "--strip-seconds", str(cfg.strip_seconds),
                "--strips-per-day", str(cfg.strips_per_day), "--strip-chunks", str(cfg.strip_chunks)]

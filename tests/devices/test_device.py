@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -275,3 +276,13 @@ def test_the_ack_timeout_is_real_time_under_compression(tmp_path: Path) -> None:
     assert rig.pub.seqs().count(0) == 1
     rig.tick(402.0)  # 500 s after seq 0 went out (at 1 s)
     assert rig.pub.seqs().count(0) == 2
+
+
+def test_nothing_ending_after_record_until_is_recorded_but_the_outbox_still_drains(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, "broker-ack", record_until=T0 + 5.5)
+    rig.tick(10.0)  # chunks [0, 1) .. [4, 5) end by 5.5 s; [5, 6) does not
+    assert rig.device.stats.generated == 5 and rig.device.next_due <= rig.clock.monotonic()
+    assert rig.device.wake_at() == math.inf  # nothing more to record, nothing to send
+    rig.device.on_connected()
+    rig.tick(100.0)
+    assert rig.pub.seqs() == [0, 1, 2, 3, 4] and rig.device.stats.generated == 5
