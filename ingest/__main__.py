@@ -77,7 +77,20 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--speed", default=1.0, type=_speed,
                    help="simulated-clock speed; timestamps come from this clock"
                    " (default: %(default)s)")
+    p.add_argument("--reconnect-max", default=4.0, type=_reconnect, metavar="SECONDS",
+                   help="longest wait between attempts to reach the broker again, real seconds;"
+                   " the first wait is min(1, this), doubling (default: %(default)s)")
     return p
+
+
+def _reconnect(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and 0.01 <= value <= 3600):
+        raise argparse.ArgumentTypeError(f"must be 0.01..3600 seconds, got {text}")
+    return value
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
@@ -87,7 +100,7 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     config = ServiceConfig(
         state_dir=args.state_dir, host=args.host, port=args.port,
-        client_id=args.client_id, acks=args.acks,
+        client_id=args.client_id, acks=args.acks, reconnect_max_s=args.reconnect_max,
     )
     try:
         service = IngestService(config, make_clock(args.speed))

@@ -75,6 +75,7 @@ class ServiceConfig:
     linger_s: float = 0.0
     poll_s: float = 0.2  # real seconds; bounds how late a stop request or a stats line can be
     stats_interval_s: float = 10.0  # real seconds (scaled by the clock's speed)
+    reconnect_max_s: float = 4.0  # real seconds between attempts to reach the broker again, at most
 
     @property
     def ingest_dir(self) -> Path:
@@ -120,7 +121,9 @@ class IngestService:
         config.ready_path.unlink(missing_ok=True)
         self.store: Store = store if store is not None else SqliteStore(config.db_path)
         self.source: Source = source if source is not None else Subscriber(
-            SubscriberConfig(config.host, config.port, config.client_id), clock, log=self.log
+            SubscriberConfig(config.host, config.port, config.client_id,
+                             reconnect_min_s=min(1.0, config.reconnect_max_s),
+                             reconnect_max_s=config.reconnect_max_s), clock, log=self.log
         )
         self.stats = ServiceStats()
         self._stop = threading.Event()

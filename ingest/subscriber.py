@@ -59,8 +59,8 @@ class SubscriberConfig:
     keepalive_s: int = 30
     queue_size: int = 2_000
     receive_maximum: int = 1_000
-    reconnect_min_s: int = 1
-    reconnect_max_s: int = 4
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 4.0
 
     def __post_init__(self) -> None:
         if not self.host:

@@ -33,7 +33,7 @@ from lab.faults import LINKS, Fault
 from lab.faulttracker import FaultTracker, History
 from lab.proxynet import Forwarder
 
-POLL_S = 0.05  # control file poll, real seconds
+POLL_S = 0.01  # control file poll, real seconds (a fault's edge is this sharp: 200 s at 20,000x)
 STATE_EVERY_S = 0.5
 
 

@@ -101,6 +101,13 @@ def real_backoff_cap(speed: float) -> float:
     return max(float(MIN_KEEPALIVE_S), BACKOFF_CAP_S / speed)
 
 
+def real_ingest_reconnect(speed: float) -> float:
+    """Ingest's longest wait to reach the broker again: 4 s of simulated time (at least 0.1
+    real s). Its queue overflows for as long as it stays away, so at 20,000x a real 4 s would
+    be 22 simulated hours of strips dropped that a real-time run keeps."""
+    return max(0.1, 4.0 / speed)
+
+
 def cohort_specs(fleet: Fleet) -> tuple[str, ...]:
     """The scenario's patient profiles as the fleet's --cohort specs."""
     specs = []
@@ -124,6 +131,7 @@ def stack_config(scn: Scenario, var: Variant, speed: float) -> StackConfig:
         strip_chunks=f.strip_chunks or 1, window=f.window, clock_origin=SCENARIO_ORIGIN, clock_anchor_file=True,
         record_until=SCENARIO_ORIGIN + scn.duration, keepalive=real_keepalive(f.keepalive, speed), reconnect_backoff=f.reconnect_backoff,
         backlog_pace=f.backlog_pace, cohorts=cohort_specs(f), backoff_cap=real_backoff_cap(speed),
+        ingest_reconnect_max=real_ingest_reconnect(speed),
     )
 
 

@@ -9,7 +9,8 @@ from lab.errors import ConfigError
 from lab.scenario import Scenario
 
 SCENARIO_DIR = Path(os.environ.get("ECGPIPE_SCENARIOS", Path(__file__).resolve().parent.parent / "scenarios"))
-TARGET_REAL_S = 150.0  # a variant of a long scenario runs in about this many real seconds
+TARGET_REAL_S = 200.0  # the variants of a long scenario run in about this many real seconds in all
+MIN_VARIANT_S = 45.0  # but each for at least this long
 MAX_READINGS_PER_S = 1500.0  # what the stack sustains comfortably (docs/benchmarks.md)
 
 
@@ -25,8 +26,10 @@ def resolve_scenario(arg: str) -> Path:
 
 
 def auto_speed(scn: Scenario) -> float:
-    """Fast enough that a variant takes about TARGET_REAL_S, slow enough that the fleet's
-    readings per real second stay within what the stack sustains."""
+    """Fast enough that all variants' timelines take about TARGET_REAL_S together (each at
+    least MIN_VARIANT_S; starting and draining a stack add about 10-20 s a variant), slow
+    enough that the fleet's readings per real second stay within what the stack sustains."""
     rate = max(v.fleet.readings_per_second for v in scn.variants)
-    speed = min(scn.duration / TARGET_REAL_S, MAX_READINGS_PER_S / rate if rate > 0 else float("inf"))
+    per_variant = max(MIN_VARIANT_S, TARGET_REAL_S / len(scn.variants))
+    speed = min(scn.duration / per_variant, MAX_READINGS_PER_S / rate if rate > 0 else float("inf"))
     return max(1.0, round(speed, 1))

@@ -65,7 +65,8 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
                            "--speed", str(cfg.speed), "--seed", str(cfg.seed))
     if name == "ingest":
         acks = "--acks" if cfg.delivery == "end-to-end" else "--no-acks"
-        return python_argv("ingest", *common(proxy_port(cfg, "ingest")), acks)
+        return python_argv("ingest", *common(proxy_port(cfg, "ingest")), acks,
+                           "--reconnect-max", repr(cfg.ingest_reconnect_max))
     if name == "devices":
         return python_argv(
             "devices", *common(proxy_port(cfg, "devices")), "--devices", str(cfg.devices),

@@ -57,6 +57,7 @@ class StackConfig:
     reconnect_backoff: str = "jitter"  # or "none": every device retries every second, in step
     backlog_pace: float | None = None  # backlog readings per simulated second per device
     backoff_cap: float = 30.0  # the devices' longest reconnect wait, real seconds
+    ingest_reconnect_max: float = 4.0  # real seconds: ingest's longest wait to reach the broker again
     record_until: float | None = None  # simulated Unix time after which the devices record nothing
     cohorts: tuple[str, ...] = ()  # devices' --cohort NAME:COUNT[:hr=LO-HI][:strips=N] specs
 

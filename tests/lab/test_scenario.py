@@ -136,10 +136,13 @@ def test_cardiocomm_runs_the_same_timeline_in_all_three_modes() -> None:
     assert s.duration == 96 * 3600
     assert s.variant("end-to-end").expect[0].text == "lost = 0"
     assert any(e.metric == "cause.broker-queue-overflow" for e in s.variant("broker-ack").expect)
-    # 9 strips per device during the outage: the outbox holds them all, the broker queue does not
+    # three profiles of 3, 4 and 2 strips a day: 9,300 strips during the outage, up to 12 per
+    # device; the outbox holds them all, the broker queue does not
+    assert [(p.name, p.devices, p.strips_per_day) for p in fleet.profiles] == [
+        ("post-ablation", 500, None), ("af-surveillance", 300, 4), ("palpitations", 200, 2)]
     outage_readings = fleet.readings_per_second * 72 * 3600
-    assert outage_readings / fleet.devices == pytest.approx(9)
-    assert fleet.outbox_capacity > 9 and s.variants[1].broker.max_queued < outage_readings
+    assert outage_readings == pytest.approx(9300)
+    assert fleet.outbox_capacity > 4 * 3 and s.variants[1].broker.max_queued < outage_readings
 
 
 def test_ingest_crash_loop_draws_five_kills_from_the_seed() -> None:
@@ -506,3 +509,16 @@ def test_locator_tables_arrays_inline_and_strings() -> None:
     assert loc.line(("arr", 1, "sub", "m")) == 16
     assert loc.line(("arr", 1, "sub", "nothing")) == 15  # falls back to its table
     assert loc.line(("nowhere",)) is None
+
+
+def test_auto_speed_keeps_cardiocomm_well_inside_five_minutes() -> None:
+    from lab.scenariofiles import SCENARIO_DIR, auto_speed
+
+    for name in ("cardiocomm-72h", "thundering-herd", "blackhole-vs-cut", "ingest-crash-loop"):
+        scn = load_scenario(SCENARIO_DIR / f"{name}.toml")
+        speed = auto_speed(scn)
+        timeline_s = len(scn.variants) * scn.duration / speed
+        rate = max(v.fleet.readings_per_second for v in scn.variants) * speed
+        assert rate <= 1500.0, (name, rate)  # what the stack sustains
+        if name == "cardiocomm-72h":  # three timelines, plus ~15 s a variant to start and drain
+            assert timeline_s <= 210.0 and timeline_s + 3 * 20 < 300, speed

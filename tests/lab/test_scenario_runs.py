@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 # second. 10 devices, 5-s chunks and 60x keep every variant near 30-60 real seconds.
 CONTINUOUS = ("--devices", "10", "--chunk-seconds", "5", "--speed", "60")
 CARDIOCOMM = ("--devices", "200")  # 200 strip-mode monitors: still more outage strips than the broker queue holds
-HERD = ("--devices", "20", "--chunk-seconds", "4", "--speed", "30")
+HERD = ("--devices", "20", "--speed", "30")
 BLACKHOLE = ("--chunk-seconds", "2", "--speed", "20")
 PARALLEL = 4  # runs at once: each is mostly idle, waiting for simulated time
 
@@ -144,12 +144,16 @@ def test_the_cardiocomm_ledger_does_not_depend_on_the_speed(runs: RunPool) -> No
 
     a, b = essence(fast.ledger("end-to-end")), essence(slow.ledger("end-to-end"))
     assert len(a) >= 200 * 3 * 3 and a == b  # the same strips, seqs, capture times and outcomes
-    # broker-ack: which readings the full queue drops depends on arrival order within a tick,
-    # and the fault's edges are only as sharp as a 50-ms poll; the counts must agree closely
-    ba_fast = fast.variant("broker-ack")["check"]["totals"]
-    ba_slow = runs.get("cardiocomm-slow-ba").variant("broker-ack")["check"]["totals"]
-    assert ba_fast["generated"] == ba_slow["generated"]
-    assert ba_slow["lost"] > 0 and abs(ba_fast["lost"] - ba_slow["lost"]) <= max(5, 0.02 * ba_slow["lost"])
+    # broker-ack: which readings the full queue drops depends on the outage's edges, which are
+    # only as sharp as real time allows (a 10-ms proxy poll, ingest reconnecting within 0.1 s:
+    # 200-2,000 simulated seconds at 20,000x); the ledgers must agree but for a few edge strips
+    ba_fast, ba_slow = fast.ledger("broker-ack"), runs.get("cardiocomm-slow-ba").ledger("broker-ack")
+    assert [r["seq"] for r in ba_fast] == [r["seq"] for r in ba_slow]
+    lost_fast = sum(r["outcome"] == "lost" for r in ba_fast)
+    lost_slow = sum(r["outcome"] == "lost" for r in ba_slow)
+    assert lost_slow > 0 and abs(lost_fast - lost_slow) <= max(5, 0.01 * lost_slow)
+    differ = sum(essence([x]) != essence([y]) for x, y in zip(ba_fast, ba_slow, strict=True))
+    assert differ <= 0.02 * len(ba_slow), differ
 
 
 @pytest.mark.parametrize("name", ["broker-restart-no-persistence", "device-reboot"])
@@ -191,7 +195,7 @@ def test_thundering_herd_drops_for_an_online_subscriber_and_the_fixes_work(runs:
     assert paced["totals"]["lost"] == 0 and paced["broker"]["dropped"] == 0
     assert paced["backlog"]["broker_hwm"] < herd["backlog"]["broker_hwm"]
     assert e2e["totals"]["lost"] == 0 and e2e["broker"]["dropped"] > 0  # dropped, and sent again
-    assert runs.get("herd-paced").variant("paced")["stack"]["backlog_pace"] == pytest.approx(3 / 4)
+    assert runs.get("herd-paced").variant("paced")["stack"]["backlog_pace"] == pytest.approx(0.75)
 
 
 def test_blackhole_costs_what_keepalive_takes_to_notice(runs: RunPool) -> None:
