@@ -9,6 +9,7 @@ from ecgcore.files import read_json, read_jsonl
 
 DROPPED = "publish/messages/dropped"
 STORED = "store/messages/count"
+RETAINED = "retained messages/count"  # in STORED too: the devices' retained statuses are not a backlog
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:

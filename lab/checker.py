@@ -90,7 +90,8 @@ Extra measures
     backlog          device outbox: +1 at each committed generated event, −1 at its release
                      or evicted event (whichever is first), in history order; the high-water
                      mark of the fleet's sum and of the fullest single device. Broker queue:
-                     max(store/messages/count) − its first sampled value.
+                     max(store/messages/count − retained messages/count) − its first sampled
+                     value (retained messages, such as the devices' statuses, are no backlog).
     drain            per ended window: the outbox level just before start, and the simulated
                      seconds after `end` until the level is back at or below it (0 if it
                      already is at `end`, None if never); the same for the broker queue from
@@ -231,7 +232,7 @@ class Backlog:
     outbox_hwm_at: float | None = None
     outbox_device_hwm: int = 0  # the fullest single device
     outbox_device_hwm_device: str | None = None
-    broker_hwm: float | None = None  # store/messages/count above its first sample
+    broker_hwm: float | None = None  # store/messages/count − retained messages/count, above its first sample
     broker_hwm_at: float | None = None
     broker_baseline: float | None = None
 
@@ -757,7 +758,7 @@ def check(history: History, expect: Expectation | str | Iterable[Expectation | s
             dev_best, dev_best_id = d_level, dev
     outbox = _Series(times, [float(v) for v in values])
 
-    queue = [(s.t, s.stored_messages) for s in samples if s.stored_messages is not None]
+    queue = [(s.t, s.queued) for s in samples if s.queued is not None]
     broker_series = _Series([t for t, _ in queue], [v for _, v in queue]) if queue else None
     baseline = queue[0][1] if queue else None
     peak = max(queue, key=lambda x: x[1]) if queue else None

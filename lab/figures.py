@@ -72,11 +72,11 @@ def timeline(hist: History, result: CheckResult, path: Path, title: str) -> Path
         idx = np.searchsorted(ts, grid, side="right") - 1
         ax.step((grid - t0) / scale, np.where(idx >= 0, vs[np.clip(idx, 0, None)], 0), where="post",
                 color=COLORS["buffered"], label="device outboxes")
-    b = [(s.t, s.stored_messages) for s in hist.broker if s.stored_messages is not None]
+    b = [(s.t, s.queued) for s in hist.broker if s.queued is not None]
     if b:
         base = b[0][1]
         ax.step([(t - t0) / scale for t, _ in b], [max(0.0, v - base) for _, v in b], where="post",
-                color="#1f77b4", label="broker store (above its first sample)")
+                color="#1f77b4", label="broker queue (stored, not retained; above its first sample)")
     ax.set_xlabel(f"simulated time since start ({unit})")
     ax.set_ylabel("readings held")
     ax2 = ax.twinx()

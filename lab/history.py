@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 from devices import inspect as dev_inspect
 from ecgcore.files import read_json, read_jsonl
-from lab.brokerstats import DROPPED, STORED
+from lab.brokerstats import DROPPED, RETAINED, STORED
 from wire import WireError, device_from_topic
 
 Key = tuple[str, int, int]  # (device_id, boot_epoch, seq)
@@ -161,6 +161,15 @@ class BrokerSample:
     incarnation: int
     stored_messages: float | None = None
     dropped: float | None = None
+    retained: float | None = None
+
+    @property
+    def queued(self) -> float | None:
+        """Messages the broker holds that are not retained ones (the devices' statuses are
+        retained, one per device, and are no backlog); None before the first report."""
+        if self.stored_messages is None:
+            return None
+        return self.stored_messages - (self.retained or 0.0)
 
 
 # --- the whole history ----------------------------------------------------------------------
@@ -335,7 +344,7 @@ def broker_samples(records: Iterable[Mapping[str, Any]]) -> tuple[list[BrokerSam
             continue
         known = last.setdefault(inc, {})
         changed = False
-        for name in (STORED, DROPPED):
+        for name in (STORED, DROPPED, RETAINED):
             if name in values:
                 try:
                     known[name] = _num(values[name])
@@ -343,7 +352,7 @@ def broker_samples(records: Iterable[Mapping[str, Any]]) -> tuple[list[BrokerSam
                 except TypeError:
                     skipped += 1
         if changed:
-            out.append(BrokerSample(t, inc, known.get(STORED), known.get(DROPPED)))
+            out.append(BrokerSample(t, inc, known.get(STORED), known.get(DROPPED), known.get(RETAINED)))
     return out, skipped
 
 

@@ -97,8 +97,8 @@ class H:
         return self
 
     def sample(self, t: float, stored: float | None = None, dropped: float | None = None,
-               inc: int = 0) -> H:
-        self.samples.append(BrokerSample(t, inc, stored, dropped))
+               inc: int = 0, retained: float | None = None) -> H:
+        self.samples.append(BrokerSample(t, inc, stored, dropped, retained))
         return self
 
     def history(self, **kw: Any) -> History:
@@ -405,6 +405,13 @@ def test_broker_queue_high_water_mark_above_its_first_sample() -> None:
     r = H().sample(0, stored=40).sample(1, stored=900).sample(2, stored=100).check()
     assert (r.backlog.broker_hwm, r.backlog.broker_hwm_at, r.backlog.broker_baseline) == (860, 1, 40)
     assert H().check().backlog.broker_hwm is None
+
+
+def test_retained_statuses_are_not_broker_backlog() -> None:
+    # 1,000 devices come online (1,000 retained statuses), then 300 readings queue up
+    h = H().sample(0, stored=35, retained=40).sample(1, stored=1035, retained=1040)
+    r = h.sample(2, stored=1335, retained=1040).sample(3, stored=1035, retained=1040).check()
+    assert (r.backlog.broker_hwm, r.backlog.broker_hwm_at) == (300, 2)
 
 
 def test_drain_after_each_fault() -> None:
