@@ -248,17 +248,7 @@ def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Say) 
     names = [(f.id, f.kind, f.target, SCENARIO_ORIGIN + f.start) for f in scn.faults]
     hist = label_windows(hist, names, tolerance_s=max(2.0, 2.0 * speed))
     result = check(hist, var.expect, grace_s=0.1 * speed + 1.0)
-    ledger = build_report(sd)
-    report = {"scenario": scn.name, "description": scn.description, "variant": var.name, "speed": speed,
-              "seed": scn.seed, "duration_s": scn.duration, "ok": bool(result.ok),
-              "verdict": list(result.verdict_lines), "check": result.as_dict(max_listed=200),
-              "ledger": {k: ledger[k] for k in ("totals", "broker", "latency_s", "balanced")},
-              "stack": {"devices": cfg.devices, "delivery": cfg.delivery, "recording": cfg.recording,
-                        "chunk_seconds": cfg.chunk_seconds, "max_queued": cfg.max_queued,
-                        "persistence": cfg.persistence, "keepalive_real_s": cfg.keepalive,
-                        "reconnect_backoff": cfg.reconnect_backoff, "backoff_cap_real_s": cfg.backoff_cap,
-                        "backlog_pace": cfg.backlog_pace,
-                        "cohorts": list(cfg.cohorts)}}
+    report = report_doc(scn, var, speed, cfg, result, build_report(sd))
     vdir.mkdir(parents=True, exist_ok=True)
     (vdir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, default=str))
     write_ledger(hist, result, vdir / "ledger.jsonl")
@@ -269,6 +259,24 @@ def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Say) 
     except Exception as exc:  # a figure must never hide the verdict
         say(f"      note: figures not written: {type(exc).__name__}: {exc}")
     return VariantRun(var.name, bool(result.ok), tuple(result.verdict_lines), result, report, vdir)
+
+
+STACK_FIELDS = ("devices", "delivery", "recording", "chunk_seconds", "max_queued", "persistence",
+                "reconnect_backoff", "backlog_pace", "cohorts")
+
+
+def report_doc(scn: Scenario, var: Variant, speed: float, cfg: StackConfig, result: CheckResult,
+               ledger: dict[str, Any]) -> dict[str, Any]:
+    """report.json: the run, the checker's result, the ledger's totals, and the stack settings
+    the variant actually ran with (real-time values named *_real_s)."""
+    stack_doc: dict[str, Any] = {k: getattr(cfg, k) for k in STACK_FIELDS}
+    stack_doc.update(cohorts=list(cfg.cohorts), keepalive_real_s=cfg.keepalive,
+                     backoff_cap_real_s=cfg.backoff_cap, ingest_reconnect_max_real_s=cfg.ingest_reconnect_max)
+    return {"scenario": scn.name, "description": scn.description, "variant": var.name, "speed": speed,
+            "seed": scn.seed, "duration_s": scn.duration, "ok": bool(result.ok),
+            "verdict": list(result.verdict_lines), "check": result.as_dict(max_listed=200),
+            "ledger": {k: ledger[k] for k in ("totals", "broker", "latency_s", "balanced")},
+            "stack": stack_doc}
 
 
 def write_ledger(hist: History, result: CheckResult, path: Path) -> int:

@@ -188,8 +188,11 @@ def test_thundering_herd_drops_for_an_online_subscriber_and_the_fixes_work(runs:
         passed(runs.get(f"herd-{v}"))
     herd = runs.get("herd-herd").variant("herd")["check"]
     assert herd["totals"]["lost"] == herd["totals"]["lost_by_cause"]["broker-queue-overflow"] > 0
-    # ingest was never down: its only fault is the slow line, and every drop fell in it
-    assert {w["id"]: w["lost"] for w in herd["windows"]} == {"slow-ingest": herd["totals"]["lost"], "outage": 0}
+    # ingest was never down: its only fault is the slow line. Drops of readings published
+    # before ingest received anything after the heal belong to the outage, the rest to the line
+    lost = {w["id"]: w["lost"] for w in herd["windows"]}
+    assert set(lost) == {"slow-ingest", "outage"} and sum(lost.values()) == herd["totals"]["lost"]
+    assert lost["slow-ingest"] > 0
     assert herd["broker"]["dropped"] >= herd["totals"]["lost"]
     paced = runs.get("herd-paced").variant("paced")["check"]
     e2e = runs.get("herd-end-to-end").variant("end-to-end")["check"]
