@@ -88,10 +88,12 @@ def timeline(hist: History, result: CheckResult, path: Path, title: str) -> Path
         ax2.plot((edges[:-1] + width / 2) / scale, counts / width, color=COLORS["stored"], lw=1,
                  alpha=0.8, label="ingest rate (readings/s)")
         ax2.set_ylabel("ingest rate (readings per simulated second)")
-    for w in hist.faults:
+    top = ax.get_ylim()[1]
+    for i, w in enumerate(hist.faults):
         end = (w.end if w.end is not None else t0 + span)
         ax.axvspan((w.start - t0) / scale, (end - t0) / scale, color="#d62728", alpha=0.12)
-        ax.text((w.start - t0) / scale, ax.get_ylim()[1] * 0.97, f" {w.id or w.fault} ({w.fault} {w.target})",
+        # overlapping windows (e.g. a slow line under an outage) get their labels on separate lines
+        ax.text((w.start - t0) / scale, top * (0.97 - 0.06 * (i % 4)), f" {w.id or w.fault} ({w.fault} {w.target})",
                 va="top", fontsize=8, color="#a01010")
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
