@@ -222,6 +222,7 @@ class Device:
         self._pace = config.backlog_pace
         self._tokens = max(1.0, self._pace) if self._pace else math.inf
         self._tokens_at = clock.monotonic()
+        self._held_back = False  # the last pump had more to send than the pace allowed
         self.stats = DeviceStats()
 
     # --- generation ---------------------------------------------------------------------
@@ -338,10 +339,11 @@ class Device:
         With a backlog pace, re-sends and backlog rows together take at most `backlog_pace`
         per simulated second (a token bucket one second deep); live readings are not paced."""
         fresh, self._fresh = self._fresh, []
-        if not self.connected:
-            return 0
         now = self._clock.monotonic()
         self._refill(now)
+        self._held_back = False
+        if not self.connected:
+            return 0
         sent = self._resend_due(now)
         room = self.config.window - len(self._sent)
         unsent = self.unsent
@@ -351,6 +353,7 @@ class Device:
             # nothing older is waiting: these go out live, from memory
             return sent + self._send(fresh[:room], live=True, now=now)
         budget = min(room, int(self._tokens)) if self._pace else room
+        self._held_back = self._held_back or budget < min(room, unsent)
         if budget < self._batch(unsent):
             return sent  # refill the backlog in batches, not one query per freed slot
         rows = self._outbox.pending(self.device_id, limit=budget, after_seq=self._cursor)
@@ -364,15 +367,22 @@ class Device:
         return batch
 
     def _refill(self, now: float) -> None:
+        """A token bucket one second deep, except that while the device is held back by the
+        pace (it had more to send at the last pump), everything accrued since then is added
+        on top of what is left: the pace must hold however far apart the pumps are (under
+        time compression the fleet's 0.1-s real tick is several simulated seconds)."""
         if self._pace:
-            self._tokens = min(max(1.0, self._pace),
-                               self._tokens + (now - self._tokens_at) * self._pace)
+            depth = max(1.0, self._pace)
+            accrued = (now - self._tokens_at) * self._pace
+            self._tokens = (min(depth, self._tokens) + accrued if self._held_back
+                            else min(depth, self._tokens + accrued))
         self._tokens_at = now
 
     def _resend_due(self, now: float) -> int:
         due = [seq for seq, deadline in self._sent.items() if deadline <= now]
-        if self._pace:
+        if self._pace and len(due) > int(self._tokens):
             due = due[:int(self._tokens)]
+            self._held_back = True
         if not due:
             return 0
         payloads = self._outbox.payloads(self.device_id, due)

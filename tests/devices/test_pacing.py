@@ -29,6 +29,19 @@ def test_a_paced_backlog_goes_out_at_the_pace_and_no_faster(tmp_path: Path) -> N
     assert rig.pub.seqs() == list(range(24))  # still oldest first
 
 
+def test_the_pace_holds_when_the_fleet_ticks_seconds_apart(tmp_path: Path) -> None:
+    # at 36x the fleet's 0.1-s real tick is 3.6 simulated seconds: 0.75/s must still be 0.75/s
+    rig = make_rig(tmp_path, "fire-and-forget", window=50, backlog_pace=0.75)
+    rig.tick(200.0)
+    rig.device.on_connected()
+    rig.tick(0.0)
+    sent0 = len(rig.pub.sent)
+    for _ in range(20):
+        rig.tick(3.6)
+    assert len(rig.pub.sent) - sent0 == pytest.approx(0.75 * 72, abs=1.5)
+    assert all(r.backlog for _, r, _, _ in rig.pub.sent)
+
+
 def test_an_unpaced_backlog_goes_out_as_fast_as_the_window_allows(tmp_path: Path) -> None:
     rig = make_rig(tmp_path, "fire-and-forget", window=50)
     rig.tick(40.0)

@@ -44,7 +44,7 @@ SCENARIO = textwrap.dedent('''\
 def test_the_scenario_fleet_reaches_the_fleet_process(tmp_path: Path) -> None:
     scn = parse_scenario(SCENARIO)
     var = scn.variant()
-    cfg = replace(stack_config(scn, var, speed=10.0), port=1883, proxy_devices_port=1884)
+    cfg = replace(stack_config(scn, var, speed=10.0), port=20001, proxy_devices_port=20002)
     assert cfg.cohorts == ("resting:15:hr=55-75", "tachy:5:hr=120-120:strips=12")
     assert (cfg.keepalive, cfg.reconnect_backoff, cfg.backlog_pace) == (3, "none", 3.0)
     argv = component_argv(StateDir(tmp_path), cfg, "devices")
