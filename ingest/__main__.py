@@ -79,7 +79,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                    " (default: %(default)s)")
     p.add_argument("--reconnect-max", default=4.0, type=_reconnect, metavar="SECONDS",
                    help="longest wait between attempts to reach the broker again, real seconds;"
-                   " the first wait is min(1, this), doubling (default: %(default)s)")
+                   " the first wait is a quarter of it, doubling (default: %(default)s: 1, 2, 4, 4, ...)")
     return p
 
 

@@ -122,7 +122,7 @@ class IngestService:
         self.store: Store = store if store is not None else SqliteStore(config.db_path)
         self.source: Source = source if source is not None else Subscriber(
             SubscriberConfig(config.host, config.port, config.client_id,
-                             reconnect_min_s=min(1.0, config.reconnect_max_s),
+                             reconnect_min_s=config.reconnect_max_s / 4,
                              reconnect_max_s=config.reconnect_max_s), clock, log=self.log
         )
         self.stats = ServiceStats()
