@@ -226,7 +226,8 @@ def test_thundering_herd_drops_for_an_online_subscriber_and_the_fixes_work(runs:
     paced = runs.get("herd-paced").variant("paced")["check"]
     e2e = runs.get("herd-end-to-end").variant("end-to-end")["check"]
     assert paced["totals"]["lost"] == 0 and paced["broker"]["dropped"] == 0
-    assert paced["backlog"]["broker_hwm"] < herd["backlog"]["broker_hwm"]
+    # (not the queue's high-water marks: $SYS reports once a second, and at 30x the herd's
+    # full queue can come and go between two reports; the dropped counter misses nothing)
     # end-to-end: whatever the broker drops is sent again (with 20 devices the 50-reading
     # window even keeps the flush within the queue: 1,000 in flight at most)
     assert e2e["totals"]["lost"] == 0 and e2e["totals"]["evicted"] == 0
