@@ -242,5 +242,6 @@ def test_blackhole_costs_what_keepalive_takes_to_notice(runs: RunPool) -> None:
     lost = {w["id"]: w["lost"] for w in ff["windows"]}
     # 20 devices, 2-s readings, a 2-s real keepalive at 20x = 40 s simulated: the blackhole is
     # noticed after 40-80 s, i.e. 20-40 readings a device; the cut at once
-    assert 20 * 15 <= lost["blackhole"] <= 20 * 45 and lost["cut"] <= 20
+    # (a busy machine adds a real second or two to the detection: 20-40 s simulated)
+    assert 20 * 15 <= lost["blackhole"] <= 20 * 60 and lost["cut"] <= 20
     assert ff["totals"]["lost"] == ff["totals"]["lost_by_cause"]["qos0-link-down"]
