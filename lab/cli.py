@@ -85,8 +85,10 @@ def build_parser() -> OneLineParser:
     srun = scsub.add_parser("run", help="run a scenario against the real stack and check it")
     srun.add_argument("file", help="a scenario file, or the name of a shipped one (e.g. cardiocomm-72h)")
     srun.add_argument("--speed", default="auto",
-                      help="simulated seconds per real second (default auto: a few minutes per variant)")
-    srun.add_argument("--out", default=None, help="report directory (default ./ecgpipe-runs/<scenario>)")
+                      help="simulated seconds per real second (default auto: about 200 s of timeline "
+                           "for all variants together, within what the stack sustains)")
+    srun.add_argument("--out", default=None, help="report directory, one subdirectory per variant with report.json, "
+                           "ledger.jsonl and the figures (default ./ecgpipe-runs/<scenario>)")
     srun.add_argument("--variant", action="append", default=None,
                       help="run only this variant (e.g. end-to-end); repeatable")
     srun.add_argument("--devices", type=int, default=None,
