@@ -78,7 +78,16 @@ def with_devices(var: Variant, devices: int | None) -> Variant:
     return replace(var, fleet=replace(fleet, devices=devices, profiles=profiles))
 
 
+def sim_to_real(sim_s: float, speed: float, floor_s: float) -> float:
+    """A network timer that decides what a run loses, kept in simulated time: sim_s / speed
+    real seconds, but at least floor_s (shorter real timers break on a busy 2-core machine
+    or become a reconnect storm)."""
+    return max(floor_s, sim_s / speed)
+
+
 MIN_KEEPALIVE_S = 2  # real seconds: below this a busy 2-core machine drops healthy links
+BACKOFF_CAP_S = 30.0  # simulated: the devices' longest wait between reconnect attempts
+INGEST_RECONNECT_S = 4.0  # simulated: ingest's longest wait to reach the broker again
 
 
 def real_keepalive(keepalive: float | None, speed: float) -> int:
@@ -88,24 +97,20 @@ def real_keepalive(keepalive: float | None, speed: float) -> int:
     real-time run. Without one the fleet keeps its 10 real seconds."""
     if keepalive is None:
         return 10
-    return max(MIN_KEEPALIVE_S, min(65535, round(keepalive / speed)))
-
-
-BACKOFF_CAP_S = 30.0  # simulated: the devices' longest wait between reconnect attempts
+    return min(65535, round(sim_to_real(keepalive, speed, MIN_KEEPALIVE_S)))
 
 
 def real_backoff_cap(speed: float) -> float:
-    """The reconnect backoff's cap in real seconds: 30 s of simulated time, at least
-    MIN_KEEPALIVE_S real (so a compressed run is not a reconnect storm). Without it, a device
-    at 20x would wait up to 10 simulated minutes to come back after a heal."""
-    return max(float(MIN_KEEPALIVE_S), BACKOFF_CAP_S / speed)
+    """The reconnect backoff's cap: 30 s of simulated time, at least MIN_KEEPALIVE_S real.
+    Without it, a device at 20x would wait up to 10 simulated minutes to come back."""
+    return sim_to_real(BACKOFF_CAP_S, speed, float(MIN_KEEPALIVE_S))
 
 
 def real_ingest_reconnect(speed: float) -> float:
     """Ingest's longest wait to reach the broker again: 4 s of simulated time (at least 0.1
     real s). Its queue overflows for as long as it stays away, so at 20,000x a real 4 s would
     be 22 simulated hours of strips dropped that a real-time run keeps."""
-    return max(0.1, 4.0 / speed)
+    return sim_to_real(INGEST_RECONNECT_S, speed, 0.1)
 
 
 def cohort_specs(fleet: Fleet) -> tuple[str, ...]:

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ecgcore.files import read_json
 from ecgcore.clock import shared_clock_env
+from ecgcore.files import read_json, write_json_atomic
 from lab.broker import BrokerSettings, broker_argv, write_config
 from lab.errors import ComponentError, ConfigError
 from lab.ports import free_port, wait_port
@@ -89,9 +89,7 @@ def start_clock(sd: StateDir, lead_s: float = 0.3) -> float:
     """Start the shared simulated clock of a stack saved with clock_anchor_file: write the
     anchor, `lead_s` real seconds ahead so every process has read it by then. Returns it."""
     anchor = time.time() + lead_s
-    tmp = sd.clock_anchor_file.with_name(sd.clock_anchor_file.name + ".tmp")
-    tmp.write_text(repr(anchor) + "\n", encoding="ascii")
-    os.replace(tmp, sd.clock_anchor_file)
+    write_json_atomic(sd.clock_anchor_file, anchor)  # a JSON number is what the clock parses
     return anchor
 
 
