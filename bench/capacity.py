@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab import stack
-from lab.report import build_report
-from lab.statedir import StackConfig, StateDir
-from lab.levels import Stable, generated_total, wait_for
+from lab.stack import control as stack
+from lab.report.summary import build_report
+from lab.stack.statedir import StackConfig, StateDir
+from lab.stack.levels import Stable, generated_total, wait_for
 
 HZ = os.sysconf("SC_CLK_TCK")
 

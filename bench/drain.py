@@ -27,8 +27,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
 from ecgcore.files import read_json
-from lab.broker import BrokerSettings, RunningBroker
-from lab.ports import free_port
+from lab.stack.broker import BrokerSettings, RunningBroker
+from lab.stack.ports import free_port
 from wire import Reading, encode_reading
 from wire.topics import ECG_SUBSCRIPTION, ecg_topic
 

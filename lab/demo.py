@@ -13,14 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from devices import inspect as dev_inspect
+from devices import outbox_view as dev_inspect
 from ecgcore.clock import SystemClock
-from lab import stack
-from lab.brokerstats import broker_stats
+from lab.stack import control as stack
+from lab.history.brokerstats import broker_stats
 from lab.errors import LabError
-from lab.levels import Stable, buffered_total, caught_up, stored_total
-from lab.report import build_report
-from lab.statedir import StackConfig, StateDir
+from lab.stack.levels import Stable, buffered_total, caught_up, stored_total
+from lab.report.summary import build_report
+from lab.stack.statedir import StackConfig, StateDir
 
 LESSON = {
     "fire-and-forget": "QoS 0: nothing queues for a dead subscriber; the outage is simply gone.",

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.broker import BrokerSettings, RunningBroker
-from lab.ports import free_port
+from lab.stack.broker import BrokerSettings, RunningBroker
+from lab.stack.ports import free_port
 
 _counter = itertools.count()
 

@@ -75,8 +75,8 @@ def test_an_anchor_file_holds_the_clock_until_it_is_written(tmp_path, monkeypatc
 
 
 def test_the_lab_starts_the_clock_a_moment_ahead(tmp_path) -> None:
-    from lab.stack import start_clock
-    from lab.statedir import StateDir
+    from lab.stack.control import start_clock
+    from lab.stack.statedir import StateDir
 
     sd = StateDir(tmp_path)
     c = ScaledClock(speed=10.0, origin=0.0, anchor_file=sd.clock_anchor_file)

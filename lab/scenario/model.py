@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.checker import WINDOW_ID, Expectation
+from lab.checker.core import WINDOW_ID, Expectation
 from lab.errors import LabError
 
 DELIVERY_MODES = ("fire-and-forget", "broker-ack", "end-to-end")
@@ -21,7 +21,7 @@ PROCESS_KINDS = ("kill", "term", "stop")
 FAULT_KINDS = NETWORK_KINDS + PROCESS_KINDS
 LINKS = ("ingest", "devices")
 PROCESS_TARGETS = ("ingest", "broker", "devices")
-MAX_DEVICES = 10_000  # what one fleet process drives (lab.statedir.StackConfig)
+MAX_DEVICES = 10_000  # what one fleet process drives (lab.stack.statedir.StackConfig)
 
 Path_ = tuple[str | int, ...]
 

@@ -13,7 +13,7 @@ from lab.scenario.model import Scenario, ScenarioError, _is_num
 class Step:
     """One timed action. `at` is simulated seconds since the run began, `real_at` = at / speed.
 
-    action: apply (params are lab.faults.Fault fields: kind cut|blackhole|slow|flap, latency_s,
+    action: apply (params are lab.nemesis.faults.Fault fields: kind cut|blackhole|slow|flap, latency_s,
     jitter_s, bandwidth_bytes_s, up_s, down_s) | heal | kill | term | stop | cont | start | end.
     event: what the nemesis history records: fault_start | fault_end | run_end."""
 

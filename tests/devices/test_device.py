@@ -11,7 +11,7 @@ import pytest
 from devices.device import Delivery, Device, DeviceConfig
 from devices.ecg_source import EcgStream, SyntheticSource
 from devices.errors import ConfigError
-from devices.inspect import buffered_readings, ledger_sets
+from devices.outbox_view import buffered_readings, ledger_sets
 from devices.outbox import REASON_DROP_OLDEST, REASON_REJECT_NEW, Outbox
 from devices.profile import PatientProfile
 from ecgcore.clock import ManualClock

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from devices.inspect import device_summaries, ledger_sets
+from devices.outbox_view import device_summaries, ledger_sets
 from ecgcore.files import read_json
-from lab.broker import RunningBroker
+from lab.stack.broker import RunningBroker
 from tests.conftest import wait_until
 from tests.devices.conftest import Collector, fleet_config, running_fleet
 from wire import decode_status, encode_ack, seqs_to_ranges

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from devices.inspect import device_summaries, ledger_sets
+from devices.outbox_view import device_summaries, ledger_sets
 from ecgcore.files import read_json, read_jsonl
-from lab.broker import RunningBroker
+from lab.stack.broker import RunningBroker
 from tests.conftest import wait_until
 from tests.devices.conftest import Collector
 from wire import decode_status

@@ -16,12 +16,12 @@ from devices.device import Delivery, Device, DeviceConfig
 from devices.ecg_source import EcgStream, SyntheticSource
 from devices.fleet import Fleet, FleetConfig
 from devices.history import History, NoHistory
-from devices.inspect import ledger_sets
+from devices.outbox_view import ledger_sets
 from devices.outbox import REASON_DROP_OLDEST, REASON_REJECT_NEW, Outbox
 from devices.profile import PatientProfile
 from ecgcore.clock import ManualClock
 from ecgcore.files import read_jsonl
-from lab.ports import free_port
+from lab.stack.ports import free_port
 from tests.devices.test_device import FakePublisher
 from wire import Reading, decode_reading, encode_reading
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from devices.inspect import ledger_sets
+from devices.outbox_view import ledger_sets
 from ecgcore.files import read_jsonl
-from lab.broker import RunningBroker
+from lab.stack.broker import RunningBroker
 from tests.conftest import wait_until
 from tests.devices.conftest import Collector, fleet_config, running_fleet
 from wire import ack_topic, encode_ack, seqs_to_ranges

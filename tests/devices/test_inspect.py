@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from devices.errors import OutboxError
-from devices.inspect import buffered_readings, device_summaries, ledger_sets
+from devices.outbox_view import buffered_readings, device_summaries, ledger_sets
 from devices.outbox import REASON_DROP_OLDEST, Outbox
 from devices.profile import PatientProfile
 

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devices.inspect import device_summaries
+from devices.outbox_view import device_summaries
 from devices.mqtt_adapter import Backoff, MqttHub
 from ecgcore.clock import ManualClock
-from lab.broker import BrokerSettings, RunningBroker
-from lab.ports import free_port
+from lab.stack.broker import BrokerSettings, RunningBroker
+from lab.stack.ports import free_port
 from tests.conftest import wait_until
 from tests.devices.conftest import fleet_config, running_fleet
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devices.errors import ConfigError, OutboxError
-from devices.inspect import ledger_sets
+from devices.outbox_view import ledger_sets
 from devices.outbox import REASON_DROP_OLDEST, REASON_REJECT_NEW, Outbox
 from devices.profile import PatientProfile
 

@@ -11,7 +11,7 @@ import pytest
 from devices.schedule import StripSchedule
 from ecgcore.clock import ScaledClock
 from ecgcore.files import read_jsonl
-from lab.broker import RunningBroker
+from lab.stack.broker import RunningBroker
 from tests.conftest import wait_until
 from tests.devices.conftest import Collector, fleet_config, running_fleet
 from tests.devices.test_fleet_process import all_online

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest import inspect
+from ingest import store_view as inspect
 from ingest.__main__ import main
-from lab.broker import RunningBroker
+from lab.stack.broker import RunningBroker
 from tests.conftest import wait_until
 from tests.ingest.conftest import REPO, AckCollector, Publisher, ingest_argv, payload_of
 

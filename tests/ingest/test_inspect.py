@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest import inspect
+from ingest import store_view as inspect
 from ingest.store import SqliteStore
 from ingest.validate import Accepted, Quarantined, validate
 from tests.ingest.conftest import payload_of

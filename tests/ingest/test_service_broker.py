@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest import inspect
-from lab.broker import RunningBroker
+from ingest import store_view as inspect
+from lab.stack.broker import RunningBroker
 from tests.conftest import wait_until
 from tests.ingest.conftest import AckCollector, Publisher, ThreadedService, payload_of
 from wire import MAX_PAYLOAD_BYTES

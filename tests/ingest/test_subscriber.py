@@ -11,7 +11,7 @@ import pytest
 from ecgcore.clock import SystemClock
 from ingest.errors import ConfigError
 from ingest.subscriber import Delivery, Subscriber, SubscriberConfig
-from lab.broker import RunningBroker
+from lab.stack.broker import RunningBroker
 from tests.conftest import wait_until
 from tests.ingest.conftest import Publisher
 

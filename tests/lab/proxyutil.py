@@ -14,16 +14,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ecgcore.clock import make_clock
 from ecgcore.files import read_jsonl
-from lab.ports import free_port
-from lab.procs import python_argv
-from lab.proxy import history_path
-from lab.proxyctl import link_state, send
+from lab.stack.ports import free_port
+from lab.stack.procs import python_argv
+from lab.nemesis.proxy import history_path
+from lab.nemesis.proxyctl import link_state, send
 from tests.conftest import wait_until
 
 
 class LinkProxy:
-    """`python -m lab.proxy` in a subprocess in front of `upstream_port`, controlled through its
-    control file exactly as the CLI does (lab.proxyctl.send)."""
+    """`python -m lab.nemesis.proxy` in a subprocess in front of `upstream_port`, controlled through its
+    control file exactly as the CLI does (lab.nemesis.proxyctl.send)."""
 
     def __init__(self, root: Path, upstream_port: int, name: str = "ingest", speed: float = 1.0,
                  port: int = 0) -> None:
@@ -33,7 +33,7 @@ class LinkProxy:
         root.mkdir(parents=True, exist_ok=True)
         self._log = (root / f"proxy-{name}.log").open("ab")
         self.proc = subprocess.Popen(
-            python_argv("lab.proxy", "--state-dir", str(root), "--name", name, "--listen-port", str(self.port),
+            python_argv("lab.nemesis.proxy", "--state-dir", str(root), "--name", name, "--listen-port", str(self.port),
                         "--upstream-host", "127.0.0.1", "--upstream-port", str(upstream_port),
                         "--speed", str(speed)),
             stdout=self._log, stderr=subprocess.STDOUT)

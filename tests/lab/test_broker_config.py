@@ -7,7 +7,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from lab.broker import BrokerSettings, render_config
+from lab.stack.broker import BrokerSettings, render_config
 from tests.conftest import wait_until
 
 
@@ -25,7 +25,7 @@ def test_render_overrides_only_lab_directives(tmp_path: Path) -> None:
 
 
 def test_every_directive_has_a_comment_above_it() -> None:
-    from lab.broker import CONFIG_TEMPLATE
+    from lab.stack.broker import CONFIG_TEMPLATE
 
     lines = CONFIG_TEMPLATE.read_text().splitlines()
     for i, line in enumerate(lines):

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from lab.brokerstats import DROPPED, summarize
-from lab.watch import parse_value
+from lab.history.brokerstats import DROPPED, summarize
+from lab.stack.watch import parse_value
 
 
 def test_dropped_sums_across_broker_restarts() -> None:

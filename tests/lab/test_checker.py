@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.checker import (
+from lab.checker.core import (
     CAUSES,
     CRASH,
     OVERFLOW,
@@ -27,7 +27,7 @@ from lab.checker import (
     verdict,
 )
 from lab.errors import LabError
-from lab.history import (
+from lab.history.load import (
     Boot,
     BrokerAcked,
     BrokerSample,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lab.ecgpaper import MM_PER_INCH, draw_strip
+from lab.report.ecgpaper import MM_PER_INCH, draw_strip
 
 
 def test_thirty_second_strip_wraps_into_three_ten_second_rows(tmp_path: Path) -> None:

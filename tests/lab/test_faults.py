@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from ecgcore.clock import ManualClock
 from lab.errors import ConfigError
-from lab.faults import BLACKHOLE, CLEAN, CUT, Fault, effect_at, next_change
-from lab.faulttracker import FaultTracker
-from lab.proxyflow import Flow, burst_bytes
+from lab.nemesis.faults import BLACKHOLE, CLEAN, CUT, Fault, effect_at, next_change
+from lab.nemesis.tracker import FaultTracker
+from lab.nemesis.proxyflow import Flow, burst_bytes
 
 
 @pytest.mark.parametrize(("kw", "match"), [

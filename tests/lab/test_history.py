@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from devices.outbox import SCHEMA as OUTBOX_SCHEMA
 from ingest.store import SCHEMA as INGEST_SCHEMA
-from lab.brokerstats import DROPPED, STORED
-from lab.checker import CRASH, OVERFLOW, check
-from lab.history import (
+from lab.history.brokerstats import DROPPED, STORED
+from lab.checker.core import CRASH, OVERFLOW, check
+from lab.history.load import (
     Boot,
     BrokerAcked,
     BrokerSample,

@@ -1,6 +1,6 @@
 """The link proxy as a process, between real paho clients and a real Mosquitto.
 
-Each test starts `python -m lab.proxy` in front of the test's broker and drives it through its
+Each test starts `python -m lab.nemesis.proxy` in front of the test's broker and drives it through its
 control file, as `ecgpipe cut|heal|slow|flap` do. Timing assertions are lower bounds the proxy
 guarantees (a fault can only add delay) plus generous upper bounds.
 """
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from lab.broker import RunningBroker
-from lab.ports import free_port
-from lab.proxyflow import burst_bytes
+from lab.stack.broker import RunningBroker
+from lab.stack.ports import free_port
+from lab.nemesis.proxyflow import burst_bytes
 from tests.conftest import wait_until
 from tests.lab.proxyutil import LinkProxy, Probe
 

@@ -512,7 +512,7 @@ def test_locator_tables_arrays_inline_and_strings() -> None:
 
 
 def test_auto_speed_keeps_cardiocomm_well_inside_five_minutes() -> None:
-    from lab.scenariofiles import SCENARIO_DIR, auto_speed
+    from lab.scenario.files import SCENARIO_DIR, auto_speed
 
     for name in ("cardiocomm-72h", "thundering-herd", "blackhole-vs-cut", "ingest-crash-loop"):
         scn = load_scenario(SCENARIO_DIR / f"{name}.toml")

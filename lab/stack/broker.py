@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import BrokerError
-from lab.ports import wait_port
+from lab.stack.ports import wait_port
 
 CONFIG_TEMPLATE = Path(
     os.environ.get(
         "ECGPIPE_BROKER_CONFIG",
-        Path(__file__).resolve().parent.parent / "broker_config" / "mosquitto.conf",
+        Path(__file__).resolve().parents[2] / "broker_config" / "mosquitto.conf",
     )
 )
 
@@ -80,7 +80,7 @@ def broker_argv(config_path: Path) -> list[str]:
 
 
 class RunningBroker:
-    """A Mosquitto child process, for tests and benchmarks (the CLI uses lab.procs)."""
+    """A Mosquitto child process, for tests and benchmarks (the CLI uses lab.stack.procs)."""
 
     def __init__(self, settings: BrokerSettings, config_path: Path) -> None:
         self.settings = settings

@@ -1,4 +1,4 @@
-"""The checker: a pure function from a run's History (lab.history) to what happened to every reading.
+"""The checker: a pure function from a run's History (lab.history.load) to what happened to every reading.
 
     check(history, expect=None, *, grace_s=1.0) -> CheckResult
 
@@ -115,7 +115,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from lab.errors import LabError
-from lab.history import (
+from lab.history.load import (
     Boot,
     BrokerAcked,
     Evicted,
@@ -127,7 +127,7 @@ from lab.history import (
     Published,
     Stored,
 )
-from lab.ledger import seq_ranges
+from lab.report.ledger import seq_ranges
 
 DELIVERY_MODES = ("fire-and-forget", "broker-ack", "end-to-end")
 OVERFLOW = "broker-queue-overflow"

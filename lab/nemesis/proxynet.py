@@ -13,7 +13,7 @@ upstream address, "downstream" = back). `transition(effect)` switches the engine
     slow       each chunk waits latency ± jitter (never overtaking the chunk before it);
                bandwidth caps bytes/s per direction and connection (token bucket)
 
-The engine knows nothing of files or fault timers (lab.proxy does). Effects are in simulated
+The engine knows nothing of files or fault timers (lab.nemesis.proxy does). Effects are in simulated
 units; the injected clock converts them. time.monotonic schedules the bytes.
 """
 
@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ecgcore.clock import Clock
-from lab.faults import BLACKHOLE, CUT, HEALTHY, Effect
-from lab.proxyflow import Flow
+from lab.nemesis.faults import BLACKHOLE, CUT, HEALTHY, Effect
+from lab.nemesis.proxyflow import Flow
 
 CHUNK = 65536
 HIGH_WATER = 256 * 1024  # stop reading a source while this much waits to be written on

@@ -15,10 +15,10 @@ from typing import Any
 from ecgcore.clock import Clock
 from ecgcore.files import read_json, write_json_atomic
 from lab.errors import ComponentError, ConfigError
-from lab.faults import LINKS, Fault
-from lab.procs import RUNNING
-from lab.proxy import control_path, state_path
-from lab.statedir import StateDir
+from lab.nemesis.faults import LINKS, Fault
+from lab.stack.procs import RUNNING
+from lab.nemesis.proxy import control_path, state_path
+from lab.stack.statedir import StateDir
 from lab.units import format_duration
 
 

@@ -1,12 +1,12 @@
 """A TCP proxy that can break its link on command: the lab's network nemesis (a process).
 
-    python -m lab.proxy --state-dir DIR --name ingest|devices --listen-port P
+    python -m lab.nemesis.proxy --state-dir DIR --name ingest|devices --listen-port P
                         --upstream-host H --upstream-port U [--listen-host H] [--speed K] [--seed N]
 
-The forwarding itself is lab.proxynet (one `selectors` loop, no thread per connection). This
+The forwarding itself is lab.nemesis.proxynet (one `selectors` loop, no thread per connection). This
 module is the process around it: it polls its control file `DIR/proxy/<name>.json` (written
-atomically by `ecgpipe cut|heal|slow|flap`, see lab.proxyctl) about every 50 ms and applies
-the fault in it (lab.faults); it keeps the fault's timer and history (lab.faulttracker:
+atomically by `ecgpipe cut|heal|slow|flap`, see lab.nemesis.proxyctl) about every 50 ms and applies
+the fault in it (lab.nemesis.faults); it keeps the fault's timer and history (lab.nemesis.tracker:
 `DIR/history/nemesis.jsonl`); and it writes its state and counters to
 `DIR/proxy/<name>.state.json` after every change and about twice a second.
 
@@ -29,9 +29,9 @@ from typing import Any
 from ecgcore.clock import Clock, make_clock
 from ecgcore.files import JsonLines, read_json, write_json_atomic
 from lab.errors import LabError
-from lab.faults import LINKS, Fault
-from lab.faulttracker import FaultTracker, History
-from lab.proxynet import Forwarder
+from lab.nemesis.faults import LINKS, Fault
+from lab.nemesis.tracker import FaultTracker, History
+from lab.nemesis.proxynet import Forwarder
 
 POLL_S = 0.01  # control file poll, real seconds (a fault's edge is this sharp: 200 s at 20,000x)
 STATE_EVERY_S = 0.5
@@ -175,7 +175,7 @@ def raise_fd_limit() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lab.proxy", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m lab.nemesis.proxy", description=__doc__.splitlines()[0])
     p.add_argument("--state-dir", required=True, type=Path)
     p.add_argument("--name", required=True, choices=LINKS)
     p.add_argument("--listen-host", default="127.0.0.1")

@@ -21,15 +21,16 @@ from typing import Any
 
 from ecgcore.clock import ScaledClock
 from ecgcore.files import JsonLines
-from lab import proxyctl, stack
-from lab.checker import CheckResult, check
+from lab.nemesis import proxyctl
+from lab.stack import control as stack
+from lab.checker.core import CheckResult, check
 from lab.errors import ComponentError, ConfigError
-from lab.levels import Drained, Stable, buffered_total, wait_for
-from lab.history import Generated, History, load_history, label_windows
-from lab.procs import RUNNING
-from lab.report import build_report
+from lab.stack.levels import Drained, Stable, buffered_total, wait_for
+from lab.history.load import Generated, History, load_history, label_windows
+from lab.stack.procs import RUNNING
+from lab.report.summary import build_report
 from lab.scenario import Fleet, Scenario, Step, Variant, plan
-from lab.statedir import StackConfig, StateDir
+from lab.stack.statedir import StackConfig, StateDir
 
 SCENARIO_ORIGIN = 1_688_947_200.0  # 2023-07-10T00:00:00Z: the week of the CardioComm outage
 Say = Callable[[str], None]
@@ -202,8 +203,8 @@ def drain(sd: StateDir, say: Say) -> None:
 
 
 def _snapshot(sd: StateDir) -> str:
-    from devices import inspect as dev_inspect
-    from ingest import inspect as ing_inspect
+    from devices import outbox_view as dev_inspect
+    from ingest import store_view as ing_inspect
 
     buffered = sum(r["buffered"] for r in dev_inspect.device_summaries(sd.outbox_db))
     stored = ing_inspect.totals(sd.ingest_db)["stored"]
@@ -258,7 +259,7 @@ def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Say) 
     (vdir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, default=str))
     write_ledger(hist, result, vdir / "ledger.jsonl")
     try:
-        from lab.figures import write_figures
+        from lab.report.figures import write_figures
 
         write_figures(hist, result, sd, vdir, title=f"{scn.name} / {var.name}")
     except Exception as exc:  # a figure must never hide the verdict

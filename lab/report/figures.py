@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.checker import CheckResult
-from lab.ecgpaper import draw_strip
-from lab.history import BrokerAcked, Evicted, Generated, History, IngestAcked, Published
-from lab.statedir import StateDir
+from lab.checker.core import CheckResult
+from lab.report.ecgpaper import draw_strip
+from lab.history.load import BrokerAcked, Evicted, Generated, History, IngestAcked, Published
+from lab.stack.statedir import StateDir
 
 COLORS = {"stored": "#2e8b57", "lost": "#d62728", "buffered": "#ff9f1c", "evicted": "#7f7f7f"}
 

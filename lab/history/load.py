@@ -8,7 +8,7 @@ Sources (docs/architecture.md, "History (for the checker)"):
     history/nemesis.jsonl    the nemesis: fault_start / fault_end, paired into FaultWindow
     watch/sys.jsonl          the $SYS watcher: store/messages/count and publish/messages/dropped,
                              per broker incarnation
-    fleet/outbox.sqlite      the final outbox snapshot (devices.inspect.ledger_sets): what is still
+    fleet/outbox.sqlite      the final outbox snapshot (devices.outbox_view.ledger_sets): what is still
                              buffered, what was evicted, each device's durable next_seq
     stack.json               the delivery mode and the broker's persistence setting
 
@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from devices import inspect as dev_inspect
+from devices import outbox_view as dev_inspect
 from ecgcore.files import read_json, read_jsonl
-from lab.brokerstats import DROPPED, RETAINED, STORED
+from lab.history.brokerstats import DROPPED, RETAINED, STORED
 from wire import WireError, device_from_topic
 
 Key = tuple[str, int, int]  # (device_id, boot_epoch, seq)
@@ -183,7 +183,7 @@ class History:
     quarantined: Sequence[Quarantined] = ()
     faults: Sequence[FaultWindow] = ()
     broker: Sequence[BrokerSample] = ()
-    # The final outbox (devices.inspect.ledger_sets); None = no snapshot, reconstruct from events.
+    # The final outbox (devices.outbox_view.ledger_sets); None = no snapshot, reconstruct from events.
     final_buffered: Mapping[str, frozenset[int]] | None = None
     final_evicted: Mapping[str, Mapping[int, str]] | None = None
     final_next_seq: Mapping[str, int] | None = None
@@ -275,7 +275,7 @@ def pair_faults(records: Iterable[Mapping[str, Any]]) -> tuple[list[FaultWindow]
     """nemesis.jsonl records → fault windows, in order of start; and how many were skipped.
 
     A fault_end closes the open fault_start with the same "id" if the records carry one; else
-    the same (target, "seq") (lab.faulttracker's records); else the oldest open start of the
+    the same (target, "seq") (lab.nemesis.tracker's records); else the oldest open start of the
     same (fault, target). A start never ended gives end=None; an end with no open start, and
     any other event (fault_phase, ...), is skipped (phases are not counted as malformed).
     Windows without an id are named "<fault>-<target>-<n>" (n counts from 1 per name).

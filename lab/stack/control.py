@@ -5,7 +5,7 @@ own session with a pidfile, and returns once each is healthy: the broker accepts
 proxy has written its state file, ingest has subscribed (ingest/ready.json names its pid),
 and every device is online (fleet/devices.json).
 
-Ingest and the fleet reach the broker through their own link proxy (lab.proxy), so
+Ingest and the fleet reach the broker through their own link proxy (lab.nemesis.proxy), so
 `ecgpipe cut|slow|flap` can break one link and not the other; the watcher and `status`
 talk to the broker directly.
 """
@@ -21,12 +21,12 @@ from pathlib import Path
 
 from ecgcore.clock import shared_clock_env
 from ecgcore.files import read_json, write_json_atomic
-from lab.broker import BrokerSettings, broker_argv, write_config
+from lab.stack.broker import BrokerSettings, broker_argv, write_config
 from lab.errors import ComponentError, ConfigError
-from lab.ports import free_port, wait_port
-from lab.procs import DEAD, RUNNING, STOPPED, python_argv
-from lab.proxy import state_path
-from lab.statedir import COMPONENTS, StackConfig, StateDir
+from lab.stack.ports import free_port, wait_port
+from lab.stack.procs import DEAD, RUNNING, STOPPED, python_argv
+from lab.nemesis.proxy import state_path
+from lab.stack.statedir import COMPONENTS, StackConfig, StateDir
 
 Progress = Callable[[str], None]
 PROXIES = ("proxy-ingest", "proxy-devices")
@@ -56,10 +56,10 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
     if name == "broker":
         return broker_argv(sd.broker_dir / "mosquitto.conf")
     if name == "watch":
-        return python_argv("lab.watch", *common(cfg.port))
+        return python_argv("lab.stack.watch", *common(cfg.port))
     if name in PROXIES:
         link = name.removeprefix("proxy-")
-        return python_argv("lab.proxy", "--state-dir", str(sd.root), "--name", link,
+        return python_argv("lab.nemesis.proxy", "--state-dir", str(sd.root), "--name", link,
                            "--listen-host", cfg.host, "--listen-port", str(proxy_port(cfg, link)),
                            "--upstream-host", cfg.host, "--upstream-port", str(cfg.port),
                            "--speed", str(cfg.speed), "--seed", str(cfg.seed))

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ecgcore.files import read_json
-from lab.faults import LINKS
-from lab.procs import RUNNING
-from lab.proxyctl import link_state
-from lab.stack import proxy_port
-from lab.statedir import COMPONENTS, StackConfig, StateDir
+from lab.nemesis.faults import LINKS
+from lab.stack.procs import RUNNING
+from lab.nemesis.proxyctl import link_state
+from lab.stack.control import proxy_port
+from lab.stack.statedir import COMPONENTS, StackConfig, StateDir
 from lab.units import format_duration
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ecgcore.files import read_json, write_json_atomic
 from lab.errors import ConfigError, StateDirError
-from lab.procs import Component
+from lab.stack.procs import Component
 
 DEFAULT_STATE_DIR = ".ecgpipe"
 DELIVERY_MODES = ("fire-and-forget", "broker-ack", "end-to-end")

@@ -17,7 +17,7 @@ from collections import deque
 from typing import Any, Protocol
 
 from ecgcore.clock import Clock
-from lab.faults import HEALTHY, Effect, Fault, effect_at, expired, next_change
+from lab.nemesis.faults import HEALTHY, Effect, Fault, effect_at, expired, next_change
 
 
 class History(Protocol):

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from devices import inspect as dev_inspect
-from ingest import inspect as ing_inspect
-from lab.brokerstats import broker_stats
-from lab.ledger import FIELDS, Ledger, build_ledger, seq_ranges
-from lab.statedir import StateDir
+from devices import outbox_view as dev_inspect
+from ingest import store_view as ing_inspect
+from lab.history.brokerstats import broker_stats
+from lab.report.ledger import FIELDS, Ledger, build_ledger, seq_ranges
+from lab.stack.statedir import StateDir
 
 
 def gather_ledger(sd: StateDir) -> Ledger:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from devices import inspect as dev_inspect
-from ingest import inspect as ing_inspect
-from lab.statedir import StateDir
+from devices import outbox_view as dev_inspect
+from ingest import store_view as ing_inspect
+from lab.stack.statedir import StateDir
 
 
 def stored_total(sd: StateDir) -> int:

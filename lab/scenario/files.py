@@ -8,7 +8,7 @@ from pathlib import Path
 from lab.errors import ConfigError
 from lab.scenario import Scenario
 
-SCENARIO_DIR = Path(os.environ.get("ECGPIPE_SCENARIOS", Path(__file__).resolve().parent.parent / "scenarios"))
+SCENARIO_DIR = Path(os.environ.get("ECGPIPE_SCENARIOS", Path(__file__).resolve().parents[2] / "scenarios"))
 TARGET_REAL_S = 200.0  # the variants of a long scenario run in about this many real seconds in all
 MIN_VARIANT_S = 45.0  # but each for at least this long
 MAX_READINGS_PER_S = 1500.0  # what the stack sustains comfortably (docs/benchmarks.md)

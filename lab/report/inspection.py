@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from devices import inspect as dev_inspect
-from ingest import inspect as ing_inspect
-from lab.brokerstats import broker_stats
+from devices import outbox_view as dev_inspect
+from ingest import store_view as ing_inspect
+from lab.history.brokerstats import broker_stats
 from lab.errors import StateDirError
-from lab.statedir import StateDir
+from lab.stack.statedir import StateDir
 
 
 def _require(sd: StateDir) -> None:

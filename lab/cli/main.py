@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from lab.errors import LabError
-from lab.faults import LINKS
-from lab.statedir import DELIVERY_MODES, POLICIES, StackConfig, StateDir, resolve_state_dir
+from lab.nemesis.faults import LINKS
+from lab.stack.statedir import DELIVERY_MODES, POLICIES, StackConfig, StateDir, resolve_state_dir
 from lab.units import parse_duration, parse_rate
 
 COMPONENT_CHOICES = ("ingest", "broker", "devices")
@@ -161,7 +161,7 @@ def _add_fault_commands(sub: Any, common: OneLineParser) -> None:
 
 def _fault(sd: StateDir, args: argparse.Namespace) -> str:
     from ecgcore.clock import make_clock
-    from lab.proxyctl import command
+    from lab.nemesis.proxyctl import command
 
     clock = make_clock(sd.config().speed)
     if args.cmd == "heal":
@@ -182,7 +182,7 @@ def _state_dir(args: argparse.Namespace) -> StateDir:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lab import stack
+    from lab.stack import control as stack
 
     cmd = args.cmd
     if cmd == "ingest":
@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"starting {cfg.devices} devices ({cfg.delivery}) in {sd.root} ...")
         cfg = stack.up(sd, cfg, progress=say)
         if args.json:
-            from lab.status import status
+            from lab.report.status import status
             print(json.dumps(status(sd), indent=1, sort_keys=True))
         else:
             _say(f"up: broker on {cfg.host}:{cfg.port} (ingest via :{cfg.proxy_ingest_port}, "
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
                  f"ecgpipe down")
         return 0
     if cmd == "status":
-        from lab.status import format_status, status
+        from lab.report.status import format_status, status
         _emit(status(sd), args.json, format_status)
         return 0
     if cmd == "down":
@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
         _say(_fault(sd, args))
         return 0
     if cmd == "inspect":
-        from lab import inspect as ins
+        from lab.report import inspection as ins
         from ecgcore.clock import SystemClock
 
         if args.what == "devices":
@@ -247,8 +247,8 @@ def run(args: argparse.Namespace) -> int:
             _emit(ins.inspect_ingest(sd), args.json, ins.format_ingest)
         return 0
     if cmd == "report":
-        from lab.report import build_report, format_report
-        from lab.inspect import _require
+        from lab.report.summary import build_report, format_report
+        from lab.report.inspection import _require
 
         _require(sd)
         rep = build_report(sd)
@@ -271,13 +271,13 @@ def _scenario(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lab.scenario import list_scenarios, load_scenario
-    from lab.scenariofiles import SCENARIO_DIR, auto_speed, resolve_scenario
+    from lab.scenario.files import SCENARIO_DIR, auto_speed, resolve_scenario
 
     if args.scenario_cmd == "list":
         for name, description in list_scenarios(SCENARIO_DIR):
             print(f"{name:<32} {description}")
         return 0
-    from lab.runner import run_variant, summary
+    from lab.scenario.runner import run_variant, summary
 
     scn = load_scenario(resolve_scenario(args.file))
     if args.speed == "auto":
@@ -289,7 +289,7 @@ def _scenario(args: argparse.Namespace) -> int:
             raise LabError(f"--speed must be a number or auto, not {args.speed!r}") from None
         if not speed > 0:
             raise LabError(f"--speed must be more than 0, got {speed:g}")
-    from lab.runner import with_chunk, with_devices
+    from lab.scenario.runner import with_chunk, with_devices
 
     variants = [with_chunk(with_devices(scn.variant(v), args.devices), args.chunk_seconds)
                 for v in (args.variant or [v.name for v in scn.variants])]
@@ -312,8 +312,8 @@ def _ingest_run(args: argparse.Namespace) -> int:
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if "--port" not in argv and "-h" not in argv and "--help" not in argv:
-        from lab.procs import RUNNING
-        from lab.stack import proxy_port
+        from lab.stack.procs import RUNNING
+        from lab.stack.control import proxy_port
 
         sd = StateDir(resolve_state_dir(args.state_dir))
         cfg = sd.config()  # a clear error if there is no stack to take the broker from
@@ -337,6 +337,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("ecgpipe: interrupted\n")
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

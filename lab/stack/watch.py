@@ -3,9 +3,9 @@
 It subscribes to `$SYS/broker/#` and, about once a second, appends the counters that
 changed to watch/sys.jsonl: {"t", "incarnation", "values": {"publish/messages/dropped": 12, ...}}.
 A broker restart resets $SYS counters; the watcher notices the uptime going backwards and
-starts a new incarnation, so the lab can sum drops across restarts (lab.brokerstats).
+starts a new incarnation, so the lab can sum drops across restarts (lab.history.brokerstats).
 
-Run: python -m lab.watch --state-dir DIR --host H --port P [--speed K]
+Run: python -m lab.stack.watch --state-dir DIR --host H --port P [--speed K]
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class Watcher:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lab.watch", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m lab.stack.watch", description=__doc__.splitlines()[0])
     p.add_argument("--state-dir", required=True, type=Path)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
