@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab.stack import control as stack
 from lab.report.summary import build_report
-from lab.stack.statedir import StackConfig, StateDir
+from lab.stack import control as stack
 from lab.stack.levels import Stable, generated_total, wait_for
+from lab.stack.statedir import StackConfig, StateDir
 
 HZ = os.sysconf("SC_CLK_TCK")
 

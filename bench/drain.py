@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from ecgcore.files import read_json
 from lab.stack.broker import BrokerSettings, RunningBroker

@@ -166,7 +166,7 @@ def ecgsyn(duration_s: float, sample_rate: int, hr_bpm: float, hrv: float,
     numpy's global random state is saved and restored around the call, because some
     neurokit2 versions seed it.
     """
-    import neurokit2 as nk  # noqa: PLC0415 - lazy on purpose: the import takes ~4 s
+    import neurokit2 as nk
 
     saved = np.random.get_state()
     try:

@@ -70,9 +70,8 @@ import numpy as np
 
 from devices.device import RECORDINGS, Delivery, Device, DeviceConfig
 from devices.ecg_source import EcgStream, make_source
-from devices.errors import ConfigError
-from devices.history import History, NoHistory
-from devices.errors import ProfileError
+from devices.errors import ConfigError, ProfileError
+from devices.history import HistoryFile, NoHistory
 from devices.mqtt_adapter import Backoff, FixedRetry, LinkEvent, MqttHub
 from devices.outbox import POLICIES, Outbox
 from devices.profile import Cohort, fleet_profiles
@@ -266,8 +265,8 @@ class Fleet:
                  f"ecg {cfg.ecg_source}, speed {cfg.speed:g}, pid {os.getpid()}")
         if limit < cfg.devices + 64:
             self.log(f"warning: the open-file limit {limit} is too low for {cfg.devices} devices")
-        self.history: History | NoHistory = (
-            History(cfg.history_path) if cfg.history else NoHistory())
+        self.history: HistoryFile | NoHistory = (
+            HistoryFile(cfg.history_path) if cfg.history else NoHistory())
         self.outbox = Outbox(cfg.outbox_path, capacity=cfg.outbox_capacity,
                              policy=cfg.outbox_policy)
         source = make_source(cfg.ecg_source, cfg.sample_rate, cfg.seed, cfg.cache_dir)

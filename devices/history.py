@@ -87,7 +87,7 @@ class NoHistory:
         pass
 
 
-class History:
+class HistoryFile:
     """Appends device events to a JSON-lines file; buffered until `flush()`."""
 
     def __init__(self, path: Path) -> None:

@@ -16,9 +16,8 @@ exactly the fleet it always was.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 import re
+from dataclasses import dataclass, replace
 
 import numpy as np
 

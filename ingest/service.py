@@ -38,7 +38,7 @@ from ecgcore.files import write_json_atomic
 from ingest.acker import build_acks
 from ingest.handoff import BatchQueue
 from ingest.store import BatchResult, SqliteStore, Store
-from ingest.subscriber import Delivery, Subscriber, SubscriberConfig, SubscriberStats
+from ingest.subscriber import InboundMessage, Subscriber, SubscriberConfig, SubscriberStats
 from ingest.validate import Accepted, Quarantined, validate
 
 DB_NAME = "ingest.sqlite"
@@ -48,7 +48,7 @@ READY_NAME = "ready.json"
 class Source(Protocol):
     """What the service needs from the MQTT side (Subscriber, or a fake in tests)."""
 
-    queue: BatchQueue[Delivery]
+    queue: BatchQueue[InboundMessage]
     ready: threading.Event
     stats: SubscriberStats
 
@@ -59,7 +59,7 @@ class Source(Protocol):
 
     def stop(self) -> None: ...
 
-    def ack_broker(self, deliveries: Sequence[Delivery]) -> int: ...
+    def ack_broker(self, deliveries: Sequence[InboundMessage]) -> int: ...
 
     def publish_acks(self, messages: Sequence[tuple[str, bytes]]) -> int: ...
 
@@ -174,14 +174,14 @@ class IngestService:
         self.ready_written.set()
         self.log(f"ready: subscribed, wrote {self.config.ready_path}")
 
-    def _next_batch(self) -> list[Delivery]:
+    def _next_batch(self) -> list[InboundMessage]:
         q = self.source.queue
         batch = q.get_batch(self.config.max_batch, timeout=self.config.poll_s)
         if batch and self.config.linger_s > 0 and len(batch) < self.config.max_batch:
             batch.extend(q.get_batch(self.config.max_batch - len(batch), timeout=self.config.linger_s))
         return batch
 
-    def handle_batch(self, batch: Sequence[Delivery]) -> BatchResult:
+    def handle_batch(self, batch: Sequence[InboundMessage]) -> BatchResult:
         """Validate, store (one commit), publish acks, PUBACK. Returns what was stored."""
         accepted: list[Accepted] = []
         quarantined: list[Quarantined] = []
@@ -232,7 +232,7 @@ class IngestService:
     def _count_internal_error(self) -> None:
         self.stats.internal_errors += 1
 
-    def _count(self, batch: Sequence[Delivery], result: BatchResult) -> None:
+    def _count(self, batch: Sequence[InboundMessage], result: BatchResult) -> None:
         s = self.stats
         s.batches += 1
         s.messages += len(batch)

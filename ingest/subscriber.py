@@ -9,7 +9,7 @@ the service calls ack_broker() only after the transaction holding the messages c
 A kill -9 before the commit therefore makes the broker redeliver.
 
 Message ids are only meaningful on the connection that delivered them: after a reconnect the
-broker reuses ids for the messages it redelivers. Each Delivery therefore carries the
+broker reuses ids for the messages it redelivers. Each InboundMessage therefore carries the
 connection `generation` it came on (bumped on every connect and disconnect), and
 ack_broker() skips stale ones. The broker redelivers those (same session), they are stored
 again as duplicates, and acknowledged then.
@@ -42,8 +42,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ecgcore.clock import Clock
-from ingest.handoff import BatchQueue
 from ingest.errors import ConfigError, ConnectError, PublishError
+from ingest.handoff import BatchQueue
 from wire.topics import ECG_SUBSCRIPTION
 
 # Published once at QoS 1 when stopping (see Subscriber.stop); nobody needs to subscribe to it.
@@ -80,7 +80,7 @@ class SubscriberConfig:
 
 
 @dataclass(frozen=True)
-class Delivery:
+class InboundMessage:
     """One message as paho handed it over, not yet acknowledged to the broker."""
 
     topic: str
@@ -115,7 +115,7 @@ class Subscriber:
         self.config = config
         self.clock = clock
         self.log = log
-        self.queue: BatchQueue[Delivery] = BatchQueue(maxsize=config.queue_size)
+        self.queue: BatchQueue[InboundMessage] = BatchQueue(maxsize=config.queue_size)
         self.ready = threading.Event()  # set after each successful SUBACK, cleared on disconnect
         self.stats = SubscriberStats()
         self._lock = threading.Lock()  # guards _generation/_connected against ack_broker
@@ -201,7 +201,7 @@ class Subscriber:
 
     # ---- to the broker ---------------------------------------------------------------------
 
-    def ack_broker(self, deliveries: Iterable[Delivery]) -> int:
+    def ack_broker(self, deliveries: Iterable[InboundMessage]) -> int:
         """PUBACK every QoS 1 delivery of the current connection; returns how many were sent.
 
         Call only after the transaction holding them has committed. Deliveries from an earlier
@@ -295,7 +295,7 @@ class Subscriber:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = bytes(msg._topic).decode("utf-8", "replace")  # private, but the only raw topic
-        delivery = Delivery(topic, bytes(msg.payload), msg.mid, msg.qos, self.clock.now(),
+        delivery = InboundMessage(topic, bytes(msg.payload), msg.mid, msg.qos, self.clock.now(),
                             self._generation)
         self.stats.received += 1
         try:

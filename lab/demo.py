@@ -15,11 +15,11 @@ from typing import Any
 
 from devices import outbox_view as dev_inspect
 from ecgcore.clock import SystemClock
-from lab.stack import control as stack
-from lab.history.brokerstats import broker_stats
 from lab.errors import LabError
-from lab.stack.levels import Stable, buffered_total, caught_up, stored_total
+from lab.history.brokerstats import broker_stats
 from lab.report.summary import build_report
+from lab.stack import control as stack
+from lab.stack.levels import Stable, buffered_total, caught_up, stored_total
 from lab.stack.statedir import StackConfig, StateDir
 
 LESSON = {
@@ -133,7 +133,7 @@ def side_by_side(reports: dict[str, dict[str, Any]]) -> str:
     w = max(18, *(len(m) + 2 for m in modes))
     lines = [f"{'':<20}" + "".join(f"{m:>{w}}" for m in modes)]
     for label, get in rows:
-        lines.append(f"{label:<20}" + "".join(f"{str(get(reports[m])):>{w}}" for m in modes))
+        lines.append(f"{label:<20}" + "".join(f"{get(reports[m])!s:>{w}}" for m in modes))
     return "\n".join(lines)
 
 

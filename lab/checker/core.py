@@ -695,7 +695,7 @@ def check(history: History, expect: Expectation | str | Iterable[Expectation | s
 
     # Per-device counts.
     per: dict[str, dict[str, Any]] = {d: {"reasons": Counter(), "causes": Counter(),
-                                          **{k: 0 for k in COUNT_FIELDS}} for d in devices}
+                                          **dict.fromkeys(COUNT_FIELDS, 0)} for d in devices}
     for key, o in outcomes.items():
         c = per[key[0]]
         c["generated"] += 1

@@ -234,8 +234,8 @@ def run(args: argparse.Namespace) -> int:
         _say(_fault(sd, args))
         return 0
     if cmd == "inspect":
-        from lab.report import inspection as ins
         from ecgcore.clock import SystemClock
+        from lab.report import inspection as ins
 
         if args.what == "devices":
             _emit(ins.inspect_devices(sd, SystemClock().now()), args.json, ins.format_devices)
@@ -247,10 +247,10 @@ def run(args: argparse.Namespace) -> int:
             _emit(ins.inspect_ingest(sd), args.json, ins.format_ingest)
         return 0
     if cmd == "report":
+        from lab.report.inspection import require_state_dir
         from lab.report.summary import build_report, format_report
-        from lab.report.inspection import _require
 
-        _require(sd)
+        require_state_dir(sd)
         rep = build_report(sd)
         _emit(rep, args.json, lambda r: format_report(r, max_devices=10**9 if args.all else 20))
         return 0
@@ -312,8 +312,8 @@ def _ingest_run(args: argparse.Namespace) -> int:
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if "--port" not in argv and "-h" not in argv and "--help" not in argv:
-        from lab.stack.procs import RUNNING
         from lab.stack.control import proxy_port
+        from lab.stack.procs import RUNNING
 
         sd = StateDir(resolve_state_dir(args.state_dir))
         cfg = sd.config()  # a clear error if there is no stack to take the broker from

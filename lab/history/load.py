@@ -125,7 +125,7 @@ class Duplicate(ReadingEvent):
 
 
 @dataclass(frozen=True, slots=True)
-class Quarantined:
+class QuarantinedMessage:
     t: float
     topic: str
     reason: str
@@ -180,7 +180,7 @@ class History:
     device_events: Sequence[DeviceEvent] = ()
     stored: Sequence[Stored] = ()
     duplicates: Sequence[Duplicate] = ()
-    quarantined: Sequence[Quarantined] = ()
+    quarantined: Sequence[QuarantinedMessage] = ()
     faults: Sequence[FaultWindow] = ()
     broker: Sequence[BrokerSample] = ()
     # The final outbox (devices.outbox_view.ledger_sets); None = no snapshot, reconstruct from events.
@@ -428,7 +428,7 @@ def _topic_device(topic: str) -> str | None:
         return None
 
 
-def read_ingest(db_path: Path) -> tuple[list[Stored], list[Duplicate], list[Quarantined]]:
+def read_ingest(db_path: Path) -> tuple[list[Stored], list[Duplicate], list[QuarantinedMessage]]:
     """Stored (in store order: stored_at, then insertion), duplicates and quarantined rows."""
     with _readonly(db_path) as db:
         readings = _rows(db, "SELECT device_id, boot_epoch, seq, captured_at, received_at, stored_at,"
@@ -444,7 +444,7 @@ def read_ingest(db_path: Path) -> tuple[list[Stored], list[Duplicate], list[Quar
         for dev, boot, seq, cap, recv, at, n, rate, bl in readings
     ]
     duplicates = [Duplicate(float(at), dev, int(boot), int(seq)) for dev, boot, seq, at in dups]
-    quarantined = [Quarantined(float(at), topic, reason, _topic_device(topic)) for at, topic, reason in quar]
+    quarantined = [QuarantinedMessage(float(at), topic, reason, _topic_device(topic)) for at, topic, reason in quar]
     return stored, duplicates, quarantined
 
 

@@ -1,6 +1,6 @@
 """Network faults as plain data: what the CLI asks a proxy for, and what the proxy does at an instant.
 
-A `Fault` is one command for one link (the control file `proxy/<link>.json` holds exactly one):
+A `LinkFault` is one command for one link (the control file `proxy/<link>.json` holds exactly one):
 
     cut        reset every connection and refuse new ones
     blackhole  keep connections open, drop every byte both ways (only keepalives notice)
@@ -31,7 +31,7 @@ CLEAN, CUT, BLACKHOLE = "clean", "cut", "blackhole"
 
 
 @dataclass(frozen=True)
-class Fault:
+class LinkFault:
     kind: str
     seq: int = 0
     for_s: float | None = None
@@ -89,7 +89,7 @@ class Fault:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, doc: Any) -> Fault:
+    def from_json(cls, doc: Any) -> LinkFault:
         if not isinstance(doc, dict) or "kind" not in doc:
             raise ConfigError(f"a fault document needs a 'kind', got {doc!r}")
         known = {f.name for f in fields(cls)}
@@ -113,11 +113,11 @@ class Effect:
 HEALTHY = Effect()
 
 
-def expired(fault: Fault, elapsed_s: float) -> bool:
+def expired(fault: LinkFault, elapsed_s: float) -> bool:
     return fault.for_s is not None and elapsed_s >= fault.for_s
 
 
-def effect_at(fault: Fault | None, elapsed_s: float) -> Effect:
+def effect_at(fault: LinkFault | None, elapsed_s: float) -> Effect:
     """The effect of `fault`, applied `elapsed_s` simulated seconds ago."""
     if fault is None or fault.kind == "heal" or expired(fault, elapsed_s):
         return HEALTHY
@@ -132,7 +132,7 @@ def effect_at(fault: Fault | None, elapsed_s: float) -> Effect:
     return Effect(mode=CUT, phase="down") if down else Effect(phase="up")
 
 
-def next_change(fault: Fault | None, elapsed_s: float) -> float | None:
+def next_change(fault: LinkFault | None, elapsed_s: float) -> float | None:
     """Simulated seconds (since the fault began) of the next instant its effect changes, or None."""
     if fault is None or fault.kind == "heal" or expired(fault, elapsed_s):
         return None

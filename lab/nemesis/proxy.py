@@ -29,9 +29,9 @@ from typing import Any
 from ecgcore.clock import Clock, make_clock
 from ecgcore.files import JsonLines, read_json, write_json_atomic
 from lab.errors import LabError
-from lab.nemesis.faults import LINKS, Fault
-from lab.nemesis.tracker import FaultTracker, History
+from lab.nemesis.faults import LINKS, LinkFault
 from lab.nemesis.proxynet import Forwarder
+from lab.nemesis.tracker import FaultTracker, FaultLog
 
 POLL_S = 0.01  # control file poll, real seconds (a fault's edge is this sharp: 200 s at 20,000x)
 STATE_EVERY_S = 0.5
@@ -51,7 +51,7 @@ def history_path(state_dir: Path) -> Path:
 
 class Proxy:
     def __init__(self, state_dir: Path, name: str, listen: tuple[str, int], upstream: tuple[str, int],
-                 clock: Clock, history: History, rng: random.Random | None = None) -> None:
+                 clock: Clock, history: FaultLog, rng: random.Random | None = None) -> None:
         self.name, self.clock = name, clock
         self.net = Forwarder(listen, upstream, clock, rng, log=self.log)
         self.tracker = FaultTracker(name, clock, history)
@@ -81,7 +81,7 @@ class Proxy:
             return
         self.control_seq = seq
         try:
-            fault = Fault.from_json(doc)
+            fault = LinkFault.from_json(doc)
         except LabError as exc:
             self.control_error = f"seq {seq}: {exc}"
             self.log(f"ignored control seq {seq}: {exc}")

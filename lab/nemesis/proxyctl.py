@@ -15,9 +15,9 @@ from typing import Any
 from ecgcore.clock import Clock
 from ecgcore.files import read_json, write_json_atomic
 from lab.errors import ComponentError, ConfigError
-from lab.nemesis.faults import LINKS, Fault
-from lab.stack.procs import RUNNING
+from lab.nemesis.faults import LINKS, LinkFault
 from lab.nemesis.proxy import control_path, state_path
+from lab.stack.procs import RUNNING
 from lab.stack.statedir import StateDir
 from lab.units import format_duration
 
@@ -46,13 +46,13 @@ def command(sd: StateDir, link: str, fault_kind: str, clock: Clock, deadline_s: 
 
 
 def send(root: Path, link: str, fault_kind: str, clock: Clock, deadline_s: float = 5.0,
-         **params: Any) -> tuple[Fault, dict[str, Any], dict[str, Any]]:
+         **params: Any) -> tuple[LinkFault, dict[str, Any], dict[str, Any]]:
     """Write the fault with the next seq and wait until the proxy reports it applied.
     Returns the fault and the proxy's state before and after."""
     before = link_state(root, link) or {}
     previous = read_json(control_path(root, link)) or {}
     seq = max(int(previous.get("seq") or 0), int(before.get("control_seq") or 0)) + 1
-    fault = Fault(kind=fault_kind, seq=seq, issued_at=round(clock.now(), 3), **params)
+    fault = LinkFault(kind=fault_kind, seq=seq, issued_at=round(clock.now(), 3), **params)
     write_json_atomic(control_path(root, link), fault.to_json())
     end = time.monotonic() + deadline_s
     while True:
@@ -71,7 +71,7 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def describe(link: str, fault: Fault, before: dict[str, Any], after: dict[str, Any]) -> str:
+def describe(link: str, fault: LinkFault, before: dict[str, Any], after: dict[str, Any]) -> str:
     applied = after.get("last_apply") or {}
     reset = int(applied.get("reset") or 0)
     lst, up = after.get("listen") or {}, after.get("upstream") or {}

@@ -17,17 +17,17 @@ from collections import deque
 from typing import Any, Protocol
 
 from ecgcore.clock import Clock
-from lab.nemesis.faults import HEALTHY, Effect, Fault, effect_at, expired, next_change
+from lab.nemesis.faults import HEALTHY, Effect, LinkFault, effect_at, expired, next_change
 
 
-class History(Protocol):
+class FaultLog(Protocol):
     def append(self, record: dict[str, Any]) -> None: ...
 
 
 class FaultTracker:
-    def __init__(self, target: str, clock: Clock, history: History, keep: int = 20) -> None:
+    def __init__(self, target: str, clock: Clock, history: FaultLog, keep: int = 20) -> None:
         self.target, self.clock, self.history = target, clock, history
-        self.fault: Fault | None = None
+        self.fault: LinkFault | None = None
         self.started_mono = 0.0
         self.started_at = 0.0
         self.effect: Effect = HEALTHY
@@ -36,7 +36,7 @@ class FaultTracker:
     def elapsed(self) -> float:
         return self.clock.monotonic() - self.started_mono
 
-    def _record(self, event: str, fault: Fault, **extra: Any) -> dict[str, Any]:
+    def _record(self, event: str, fault: LinkFault, **extra: Any) -> dict[str, Any]:
         rec = {"t": round(self.clock.now(), 3), "event": event, "fault": fault.kind,
                "target": self.target, "seq": fault.seq, **extra}
         self.history.append(rec)
@@ -53,7 +53,7 @@ class FaultTracker:
         self.fault = None
         self.effect = HEALTHY
 
-    def apply(self, fault: Fault) -> Effect:
+    def apply(self, fault: LinkFault) -> Effect:
         """Replace whatever is active by `fault` (heal: by nothing). Returns the new effect."""
         self._end("healed" if fault.kind == "heal" else "replaced")
         if fault.kind != "heal":

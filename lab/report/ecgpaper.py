@@ -21,7 +21,7 @@ TRACE = "#111111"
 
 
 def _iso(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return dt.datetime.fromtimestamp(t, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def draw_strip(millivolts: np.ndarray, sample_rate_hz: int, path: Path, *, title: str = "",

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from lab.checker.core import CheckResult
-from lab.report.ecgpaper import draw_strip
 from lab.history.load import BrokerAcked, Evicted, Generated, History, IngestAcked, Published
+from lab.report.ecgpaper import draw_strip
 from lab.stack.statedir import StateDir
 
 COLORS = {"stored": "#2e8b57", "lost": "#d62728", "buffered": "#ff9f1c", "evicted": "#7f7f7f"}

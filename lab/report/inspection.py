@@ -6,18 +6,18 @@ from typing import Any
 
 from devices import outbox_view as dev_inspect
 from ingest import store_view as ing_inspect
-from lab.history.brokerstats import broker_stats
 from lab.errors import StateDirError
+from lab.history.brokerstats import broker_stats
 from lab.stack.statedir import StateDir
 
 
-def _require(sd: StateDir) -> None:
+def require_state_dir(sd: StateDir) -> None:
     if not sd.root.exists() or not (sd.exists() or sd.outbox_db.exists() or sd.ingest_db.exists()):
         raise StateDirError(f"no ecgpipe state in {sd.root}: run `ecgpipe up` first (or pass --state-dir)")
 
 
 def inspect_devices(sd: StateDir, now: float) -> dict[str, Any]:
-    _require(sd)
+    require_state_dir(sd)
     rows = dev_inspect.device_summaries(sd.outbox_db)
     for r in rows:
         oldest = r.get("oldest_captured_at")
@@ -28,7 +28,7 @@ def inspect_devices(sd: StateDir, now: float) -> dict[str, Any]:
 
 
 def inspect_device(sd: StateDir, device_id: str) -> dict[str, Any]:
-    _require(sd)
+    require_state_dir(sd)
     known = {r["device_id"] for r in dev_inspect.device_summaries(sd.outbox_db)}
     if device_id not in known:
         raise StateDirError(f"no device {device_id!r} in {sd.outbox_db}")
@@ -36,12 +36,12 @@ def inspect_device(sd: StateDir, device_id: str) -> dict[str, Any]:
 
 
 def inspect_broker(sd: StateDir) -> dict[str, Any]:
-    _require(sd)
+    require_state_dir(sd)
     return broker_stats(sd.root)
 
 
 def inspect_ingest(sd: StateDir) -> dict[str, Any]:
-    _require(sd)
+    require_state_dir(sd)
     generated = {d: v["generated"] for d, v in dev_inspect.ledger_sets(sd.outbox_db).items()}
     return {"devices": ing_inspect.device_stats(sd.ingest_db, generated=generated),
             "quarantine": {"by_reason": ing_inspect.quarantine_counts(sd.ingest_db),

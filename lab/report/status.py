@@ -6,9 +6,9 @@ from typing import Any
 
 from ecgcore.files import read_json
 from lab.nemesis.faults import LINKS
-from lab.stack.procs import RUNNING
 from lab.nemesis.proxyctl import link_state
 from lab.stack.control import proxy_port
+from lab.stack.procs import RUNNING
 from lab.stack.statedir import COMPONENTS, StackConfig, StateDir
 from lab.units import format_duration
 

@@ -7,7 +7,7 @@
 The package, one responsibility per module (import from `lab.scenario`, which re-exports them):
 
     model.py   ScenarioError, the constants and the frozen, validated values: Scenario, Variant,
-               Fleet, Profile, Broker, Fault
+               FleetSpec, Profile, Broker, Fault
     plan.py    Step and plan(): the timeline as ordered, timed actions
     parse.py   the TOML files: parse_scenario, load_scenario, list_scenarios, and _Locator, which
                finds the line of a key
@@ -50,7 +50,7 @@ from lab.scenario.model import (
     RECORDING,
     Broker,
     Fault,
-    Fleet,
+    FleetSpec,
     Profile,
     Scenario,
     ScenarioError,
@@ -73,7 +73,7 @@ __all__ = [
     "RECORDING",
     "Broker",
     "Fault",
-    "Fleet",
+    "FleetSpec",
     "Profile",
     "Scenario",
     "ScenarioError",

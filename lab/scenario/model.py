@@ -1,4 +1,4 @@
-"""The scenario model: frozen, validated values (Scenario, Variant, Fleet, Profile, Broker, Fault)
+"""The scenario model: frozen, validated values (Scenario, Variant, FleetSpec, Profile, Broker, Fault)
 and ScenarioError. Pure: nothing here reads a file, starts a process or reads a clock."""
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class Profile:
 
 
 @dataclass(frozen=True)
-class Fleet:
+class FleetSpec:
     """The simulated devices. Durations are simulated seconds; backlog_pace is readings per
     second per device when sending a backlog (None: as fast as the window allows)."""
 
@@ -230,7 +230,7 @@ class Fault:
             if name != "jitter" and getattr(self, name) is None:
                 raise _fail(("kind",), f"kind = {self.kind!r} needs {name}")
         _positive(self, "latency", "bandwidth", "up", "down")
-        if self.jitter is not None and not (_is_num(self.jitter) and 0 <= self.jitter):
+        if self.jitter is not None and not (_is_num(self.jitter) and self.jitter >= 0):
             raise _fail("jitter", f"jitter must be 0 or more, got {self.jitter!r}")
         if self.bandwidth is not None and self.bandwidth < 1:
             raise _fail("bandwidth", "bandwidth must be at least 1 byte per second")
@@ -248,7 +248,7 @@ class Variant:
     """One run of the scenario's timeline: its fleet, its broker and its expected verdict."""
 
     name: str
-    fleet: Fleet
+    fleet: FleetSpec
     broker: Broker
     expect: tuple[Expectation, ...]
 

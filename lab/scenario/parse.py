@@ -18,7 +18,7 @@ from lab.scenario.model import (
     DELIVERY_MODES,
     Broker,
     Fault,
-    Fleet,
+    FleetSpec,
     Path_,
     Profile,
     Scenario,
@@ -28,7 +28,6 @@ from lab.scenario.model import (
     _is_num,
 )
 from lab.units import parse_duration, parse_rate
-
 
 # --- locating keys in the TOML text ---------------------------------------------------------
 
@@ -345,8 +344,8 @@ class _Loader:
                 raise self.error(path + (i,), str(exc)) from None
         return tuple(out)
 
-    def fleet(self, base: dict[str, Any], override: dict[str, Any], override_path: Path_) -> Fleet:
-        """A Fleet from the [fleet] table with a variant's overrides on top."""
+    def fleet(self, base: dict[str, Any], override: dict[str, Any], override_path: Path_) -> FleetSpec:
+        """A FleetSpec from the [fleet] table with a variant's overrides on top."""
         def origin(k: str) -> Path_:
             return override_path if k in override else ("fleet",)
 
@@ -364,7 +363,7 @@ class _Loader:
             except ScenarioError as exc:
                 raise self.relocate(ppath, exc) from None
         try:
-            return Fleet(**values, profiles=tuple(profiles))
+            return FleetSpec(**values, profiles=tuple(profiles))
         except ScenarioError as exc:
             raise self.relocate((), exc, origin) from None
 

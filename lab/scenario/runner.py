@@ -14,26 +14,25 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ecgcore.clock import ScaledClock
 from ecgcore.files import JsonLines
-from lab.nemesis import proxyctl
-from lab.stack import control as stack
 from lab.checker.core import CheckResult, check
 from lab.errors import ComponentError, ConfigError
-from lab.stack.levels import Drained, Stable, buffered_total, wait_for
-from lab.history.load import Generated, History, load_history, label_windows
-from lab.stack.procs import RUNNING
+from lab.history.load import Generated, History, label_windows, load_history
+from lab.nemesis import proxyctl
 from lab.report.summary import build_report
-from lab.scenario import Fleet, Scenario, Step, Variant, plan
+from lab.scenario import FleetSpec, Scenario, Step, Variant, plan
+from lab.stack import control as stack
+from lab.stack.control import Progress
+from lab.stack.levels import Drained, Stable, buffered_total, wait_for
+from lab.stack.procs import RUNNING
 from lab.stack.statedir import StackConfig, StateDir
 
 SCENARIO_ORIGIN = 1_688_947_200.0  # 2023-07-10T00:00:00Z: the week of the CardioComm outage
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -114,7 +113,7 @@ def real_ingest_reconnect(speed: float) -> float:
     return sim_to_real(INGEST_RECONNECT_S, speed, 0.1)
 
 
-def cohort_specs(fleet: Fleet) -> tuple[str, ...]:
+def cohort_specs(fleet: FleetSpec) -> tuple[str, ...]:
     """The scenario's patient profiles as the fleet's --cohort specs."""
     specs = []
     for p in fleet.profiles:
@@ -144,7 +143,7 @@ def stack_config(scn: Scenario, var: Variant, speed: float) -> StackConfig:
 class Nemesis:
     """Applies one plan step to a running stack and records process faults."""
 
-    def __init__(self, sd: StateDir, cfg: StackConfig, clock: ScaledClock, say: Say) -> None:
+    def __init__(self, sd: StateDir, cfg: StackConfig, clock: ScaledClock, say: Progress) -> None:
         self.sd, self.cfg, self.clock, self.say = sd, cfg, clock, say
         self.history = JsonLines(sd.root / "history" / "nemesis.jsonl")
 
@@ -185,7 +184,7 @@ class Nemesis:
 DRAIN_DEADLINE_S = 120.0  # real seconds the drain phase may take at most
 
 
-def drain(sd: StateDir, say: Say) -> None:
+def drain(sd: StateDir, say: Progress) -> None:
     """The drain phase. Under compression the network is not compressed: a backlog that a
     real-time run would deliver in seconds of its last simulated hours gets only
     milliseconds of real time. So the fleet records nothing after the timeline's end
@@ -215,7 +214,7 @@ def _fmt_sim(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3 * 3600 else f"{seconds:.0f} s"
 
 
-def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Say) -> VariantRun:
+def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Progress) -> VariantRun:
     vdir = out / var.name
     sd = StateDir(vdir / "state")
     cfg = stack_config(scn, var, speed)

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from ecgcore.clock import shared_clock_env
 from ecgcore.files import read_json, write_json_atomic
-from lab.stack.broker import BrokerSettings, broker_argv, write_config
 from lab.errors import ComponentError, ConfigError
+from lab.nemesis.proxy import state_path
+from lab.stack.broker import BrokerSettings, broker_argv, write_config
 from lab.stack.ports import free_port, wait_port
 from lab.stack.procs import DEAD, RUNNING, STOPPED, python_argv
-from lab.nemesis.proxy import state_path
 from lab.stack.statedir import COMPONENTS, StackConfig, StateDir
 
 Progress = Callable[[str], None]

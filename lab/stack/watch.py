@@ -71,7 +71,7 @@ class Watcher:
     def _apply(self, topic: str, payload: bytes) -> None:
         """After every (re)connect, hold values until the broker's uptime arrives: only then
         is it known whether these counters continue the old ones or restarted from zero."""
-        key = topic[len(PREFIX):] if topic.startswith(PREFIX) else topic
+        key = topic.removeprefix(PREFIX)
         value = parse_value(payload)
         if value is None:
             return

@@ -11,8 +11,8 @@ import pytest
 from devices.device import Delivery, Device, DeviceConfig
 from devices.ecg_source import EcgStream, SyntheticSource
 from devices.errors import ConfigError
-from devices.outbox_view import buffered_readings, ledger_sets
 from devices.outbox import REASON_DROP_OLDEST, REASON_REJECT_NEW, Outbox
+from devices.outbox_view import buffered_readings, ledger_sets
 from devices.profile import PatientProfile
 from ecgcore.clock import ManualClock
 from wire import Reading, decode_reading

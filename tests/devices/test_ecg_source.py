@@ -9,7 +9,13 @@ import pytest
 from scipy.signal import find_peaks
 
 from devices.ecg_source import (
-    GAIN_UV, EcgStream, EcgsynSource, SyntheticSource, ecgsyn, loopable, make_source,
+    GAIN_UV,
+    EcgStream,
+    EcgsynSource,
+    SyntheticSource,
+    ecgsyn,
+    loopable,
+    make_source,
 )
 from devices.errors import EcgSourceError
 from devices.profile import PatientProfile

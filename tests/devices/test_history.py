@@ -15,9 +15,9 @@ import pytest
 from devices.device import Delivery, Device, DeviceConfig
 from devices.ecg_source import EcgStream, SyntheticSource
 from devices.fleet import Fleet, FleetConfig
-from devices.history import History, NoHistory
-from devices.outbox_view import ledger_sets
+from devices.history import HistoryFile, NoHistory
 from devices.outbox import REASON_DROP_OLDEST, REASON_REJECT_NEW, Outbox
+from devices.outbox_view import ledger_sets
 from devices.profile import PatientProfile
 from ecgcore.clock import ManualClock
 from ecgcore.files import read_jsonl
@@ -36,7 +36,7 @@ def compact(doc: dict[str, Any]) -> str:
 
 def test_every_event_is_compact_json_with_the_documented_keys_in_order(tmp_path: Path) -> None:
     path = tmp_path / "history" / "devices.jsonl"
-    h = History(path)
+    h = HistoryFile(path)
     t = T0 + 0.25
     h.boot(t, DEV, 2, 118)
     h.generated(t, DEV, 2, 118, T0)
@@ -62,7 +62,7 @@ def test_every_event_is_compact_json_with_the_documented_keys_in_order(tmp_path:
 
 
 def test_times_are_whole_microseconds_like_the_wire(tmp_path: Path) -> None:
-    h = History(tmp_path / "h.jsonl")
+    h = HistoryFile(tmp_path / "h.jsonl")
     cap = T0 + 1 / 3 + 7e-8
     h.generated(T0 + 2 / 3, DEV, 1, 0, cap)
     h.close()
@@ -75,7 +75,7 @@ def test_times_are_whole_microseconds_like_the_wire(tmp_path: Path) -> None:
 
 
 def test_one_write_per_flush(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    h = History(tmp_path / "h.jsonl")
+    h = HistoryFile(tmp_path / "h.jsonl")
     writes: list[int] = []
     real_write = os.write
 
@@ -96,7 +96,7 @@ def test_a_torn_last_line_is_closed_before_the_next_append(tmp_path: Path) -> No
     path = tmp_path / "h.jsonl"
     path.write_text(compact({"t": T0, "ev": "boot", "dev": DEV, "boot": 1, "next_seq": 0})
                     + '\n{"t":1700000000.5,"ev":"gen')  # a kill -9 in the middle of a write
-    h = History(path)
+    h = HistoryFile(path)
     h.boot(T0 + 9, DEV, 2, 5)
     h.close()
     assert [(e["ev"], e["boot"]) for e in read_jsonl(path)] == [("boot", 1), ("boot", 2)]
@@ -122,7 +122,7 @@ class Rig:
         self.history_path = tmp_path / "history" / "devices.jsonl"
         self.clock = clock or ManualClock(start=T0)
         self.outbox = Outbox(self.path, capacity=capacity, policy=policy)
-        self.history = History(self.history_path)
+        self.history = HistoryFile(self.history_path)
         config = DeviceConfig(delivery=Delivery(delivery), chunk_seconds=1.0, sample_rate=50,
                               **kw)
         self.pub = FakePublisher()
@@ -263,7 +263,7 @@ def test_crash_after_the_history_flush_before_the_commit(tmp_path: Path) -> None
     os.close(rig.history._fd)  # the process is gone; what was flushed is in the file
 
     box = Outbox(rig.path)
-    history = History(rig.history_path)
+    history = HistoryFile(rig.history_path)
     clock = ManualClock(start=T0 + 60)
     config = DeviceConfig(delivery=Delivery.END_TO_END, chunk_seconds=1.0, sample_rate=50)
     device = Device(DEV, PROFILE, EcgStream.for_profile(PROFILE, SyntheticSource(50, 0)), box,

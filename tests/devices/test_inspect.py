@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from devices.errors import OutboxError
-from devices.outbox_view import buffered_readings, device_summaries, ledger_sets
 from devices.outbox import REASON_DROP_OLDEST, Outbox
+from devices.outbox_view import buffered_readings, device_summaries, ledger_sets
 from devices.profile import PatientProfile
 
 PROFILE = PatientProfile(70, 1.0, 0.01, 1)

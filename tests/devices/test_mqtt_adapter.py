@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devices.outbox_view import device_summaries
 from devices.mqtt_adapter import Backoff, MqttHub
+from devices.outbox_view import device_summaries
 from ecgcore.clock import ManualClock
 from lab.stack.broker import BrokerSettings, RunningBroker
 from lab.stack.ports import free_port

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devices.errors import ConfigError, OutboxError
-from devices.outbox_view import ledger_sets
 from devices.outbox import REASON_DROP_OLDEST, REASON_REJECT_NEW, Outbox
+from devices.outbox_view import ledger_sets
 from devices.profile import PatientProfile
 
 PROFILE = PatientProfile(70, 1.0, 0.01, 1)

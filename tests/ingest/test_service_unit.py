@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from ecgcore.clock import ManualClock
-from ingest.handoff import BatchQueue
 from ingest.errors import StoreError
+from ingest.handoff import BatchQueue
 from ingest.service import IngestService, ServiceConfig
 from ingest.store import BatchResult, SqliteStore
-from ingest.subscriber import Delivery, SubscriberStats
+from ingest.subscriber import InboundMessage, SubscriberStats
 from ingest.validate import Accepted, Quarantined
 from tests.conftest import wait_until
 from tests.ingest.conftest import payload_of
@@ -25,7 +25,7 @@ from wire import decode_ack
 
 class FakeSource:
     def __init__(self, events: list[str]) -> None:
-        self.queue: BatchQueue[Delivery] = BatchQueue(maxsize=10_000)
+        self.queue: BatchQueue[InboundMessage] = BatchQueue(maxsize=10_000)
         self.ready = threading.Event()
         self.stats = SubscriberStats()
         self.events = events
@@ -43,7 +43,7 @@ class FakeSource:
     def stop(self) -> None:
         self.stopped = True
 
-    def ack_broker(self, deliveries: Sequence[Delivery]) -> int:
+    def ack_broker(self, deliveries: Sequence[InboundMessage]) -> int:
         self.events.append(f"puback {[d.mid for d in deliveries]}")
         self.acked.extend(d.mid for d in deliveries)
         return len(deliveries)
@@ -78,8 +78,8 @@ class RecordingStore:
         self.inner.close()
 
 
-def delivery(mid: int, payload: bytes, topic: str = "heartcheck/hc-1/ecg") -> Delivery:
-    return Delivery(topic, payload, mid, 1, 1_700_000_000.0, 1)
+def delivery(mid: int, payload: bytes, topic: str = "heartcheck/hc-1/ecg") -> InboundMessage:
+    return InboundMessage(topic, payload, mid, 1, 1_700_000_000.0, 1)
 
 
 def make(tmp_path: Path, events: list[str], *, acks: bool = True, **store_kw: object

@@ -10,7 +10,7 @@ import pytest
 
 from ecgcore.clock import SystemClock
 from ingest.errors import ConfigError
-from ingest.subscriber import Delivery, Subscriber, SubscriberConfig
+from ingest.subscriber import InboundMessage, Subscriber, SubscriberConfig
 from lab.stack.broker import RunningBroker
 from tests.conftest import wait_until
 from tests.ingest.conftest import Publisher
@@ -34,8 +34,8 @@ def subscribers() -> Iterator[Callable[..., Subscriber]]:
         s.stop()
 
 
-def drain(q: queue.Queue[Delivery], n: int) -> list[Delivery]:
-    got: list[Delivery] = []
+def drain(q: queue.Queue[InboundMessage], n: int) -> list[InboundMessage]:
+    got: list[InboundMessage] = []
     wait_until(lambda: q.qsize() >= n, 20, what=f"{n} deliveries")
     while True:
         try:
@@ -114,7 +114,7 @@ def test_a_full_queue_blocks_the_callback_and_loses_nothing(
         pub.publish(topic, f"{i}".encode())
     pub.wait_all()
     wait_until(lambda: s.stats.blocked_puts >= 1, 10, what="a blocked put")
-    got: list[Delivery] = []
+    got: list[InboundMessage] = []
     while len(got) < 40:
         got.append(s.queue.get(timeout=10))
     assert [d.payload for d in got] == [f"{i}".encode() for i in range(40)]

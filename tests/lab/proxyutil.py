@@ -14,10 +14,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ecgcore.clock import make_clock
 from ecgcore.files import read_jsonl
-from lab.stack.ports import free_port
-from lab.stack.procs import python_argv
 from lab.nemesis.proxy import history_path
 from lab.nemesis.proxyctl import link_state, send
+from lab.stack.ports import free_port
+from lab.stack.procs import python_argv
 from tests.conftest import wait_until
 
 

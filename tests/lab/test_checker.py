@@ -39,7 +39,7 @@ from lab.history.load import (
     History,
     IngestAcked,
     Published,
-    Quarantined,
+    QuarantinedMessage,
     Stored,
 )
 
@@ -52,7 +52,7 @@ class H:
         self.dev: list[DeviceEvent] = []
         self.stored: list[Stored] = []
         self.dups: list[Duplicate] = []
-        self.quarantined: list[Quarantined] = []
+        self.quarantined: list[QuarantinedMessage] = []
         self.faults: list[FaultWindow] = []
         self.samples: list[BrokerSample] = []
 
@@ -421,7 +421,7 @@ def test_drain_after_each_fault() -> None:
     for seq in range(1, 6):
         h.gen(5 + seq, seq)
     h.sample(10, stored=300).sample(24, stored=50).sample(27, stored=10)
-    for seq in range(0, 5):
+    for seq in range(5):
         h.iack(21 + seq, seq).store(20.5 + seq, seq)
     # seq 5 is never acked: it is the level before "later", and after it
     h.gen(55, 6).iack(56, 6).store(55.5, 6)
@@ -458,7 +458,7 @@ def test_reordered_at_ingest_in_store_order() -> None:
 
 def test_quarantine_counted_per_device_and_in_total() -> None:
     h = H()
-    h.quarantined += [Quarantined(1, "heartcheck/a/ecg", "bad-crc", "a"), Quarantined(2, "junk", "topic")]
+    h.quarantined += [QuarantinedMessage(1, "heartcheck/a/ecg", "bad-crc", "a"), QuarantinedMessage(2, "junk", "topic")]
     r = h.check()
     assert r.devices["a"].quarantined == 1 and r.totals.quarantined == 2
 
@@ -596,7 +596,7 @@ def histories(draw: st.DrawFn) -> History:
     if final:
         devs = {e.dev for e in events}
         kw = {"final_buffered": {d: set(draw(st.sets(st.integers(0, 12)))) for d in devs},
-              "final_evicted": {d: {s: "snap" for s in draw(st.sets(st.integers(0, 12)))} for d in devs}}
+              "final_evicted": {d: dict.fromkeys(draw(st.sets(st.integers(0, 12))), "snap") for d in devs}}
     return History(device_events=events, stored=stored, duplicates=dups, faults=faults,
                    broker=samples, delivery=mode, **kw)
 

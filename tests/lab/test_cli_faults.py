@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from ecgcore.files import read_jsonl
+from lab.stack.levels import Stable, buffered_total, caught_up, generated_total, stored_total
 from lab.stack.statedir import StateDir
 from tests.conftest import wait_until
-from lab.stack.levels import Stable, buffered_total, caught_up, generated_total, stored_total
 from tests.lab.test_cli import cj, cli
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]

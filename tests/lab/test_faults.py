@@ -1,4 +1,4 @@
-"""The fault model without a network: Fault, effect_at, FaultTracker and one direction's Flow."""
+"""The fault model without a network: LinkFault, effect_at, FaultTracker and one direction's Flow."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from ecgcore.clock import ManualClock
 from lab.errors import ConfigError
-from lab.nemesis.faults import BLACKHOLE, CLEAN, CUT, Fault, effect_at, next_change
-from lab.nemesis.tracker import FaultTracker
+from lab.nemesis.faults import BLACKHOLE, CLEAN, CUT, LinkFault, effect_at, next_change
 from lab.nemesis.proxyflow import Flow, burst_bytes
+from lab.nemesis.tracker import FaultTracker
 
 
 @pytest.mark.parametrize(("kw", "match"), [
@@ -26,34 +26,34 @@ from lab.nemesis.proxyflow import Flow, burst_bytes
 ])
 def test_bad_faults_are_config_errors(kw: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        Fault(**kw)
+        LinkFault(**kw)
 
 
 def test_a_fault_survives_its_json_and_ignores_unknown_keys() -> None:
-    f = Fault("slow", seq=3, for_s=30.0, latency_s=0.2, jitter_s=0.05, bandwidth_bytes_s=8000.0)
-    assert Fault.from_json({**f.to_json(), "future_field": 1}) == f
+    f = LinkFault("slow", seq=3, for_s=30.0, latency_s=0.2, jitter_s=0.05, bandwidth_bytes_s=8000.0)
+    assert LinkFault.from_json({**f.to_json(), "future_field": 1}) == f
     assert f.describe() == "slow (latency 200ms ± 50ms, bandwidth 64kbps each way) for 30s"
     with pytest.raises(ConfigError):
-        Fault.from_json({"seq": 1})
+        LinkFault.from_json({"seq": 1})
 
 
 def test_effects() -> None:
-    assert effect_at(Fault("cut"), 1e6).mode == CUT
-    assert effect_at(Fault("cut", for_s=3.0), 2.9).mode == CUT
-    assert effect_at(Fault("cut", for_s=3.0), 3.0).mode == CLEAN
-    assert effect_at(Fault("blackhole"), 0).mode == BLACKHOLE
-    slow = effect_at(Fault("slow", latency_s=0.2, jitter_s=0.1), 5)
+    assert effect_at(LinkFault("cut"), 1e6).mode == CUT
+    assert effect_at(LinkFault("cut", for_s=3.0), 2.9).mode == CUT
+    assert effect_at(LinkFault("cut", for_s=3.0), 3.0).mode == CLEAN
+    assert effect_at(LinkFault("blackhole"), 0).mode == BLACKHOLE
+    slow = effect_at(LinkFault("slow", latency_s=0.2, jitter_s=0.1), 5)
     assert (slow.mode, slow.latency_s, slow.jitter_s, slow.bandwidth_bytes_s) == (CLEAN, 0.2, 0.1, None)
-    assert effect_at(None, 0).mode == CLEAN and effect_at(Fault("heal"), 0).mode == CLEAN
+    assert effect_at(None, 0).mode == CLEAN and effect_at(LinkFault("heal"), 0).mode == CLEAN
 
 
 def test_flap_starts_down_and_alternates() -> None:
-    f = Fault("flap", up_s=2.0, down_s=1.0, for_s=7.0)
+    f = LinkFault("flap", up_s=2.0, down_s=1.0, for_s=7.0)
     phases = [effect_at(f, t).phase for t in (0, 0.99, 1.0, 2.99, 3.0, 4.0, 6.5, 7.0)]
     assert phases == ["down", "down", "up", "up", "down", "up", "down", None]
     assert [effect_at(f, t).mode for t in (0.5, 1.5)] == [CUT, CLEAN]
     assert [next_change(f, t) for t in (0, 1.0, 2.5, 6.5, 7.0)] == [1.0, 3.0, 3.0, 7.0, None]
-    assert next_change(Fault("cut"), 100) is None and next_change(Fault("cut", for_s=5), 1) == 5
+    assert next_change(LinkFault("cut"), 100) is None and next_change(LinkFault("cut", for_s=5), 1) == 5
 
 
 class ListHistory:
@@ -67,18 +67,18 @@ class ListHistory:
 def test_tracker_records_start_phase_and_end_with_the_clock() -> None:
     clock, hist = ManualClock(start=1000.0), ListHistory()
     t = FaultTracker("devices", clock, hist)
-    t.apply(Fault("cut", seq=1, for_s=3.0))
+    t.apply(LinkFault("cut", seq=1, for_s=3.0))
     clock.advance(1.0)
     assert t.tick().mode == CUT and t.seconds_to_change() == pytest.approx(2.0)
     clock.advance(2.5)
     assert t.tick().mode == CLEAN and t.fault is None
-    t.apply(Fault("flap", seq=2, up_s=1.0, down_s=1.0))
+    t.apply(LinkFault("flap", seq=2, up_s=1.0, down_s=1.0))
     clock.advance(1.0)
     t.tick()
-    t.apply(Fault("blackhole", seq=3))  # replaces the flap
+    t.apply(LinkFault("blackhole", seq=3))  # replaces the flap
     clock.advance(0.5)
-    t.apply(Fault("heal", seq=4))
-    t.apply(Fault("heal", seq=5))  # nothing to heal: no record
+    t.apply(LinkFault("heal", seq=4))
+    t.apply(LinkFault("heal", seq=5))  # nothing to heal: no record
     events = [(r["event"], r["fault"], r.get("reason") or r.get("phase"), r["t"]) for r in hist.records]
     assert events == [
         ("fault_start", "cut", None, 1000.0), ("fault_end", "cut", "expired", 1003.5),
@@ -95,7 +95,7 @@ def test_tracker_records_start_phase_and_end_with_the_clock() -> None:
 def test_a_stopped_proxy_ends_its_fault() -> None:
     clock, hist = ManualClock(), ListHistory()
     t = FaultTracker("ingest", clock, hist)
-    t.apply(Fault("slow", seq=1, latency_s=0.1))
+    t.apply(LinkFault("slow", seq=1, latency_s=0.1))
     assert t.snapshot()["fault"]["latency_s"] == 0.1
     t.stop()
     assert hist.records[-1]["event"] == "fault_end" and hist.records[-1]["reason"] == "stopped"

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from devices.outbox import SCHEMA as OUTBOX_SCHEMA
 from ingest.store import SCHEMA as INGEST_SCHEMA
-from lab.history.brokerstats import DROPPED, STORED
 from lab.checker.core import CRASH, OVERFLOW, check
+from lab.history.brokerstats import DROPPED, STORED
 from lab.history.load import (
     Boot,
     BrokerAcked,
@@ -29,11 +29,11 @@ from lab.history.load import (
     Published,
     Stored,
     broker_samples,
+    label_windows,
     load_history,
     pair_faults,
     parse_device_event,
     parse_device_events,
-    label_windows,
     read_ingest,
 )
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from lab.stack import control as stack
 from lab.report.summary import build_report
+from lab.stack import control as stack
+from lab.stack.levels import Stable, buffered_total, caught_up, generated_total, stored_total
 from lab.stack.statedir import StackConfig, StateDir
 from tests.conftest import wait_until
-from lab.stack.levels import Stable, buffered_total, caught_up, generated_total, stored_total
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

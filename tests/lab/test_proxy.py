@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from lab.nemesis.proxyflow import burst_bytes
 from lab.stack.broker import RunningBroker
 from lab.stack.ports import free_port
-from lab.nemesis.proxyflow import burst_bytes
 from tests.conftest import wait_until
 from tests.lab.proxyutil import LinkProxy, Probe
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from devices.__main__ import parse_config
-from lab.scenario.runner import cohort_specs, real_keepalive, stack_config, with_chunk, with_devices
 from lab.scenario import parse_scenario
+from lab.scenario.runner import cohort_specs, real_keepalive, stack_config, with_chunk, with_devices
 from lab.stack.control import component_argv
 from lab.stack.statedir import StateDir
 

@@ -13,7 +13,7 @@ from lab.errors import LabError
 from lab.scenario import (
     Broker,
     Fault,
-    Fleet,
+    FleetSpec,
     ScenarioError,
     _Locator,
     list_scenarios,
@@ -166,7 +166,7 @@ def test_a_file_without_variants_has_one_default_variant() -> None:
     s = parse_scenario(GOOD, "good.toml")
     assert [v.name for v in s.variants] == ["default"]
     v = s.variant()
-    assert v.fleet == Fleet(devices=20, delivery="end-to-end", outbox_capacity=500)
+    assert v.fleet == FleetSpec(devices=20, delivery="end-to-end", outbox_capacity=500)
     assert v.broker == Broker(max_queued=100, persistence=True)
     assert [e.text for e in v.expect] == ["lost = 0", "cause.unexplained = 0"]
     assert [f.id for f in s.faults] == ["outage", "freeze"]
@@ -426,7 +426,7 @@ def test_model_validates_itself_without_a_file() -> None:
         Fault(id="x", kind="cut", target="ingest", start=10, end=5)
     assert info.value.key == ("end",) and info.value.line is None
     with pytest.raises(ScenarioError):
-        Fleet(devices=1, outbox_policy="keep-all")
+        FleetSpec(devices=1, outbox_policy="keep-all")
     with pytest.raises(ScenarioError):
         Broker(max_queued=-1)
 

@@ -5,8 +5,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wire import (
-    WireError, ack_topic, decode_ack, decode_status, device_from_topic, ecg_topic, encode_ack,
-    encode_status, seqs_to_ranges,
+    WireError,
+    ack_topic,
+    decode_ack,
+    decode_status,
+    device_from_topic,
+    ecg_topic,
+    encode_ack,
+    encode_status,
+    seqs_to_ranges,
 )
 
 

@@ -15,7 +15,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "wire-format.md"
 
 
 def test_documented_script_decodes_a_reading(tmp_path: Path) -> None:
-    script = re.search(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    script = re.search(r"```python\n(.*?)```", DOC.read_text(), re.DOTALL)
     assert script, "the doc has a python decode script"
     (tmp_path / "decode.py").write_text(script.group(1))
     samples = (np.sin(np.linspace(0, 6, 250)) * 400).astype(np.int16)
