@@ -115,7 +115,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from lab.errors import LabError
-from lab.history.load import (
+from lab.history import (
     Boot,
     BrokerAcked,
     Evicted,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.checker.core import CheckResult
-from lab.history.load import BrokerAcked, Evicted, Generated, History, IngestAcked, Published
+from lab.checker import CheckResult
+from lab.history import BrokerAcked, Evicted, Generated, History, IngestAcked, Published
 from lab.report.ecgpaper import draw_strip
 from lab.stack.statedir import StateDir
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.checker.core import WINDOW_ID, Expectation
+from lab.checker import WINDOW_ID, Expectation
 from lab.errors import LabError
 
 DELIVERY_MODES = ("fire-and-forget", "broker-ack", "end-to-end")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lab.checker.core import Expectation, ExpectationError, parse_expectation
+from lab.checker import Expectation, ExpectationError, parse_expectation
 from lab.errors import ConfigError
 from lab.scenario.model import (
     DELIVERY_MODES,

@@ -20,9 +20,9 @@ from typing import Any
 
 from ecgcore.clock import ScaledClock
 from ecgcore.files import JsonLines
-from lab.checker.core import CheckResult, check
+from lab.checker import CheckResult, check
 from lab.errors import ComponentError, ConfigError
-from lab.history.load import Generated, History, label_windows, load_history
+from lab.history import Generated, History, label_windows, load_history
 from lab.nemesis import proxyctl
 from lab.report.summary import build_report
 from lab.scenario import FleetSpec, Scenario, Step, Variant, plan
