@@ -15,6 +15,8 @@ from typing import Any
 
 from devices import outbox_view as dev_inspect
 from ecgcore.clock import SystemClock
+from ecgcore.modes import DELIVERY_MODES
+from ecgcore.waiting import wait_until
 from lab.errors import LabError
 from lab.history.brokerstats import broker_stats
 from lab.report.summary import build_report
@@ -24,23 +26,11 @@ from lab.stack.statedir import StackConfig, StateDir
 
 LESSON = {
     "fire-and-forget": "QoS 0: nothing queues for a dead subscriber; the outage is simply gone.",
-    "broker-ack": "QoS 1: the broker PUBACKed every reading, queued the first max_queued, then dropped the rest.",
-    "end-to-end": "QoS 1 + ingest confirmations: readings wait in the device outbox until stored; none lost.",
+    "broker-ack": "QoS 1: the broker PUBACKed every reading, queued the first max_queued, "
+                  "then dropped the rest.",
+    "end-to-end": "QoS 1 + ingest confirmations: readings wait in the device outbox until stored; "
+                  "none lost.",
 }
-
-
-def _wait(cond: Callable[[], bool], deadline_s: float, tick: Callable[[float], None] | None = None,
-          every: float = 3.0) -> bool:
-    start = time.monotonic()
-    last = start
-    while time.monotonic() - start < deadline_s:
-        if cond():
-            return True
-        if tick and time.monotonic() - last >= every:
-            last = time.monotonic()
-            tick(last - start)
-        time.sleep(0.25)
-    return cond()
 
 
 def _where(sd: StateDir, base: dict[str, int]) -> str:
@@ -63,7 +53,8 @@ def _tiers(sd: StateDir, base: dict[str, int]) -> list[str]:
     held = max(0, int(b.get("stored_messages") or 0) - base.get("store", 0))
     return [
         f"devices: {sum(d['buffered'] for d in devs)} readings in {len(devs)} outboxes"
-        + (f" (oldest {max(ages):.0f} s old)" if ages else "") + f", {sum(d['evicted'] for d in devs)} evicted",
+        + (f" (oldest {max(ages):.0f} s old)" if ages else "")
+        + f", {sum(d['evicted'] for d in devs)} evicted",
         f"broker : about {held} messages queued for the ingest session; {b['dropped']} dropped after PUBACK",
         f"ingest : {sd.component('ingest').state()}; {stored_total(sd)} readings stored",
     ]
@@ -84,29 +75,29 @@ def run_mode(root: Path, delivery: str, devices: int, outage_s: float, max_queue
         f"in {sd.root}")
     stack.up(sd, cfg, progress=lambda m: say("      " + m))
     try:
-        if not _wait(lambda: stored_total(sd) >= 3 * devices, 30):
+        if not wait_until(lambda: stored_total(sd) >= 3 * devices, 30, poll_s=0.25):
             raise LabError("readings did not reach the ingest service; see the logs in " + str(sd.root))
         base: dict[str, int] = {}
-        _wait(lambda: broker_stats(sd.root).get("stored_messages") is not None, 5)
+        wait_until(lambda: broker_stats(sd.root).get("stored_messages") is not None, 5, poll_s=0.25)
         say(f"      readings flowing: {_where(sd, base)}")
         say(f"[2/5] kill -9 ingest for {outage_s:.0f} s (the broker queue holds {max_queued}; "
             f"{devices} devices make {devices} readings a second)")
         stack.kill(sd, "ingest", "KILL")
         t0 = time.monotonic()
-        _wait(lambda: time.monotonic() - t0 >= outage_s, outage_s + 1,
-              tick=lambda el: say(f"      outage {el:4.0f}/{outage_s:.0f} s: {_where(sd, base)}"))
+        wait_until(lambda: time.monotonic() - t0 >= outage_s, outage_s + 1, poll_s=0.25,
+                   tick=lambda el: say(f"      outage {el:4.0f}/{outage_s:.0f} s: {_where(sd, base)}"))
         say("[3/5] what is buffered where, with ingest still dead (ecgpipe inspect devices|broker|ingest):")
         for line in _tiers(sd, base):
             say("      " + line)
         say("[4/5] restarting ingest; draining the backlogs")
         stack.start(sd, "ingest")
         t1 = time.monotonic()
-        drained = _wait(lambda: _drained(sd, delivery, devices), 90,
-                        tick=lambda el: say(f"      draining {el:4.0f} s: {_where(sd, base)}"))
+        drained = wait_until(lambda: _drained(sd, delivery, devices), 90, poll_s=0.25,
+                             tick=lambda el: say(f"      draining {el:4.0f} s: {_where(sd, base)}"))
         say(f"      {'drained' if drained else 'NOT fully drained'} after {time.monotonic() - t1:.1f} s")
         say("[5/5] stopping the devices (SIGTERM) and taking the ledger")
         stack.kill(sd, "devices", "TERM")
-        _wait(Stable(sd), 15)
+        wait_until(Stable(sd), 15, poll_s=0.25)
     finally:
         stack.down(sd)
     rep = build_report(sd)
@@ -139,9 +130,12 @@ def side_by_side(reports: dict[str, dict[str, Any]]) -> str:
 
 def run_demo(root: Path, devices: int = 20, outage_s: float = 15.0, max_queued: int = 100,
              modes: list[str] | None = None, as_json: bool = False) -> int:
-    modes = modes or ["fire-and-forget", "broker-ack", "end-to-end"]
+    modes = modes or list(DELIVERY_MODES)
     demo_root = root / "demo"
-    say = (lambda m: None) if as_json else (lambda m: print(m, flush=True))
+    def say(msg: str) -> None:
+        if not as_json:
+            print(msg, flush=True)
+
     say(f"ecgpipe demo: {devices} HeartCheck-style devices, 250 Hz, one reading a second each; "
         f"the ingest service dies for {outage_s:.0f} s. State under {demo_root}")
     reports = {m: run_mode(demo_root, m, devices, outage_s, max_queued, say) for m in modes}

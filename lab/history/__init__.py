@@ -1,6 +1,6 @@
-"""A run's history: typed events, the loaders that read them from a state dir, fault windows and the broker's counters."""
+"""A run's history: typed events, their loaders, fault windows and the broker's counters."""
 
-from lab.history.load import (
+from lab.history.events import (
     Boot,
     BrokerAcked,
     BrokerSample,
@@ -14,18 +14,16 @@ from lab.history.load import (
     Key,
     Published,
     QuarantinedMessage,
+    ReadingEvent,
     Stored,
-    broker_samples,
-    label_windows,
-    load_history,
-    pair_faults,
-    parse_device_event,
-    parse_device_events,
 )
+from lab.history.load import load_history, read_ingest
+from lab.history.records import broker_samples, parse_device_event, parse_device_events
+from lab.history.windows import label_windows, pair_faults
 
 __all__ = [
     "Boot", "BrokerAcked", "BrokerSample", "DeviceEvent", "Duplicate", "Evicted", "FaultWindow",
-    "Generated", "History", "IngestAcked", "Key", "Published", "QuarantinedMessage", "Stored",
+    "Generated", "History", "IngestAcked", "Key", "Published", "QuarantinedMessage", "ReadingEvent", "Stored",
     "broker_samples", "label_windows", "load_history", "pair_faults", "parse_device_event",
-    "parse_device_events",
+    "parse_device_events", "read_ingest",
 ]

@@ -26,7 +26,7 @@ from lab.errors import ConfigError
 from lab.units import format_duration, format_rate
 
 KINDS = ("cut", "blackhole", "slow", "flap", "heal")
-LINKS = ("ingest", "devices")
+
 CLEAN, CUT, BLACKHOLE = "clean", "cut", "blackhole"
 
 

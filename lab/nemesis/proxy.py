@@ -28,25 +28,15 @@ from typing import Any
 
 from ecgcore.clock import Clock, make_clock
 from ecgcore.files import JsonLines, read_json, write_json_atomic
+from ecgcore.modes import LINKS
 from lab.errors import LabError
-from lab.nemesis.faults import LINKS, LinkFault
+from lab.nemesis.faults import LinkFault
 from lab.nemesis.proxynet import Forwarder
-from lab.nemesis.tracker import FaultTracker, FaultLog
+from lab.nemesis.tracker import FaultLog, FaultTracker
+from lab.stack.statedir import nemesis_history_path, proxy_control_path, proxy_state_path
 
 POLL_S = 0.01  # control file poll, real seconds (a fault's edge is this sharp: 200 s at 20,000x)
 STATE_EVERY_S = 0.5
-
-
-def control_path(state_dir: Path, name: str) -> Path:
-    return state_dir / "proxy" / f"{name}.json"
-
-
-def state_path(state_dir: Path, name: str) -> Path:
-    return state_dir / "proxy" / f"{name}.state.json"
-
-
-def history_path(state_dir: Path) -> Path:
-    return state_dir / "history" / "nemesis.jsonl"
 
 
 class Proxy:
@@ -56,8 +46,8 @@ class Proxy:
         self.net = Forwarder(listen, upstream, clock, rng, log=self.log)
         self.tracker = FaultTracker(name, clock, history)
         self.running = True
-        self.control_file = control_path(state_dir, name)
-        self.state_file = state_path(state_dir, name)
+        self.control_file = proxy_control_path(state_dir, name)
+        self.state_file = proxy_state_path(state_dir, name)
         self.control_seq = 0
         self.control_error: str | None = None
         self.last_apply: dict[str, Any] | None = None
@@ -188,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.speed > 0:
         p.error(f"--speed must be positive, got {args.speed}")
     raise_fd_limit()
-    history = JsonLines(history_path(args.state_dir))
+    history = JsonLines(nemesis_history_path(args.state_dir))
     try:
         proxy = Proxy(args.state_dir, args.name, (args.listen_host, args.listen_port),
                       (args.upstream_host, args.upstream_port), make_clock(args.speed), history,
@@ -199,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         history.close()
         return 1
 
-    def stop(signum: int, frame: object) -> None:
+    def stop(_signum: int, _frame: object) -> None:
         proxy.running = False
 
     signal.signal(signal.SIGTERM, stop)

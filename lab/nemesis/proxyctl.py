@@ -8,17 +8,17 @@ happened.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 from ecgcore.clock import Clock
 from ecgcore.files import read_json, write_json_atomic
+from ecgcore.modes import LINKS
+from ecgcore.waiting import wait_until
 from lab.errors import ComponentError, ConfigError
-from lab.nemesis.faults import LINKS, LinkFault
-from lab.nemesis.proxy import control_path, state_path
+from lab.nemesis.faults import LinkFault
 from lab.stack.procs import RUNNING
-from lab.stack.statedir import StateDir
+from lab.stack.statedir import StateDir, proxy_control_path, proxy_state_path
 from lab.units import format_duration
 
 
@@ -30,7 +30,7 @@ def proxy_component(link: str) -> str:
 
 def link_state(root: Path, link: str) -> dict[str, Any] | None:
     """The proxy's last written state, or None if it never wrote one."""
-    doc = read_json(state_path(root, link))
+    doc = read_json(proxy_state_path(root, link))
     return doc if isinstance(doc, dict) else None
 
 
@@ -50,21 +50,20 @@ def send(root: Path, link: str, fault_kind: str, clock: Clock, deadline_s: float
     """Write the fault with the next seq and wait until the proxy reports it applied.
     Returns the fault and the proxy's state before and after."""
     before = link_state(root, link) or {}
-    previous = read_json(control_path(root, link)) or {}
+    previous = read_json(proxy_control_path(root, link)) or {}
     seq = max(int(previous.get("seq") or 0), int(before.get("control_seq") or 0)) + 1
     fault = LinkFault(kind=fault_kind, seq=seq, issued_at=round(clock.now(), 3), **params)
-    write_json_atomic(control_path(root, link), fault.to_json())
-    end = time.monotonic() + deadline_s
-    while True:
-        after = link_state(root, link) or {}
-        if int(after.get("control_seq") or 0) >= seq:
-            if after.get("control_error"):
-                raise ComponentError(f"the {link} proxy rejected the command: {after['control_error']}")
-            return fault, before, after
-        if time.monotonic() > end:
-            raise ComponentError(f"the {link} proxy did not apply the command within {deadline_s:g} s; "
-                                 f"see its log in {root / 'proxy'}")
-        time.sleep(0.02)
+    write_json_atomic(proxy_control_path(root, link), fault.to_json())
+    def applied() -> bool:
+        return int((link_state(root, link) or {}).get("control_seq") or 0) >= seq
+
+    if not wait_until(applied, deadline_s, poll_s=0.02):
+        raise ComponentError(f"the {link} proxy did not apply the command within {deadline_s:g} s; "
+                             f"see its log in {root / 'proxy'}")
+    after = link_state(root, link) or {}
+    if after.get("control_error"):
+        raise ComponentError(f"the {link} proxy rejected the command: {after['control_error']}")
+    return fault, before, after
 
 
 def _plural(n: int, word: str) -> str:

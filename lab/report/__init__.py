@@ -1,1 +1,1 @@
-"""What a user reads: the ledger, `inspect`, `status`, the report, and the figures drawn on ECG paper."""
+"""What a user reads: the ledger, inspect, status, the report, and figures on ECG paper."""

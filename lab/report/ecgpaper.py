@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,35 @@ TRACE = "#111111"
 
 def _iso(t: float) -> str:
     return dt.datetime.fromtimestamp(t, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _paper(ax: Any, row_w_mm: float, row_h_mm: float) -> None:
+    """One row's paper: 1-mm and 5-mm grid, no ticks, no frame."""
+    ax.set_facecolor(PAPER)
+    ax.set_xlim(0, row_w_mm)
+    ax.set_ylim(-row_h_mm / 2, row_h_mm / 2)
+    for x in np.arange(0, row_w_mm + 0.01, 1.0):
+        ax.axvline(x, color=MAJOR if round(x) % 5 == 0 else MINOR, lw=0.6 if round(x) % 5 == 0 else 0.25)
+    for y in np.arange(-row_h_mm / 2, row_h_mm / 2 + 0.01, 1.0):
+        ax.axhline(y, color=MAJOR if round(y) % 5 == 0 else MINOR, lw=0.6 if round(y) % 5 == 0 else 0.25)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+
+
+def _caption(title: str, captured_at: float | None, stored_at: float | None) -> str:
+    lines = [title] if title else []
+    facts = "25 mm/s, 10 mm/mV"
+    if captured_at is not None:
+        facts += f"   captured {_iso(captured_at)}"
+    if stored_at is not None:
+        facts += f"   stored {_iso(stored_at)}"
+        if captured_at is not None:
+            delay = stored_at - captured_at
+            facts += f"   ({delay / 3600:.1f} h later)" if delay >= 3600 else f"   ({delay:.1f} s later)"
+    lines.append(facts)
+    return "\n".join(lines)
 
 
 def draw_strip(millivolts: np.ndarray, sample_rate_hz: int, path: Path, *, title: str = "",
@@ -51,36 +81,17 @@ def draw_strip(millivolts: np.ndarray, sample_rate_hz: int, path: Path, *, title
         bottom_mm = margin_mm + (rows - 1 - r) * row_h_mm
         ax = fig.add_axes((margin_mm / width_mm, bottom_mm / height_mm, row_w_mm / width_mm,
                            row_h_mm / height_mm))
-        ax.set_facecolor(PAPER)
-        ax.set_xlim(0, row_w_mm)
-        ax.set_ylim(-row_h_mm / 2, row_h_mm / 2)
-        for x in np.arange(0, row_w_mm + 0.01, 1.0):
-            ax.axvline(x, color=MAJOR if round(x) % 5 == 0 else MINOR, lw=0.6 if round(x) % 5 == 0 else 0.25)
-        for y in np.arange(-row_h_mm / 2, row_h_mm / 2 + 0.01, 1.0):
-            ax.axhline(y, color=MAJOR if round(y) % 5 == 0 else MINOR, lw=0.6 if round(y) % 5 == 0 else 0.25)
+        _paper(ax, row_w_mm, row_h_mm)
         sel = (t >= r * row_seconds) & (t < (r + 1) * row_seconds)
         x_mm = (t[sel] - r * row_seconds) * MM_PER_S
         y_mm = np.clip((mv[sel] - baseline) * MM_PER_MV, -row_h_mm / 2, row_h_mm / 2)
         ax.plot(x_mm, y_mm, color=TRACE, lw=0.8)
         # 1-mV calibration pulse at the start of each row: 10 mm tall, 0.2 s wide
         ax.plot([0.5, 0.5, 5.5, 5.5], [-5, 5, 5, -5], color=TRACE, lw=0.8)
-        ax.text(row_w_mm - 1, -row_h_mm / 2 + 1, f"{r * row_seconds:.0f}-{min(duration, (r + 1) * row_seconds):.0f} s",
-                ha="right", va="bottom", fontsize=6, color="#444")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for side in ax.spines.values():
-            side.set_visible(False)
-    lines = [title] if title else []
-    facts = "25 mm/s, 10 mm/mV"
-    if captured_at is not None:
-        facts += f"   captured {_iso(captured_at)}"
-    if stored_at is not None:
-        facts += f"   stored {_iso(stored_at)}"
-        if captured_at is not None:
-            delay = stored_at - captured_at
-            facts += f"   ({delay / 3600:.1f} h later)" if delay >= 3600 else f"   ({delay:.1f} s later)"
-    lines.append(facts)
-    fig.text(margin_mm / width_mm, 1 - 3 / height_mm, "\n".join(lines), va="top", ha="left", fontsize=8)
+        span = f"{r * row_seconds:.0f}-{min(duration, (r + 1) * row_seconds):.0f} s"
+        ax.text(row_w_mm - 1, -row_h_mm / 2 + 1, span, ha="right", va="bottom", fontsize=6, color="#444")
+    fig.text(margin_mm / width_mm, 1 - 3 / height_mm, _caption(title, captured_at, stored_at),
+             va="top", ha="left", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, facecolor="white")
     plt.close(fig)

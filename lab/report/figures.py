@@ -12,18 +12,21 @@ from __future__ import annotations
 import sqlite3
 from collections import defaultdict
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
+from ecgcore.modes import Delivery
 from lab.checker import CheckResult
-from lab.history import BrokerAcked, Evicted, Generated, History, IngestAcked, Published
+from lab.history import BrokerAcked, Evicted, Generated, History, IngestAcked, Published, ReadingEvent
 from lab.report.ecgpaper import draw_strip
 from lab.stack.statedir import StateDir
 
 COLORS = {"stored": "#2e8b57", "lost": "#d62728", "buffered": "#ff9f1c", "evicted": "#7f7f7f"}
 
 
-def _plt():  # type: ignore[no-untyped-def]
+def _plt() -> ModuleType:
+    """matplotlib.pyplot on the Agg backend, imported only when a figure is drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -35,13 +38,15 @@ def _plt():  # type: ignore[no-untyped-def]
 def outbox_series(hist: History, delivery: str) -> tuple[np.ndarray, np.ndarray]:
     """The fleet's outbox backlog after every event: +1 when a reading is generated, −1 when
     the delivery mode lets go of it (or it is evicted). Pure."""
-    release = {"fire-and-forget": Published, "broker-ack": BrokerAcked, "end-to-end": IngestAcked}[delivery]
+    release: type[ReadingEvent] = {Delivery.FIRE_AND_FORGET: Published, Delivery.BROKER_ACK: BrokerAcked,
+                                   Delivery.END_TO_END: IngestAcked}[Delivery(delivery)]
     held: set[tuple[str, int, int]] = set()
-    ts, vs = [], []
+    ts: list[float] = []
+    vs: list[int] = []
     for ev in sorted(hist.device_events, key=lambda e: e.t):
         if isinstance(ev, Generated):
             held.add(ev.key)
-        elif isinstance(ev, (release, Evicted)) and ev.key in held:
+        elif isinstance(ev, release | Evicted) and ev.key in held:
             held.discard(ev.key)
         else:
             continue
@@ -93,8 +98,8 @@ def timeline(hist: History, result: CheckResult, path: Path, title: str) -> Path
         end = (w.end if w.end is not None else t0 + span)
         ax.axvspan((w.start - t0) / scale, (end - t0) / scale, color="#d62728", alpha=0.12)
         # overlapping windows (e.g. a slow line under an outage) get their labels on separate lines
-        ax.text((w.start - t0) / scale, top * (0.97 - 0.06 * (i % 4)), f" {w.id or w.fault} ({w.fault} {w.target})",
-                va="top", fontsize=8, color="#a01010")
+        ax.text((w.start - t0) / scale, top * (0.97 - 0.06 * (i % 4)),
+                f" {w.id or w.fault} ({w.fault} {w.target})", va="top", fontsize=8, color="#a01010")
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper right", fontsize=8)
@@ -107,6 +112,17 @@ def timeline(hist: History, result: CheckResult, path: Path, title: str) -> Path
     return path
 
 
+def _runs(items: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
+    """Sorted (seq, outcome) pairs → (first, last, outcome) runs of consecutive seqs."""
+    runs: list[tuple[int, int, str]] = []
+    for seq, kind in items:
+        if runs and runs[-1][2] == kind and runs[-1][1] == seq - 1:
+            runs[-1] = (runs[-1][0], seq, kind)
+        else:
+            runs.append((seq, seq, kind))
+    return runs
+
+
 def gaps(result: CheckResult, path: Path, title: str, max_devices: int = 40) -> Path | None:
     per_dev: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for (dev, _boot, seq), o in result.outcomes.items():
@@ -117,17 +133,8 @@ def gaps(result: CheckResult, path: Path, title: str, max_devices: int = 40) -> 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(11, 0.25 * len(devs) + 1.6), dpi=110)
     for row, dev in enumerate(devs):
-        items = sorted(per_dev[dev])
-        start = prev = items[0][0]
-        kind = items[0][1]
-        for seq, k in items[1:] + [(None, None)]:  # type: ignore[list-item]
-            if seq is not None and k == kind and seq == prev + 1:
-                prev = seq
-                continue
-            ax.broken_barh([(start, prev - start + 1)], (row - 0.4, 0.8), color=COLORS.get(kind, "#000"))
-            if seq is not None:
-                start = prev = seq
-                kind = k
+        for start, end, kind in _runs(sorted(per_dev[dev])):
+            ax.broken_barh([(start, end - start + 1)], (row - 0.4, 0.8), color=COLORS.get(kind, "#000"))
     ax.set_yticks(range(len(devs)), devs, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("seq")
@@ -145,7 +152,7 @@ def pick_outage_reading(hist: History) -> tuple[str, int, int, float, float] | N
     """A stored reading captured inside a fault window, the one stored latest after capture;
     else the stored reading with the longest delay. (dev, boot, seq, captured_at, stored_at)"""
     windows = [(w.start, w.end if w.end is not None else float("inf")) for w in hist.faults]
-    best = None
+    best: tuple[tuple[bool, float], tuple[str, int, int, float, float]] | None = None
     for s in hist.stored:
         inside = any(a <= s.captured_at <= b for a, b in windows)
         score = (inside, s.t - s.captured_at)

@@ -23,8 +23,7 @@ def inspect_devices(sd: StateDir, now: float) -> dict[str, Any]:
         oldest = r.get("oldest_captured_at")
         r["oldest_age_s"] = round(now - oldest, 3) if oldest is not None else None
     return {"devices": rows,
-            "totals": {"buffered": sum(r["buffered"] for r in rows), "evicted": sum(r["evicted"] for r in rows),
-                       "bytes": sum(r["bytes"] for r in rows)}}
+            "totals": {key: sum(r[key] for r in rows) for key in ("buffered", "evicted", "bytes")}}
 
 
 def inspect_device(sd: StateDir, device_id: str) -> dict[str, Any]:
@@ -51,8 +50,8 @@ def inspect_ingest(sd: StateDir) -> dict[str, Any]:
 def format_devices(doc: dict[str, Any], limit: int = 50) -> str:
     cols = ("device_id", "buffered", "oldest_seq", "newest_seq", "oldest_age_s", "bytes", "evicted")
     lines = ["".join(f"{c:>14}" for c in cols)]
-    for r in doc["devices"][:limit]:
-        lines.append("".join(f"{'-' if r.get(c) is None else r.get(c):>14}" for c in cols))
+    lines.extend("".join(f"{'-' if r.get(c) is None else r.get(c):>14}" for c in cols)
+                 for r in doc["devices"][:limit])
     if len(doc["devices"]) > limit:
         lines.append(f"... {len(doc['devices']) - limit} more (use --json)")
     t = doc["totals"]
@@ -64,9 +63,8 @@ def format_device(doc: dict[str, Any]) -> str:
     cols = ("seq", "boot_epoch", "captured_at", "attempts", "bytes")
     lines = [f"{doc['device_id']}: {len(doc['buffered'])} buffered readings",
              "".join(f"{c:>16}" for c in cols)]
-    for r in doc["buffered"]:
-        lines.append("".join(f"{r.get(c) if not isinstance(r.get(c), float) else round(r[c], 3):>16}"
-                             for c in cols))
+    lines.extend("".join(f"{r.get(c) if not isinstance(r.get(c), float) else round(r[c], 3):>16}"
+                         for c in cols) for r in doc["buffered"])
     return "\n".join(lines)
 
 
@@ -84,9 +82,10 @@ def format_ingest(doc: dict[str, Any], limit: int = 50) -> str:
     lines = [f"{'device':<12}{'stored':>9}{'dups':>7}{'quar':>6}  missing seq ranges"]
     for d, r in sorted(doc["devices"].items())[:limit]:
         miss = r.get("missing_ranges", [])
-        txt = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in miss[:6]) + (" ..." if len(miss) > 6 else "")
-        lines.append(f"{d:<12}{r.get('stored', 0):>9}{r.get('duplicates', 0):>7}{r.get('quarantined', 0):>6}  "
-                     f"{txt or '-'}")
+        txt = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in miss[:6])
+        txt += " ..." if len(miss) > 6 else ""
+        counts = f"{r.get('stored', 0):>9}{r.get('duplicates', 0):>7}{r.get('quarantined', 0):>6}"
+        lines.append(f"{d:<12}{counts}  {txt or '-'}")
     q = doc["quarantine"]["by_reason"]
     lines.append("quarantined: " + (", ".join(f"{k}: {v}" for k, v in q.items()) if q else "none"))
     return "\n".join(lines)

@@ -44,8 +44,7 @@ def device_ledger(generated: int, stored: set[int], buffered: set[int], evicted:
     b = {x for x in buffered if 0 <= x < generated} - s
     e = {x: r for x, r in evicted.items() if 0 <= x < generated and x not in s and x not in b}
     lost_seqs = tuple(x for x in gen if x not in s and x not in b and x not in e)
-    lost = generated - len(s) - len(b) - len(e)
-    assert lost == len(lost_seqs)
+    lost = len(lost_seqs)  # = generated - stored - buffered - evicted: the sets are disjoint subsets of gen
     return DeviceLedger(
         generated=generated, stored=len(s), duplicates=duplicates, buffered=len(b), evicted=len(e),
         lost=lost, evicted_by_reason=dict(Counter(e.values())), lost_seqs=lost_seqs,

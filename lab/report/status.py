@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ecgcore.files import read_json
-from lab.nemesis.faults import LINKS
+from ecgcore.modes import LINKS
 from lab.nemesis.proxyctl import link_state
 from lab.stack.control import proxy_port
 from lab.stack.procs import RUNNING

@@ -9,6 +9,7 @@ import numpy as np
 
 from devices import outbox_view as dev_inspect
 from ingest import store_view as ing_inspect
+from lab.errors import LabError
 from lab.history.brokerstats import broker_stats
 from lab.report.ledger import FIELDS, Ledger, build_ledger, seq_ranges
 from lab.stack.statedir import StateDir
@@ -39,7 +40,8 @@ def build_report(sd: StateDir) -> dict[str, Any]:
     broker = broker_stats(sd.root)
     try:
         cfg = sd.config().__dict__
-    except Exception:  # a copied state dir may lack stack.json; the ledger does not need it
+    except (LabError, TypeError, ValueError):  # a copied state dir may lack a valid stack.json;
+        # the ledger does not need it
         cfg = {}
     quarantine = ing_inspect.quarantine_counts(sd.ingest_db)
     return {
@@ -78,7 +80,8 @@ def format_report(rep: dict[str, Any], max_devices: int = 20) -> str:
     lines.append(f"broker dropped (PUBACKed, then discarded): {rep['broker']['dropped']}"
                  f"   beside lost: {t['lost']}")
     if rep["evicted_by_reason"]:
-        lines.append("evicted by reason: " + ", ".join(f"{k}: {v}" for k, v in rep["evicted_by_reason"].items()))
+        reasons = rep["evicted_by_reason"].items()
+        lines.append("evicted by reason: " + ", ".join(f"{k}: {v}" for k, v in reasons))
     q = rep["quarantined"]
     if q["total"]:
         lines.append(f"quarantined messages: {q['total']} ("

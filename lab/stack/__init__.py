@@ -1,1 +1,1 @@
-"""The running stack: processes and pidfiles, free ports, the broker launcher, the $SYS watcher, the state-dir layout, tier levels and the shared clock's anchor."""
+"""The running stack: processes, ports, the broker and its $SYS watcher, the state dir, levels, the clock."""

@@ -108,7 +108,8 @@ class RunningBroker:
             if proc.poll() is not None and proc.stderr:
                 err = proc.stderr.read()
             self.stop()
-            raise BrokerError(f"mosquitto did not start on port {self.port}: {err.decode(errors='replace').strip()}")
+            raise BrokerError(f"mosquitto did not start on port {self.port}: "
+                              f"{err.decode(errors='replace').strip()}")
         return self
 
     def signal(self, sig: int) -> None:

@@ -18,15 +18,17 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ecgcore.clock import shared_clock_env
 from ecgcore.files import read_json, write_json_atomic
+from ecgcore.modes import Delivery, Link, Recording
+from ecgcore.waiting import wait_until
 from lab.errors import ComponentError, ConfigError
-from lab.nemesis.proxy import state_path
 from lab.stack.broker import BrokerSettings, broker_argv, write_config
-from lab.stack.ports import free_port, wait_port
+from lab.stack.ports import free_port, port_open
 from lab.stack.procs import DEAD, RUNNING, STOPPED, python_argv
-from lab.stack.statedir import COMPONENTS, StackConfig, StateDir
+from lab.stack.statedir import COMPONENTS, StackConfig, StateDir, proxy_state_path
 
 Progress = Callable[[str], None]
 PROXIES = ("proxy-ingest", "proxy-devices")
@@ -45,7 +47,7 @@ def broker_settings(sd: StateDir, cfg: StackConfig) -> BrokerSettings:
 def proxy_port(cfg: StackConfig, link: str) -> int:
     """The port `link` (ingest or devices) connects to: its proxy's, or the broker's in a stack
     saved before the proxies existed."""
-    return (cfg.proxy_ingest_port if link == "ingest" else cfg.proxy_devices_port) or cfg.port
+    return (cfg.proxy_ingest_port if link == Link.INGEST else cfg.proxy_devices_port) or cfg.port
 
 
 def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
@@ -64,7 +66,7 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
                            "--upstream-host", cfg.host, "--upstream-port", str(cfg.port),
                            "--speed", str(cfg.speed), "--seed", str(cfg.seed))
     if name == "ingest":
-        acks = "--acks" if cfg.delivery == "end-to-end" else "--no-acks"
+        acks = "--acks" if Delivery(cfg.delivery).ingest_confirms else "--no-acks"
         return python_argv("ingest", *common(proxy_port(cfg, "ingest")), acks,
                            "--reconnect-max", repr(cfg.ingest_reconnect_max))
     if name == "devices":
@@ -81,7 +83,7 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
             *(a for spec in cfg.cohorts for a in ("--cohort", spec)),
             *(["--recording", "strip", "--strip-seconds", str(cfg.strip_seconds),
                "--strips-per-day", str(cfg.strips_per_day), "--strip-chunks", str(cfg.strip_chunks)]
-              if cfg.recording == "strip" else []))
+              if cfg.recording == Recording.STRIP else []))
     raise ConfigError(f"unknown component {name!r}; use broker, ingest or devices")
 
 
@@ -93,23 +95,43 @@ def start_clock(sd: StateDir, lead_s: float = 0.3) -> float:
     return anchor
 
 
-def _wait(cond: Callable[[], bool], deadline_s: float, alive: Callable[[], bool]) -> bool:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if cond():
-            return True
-        if not alive():
-            return cond()
-        time.sleep(0.1)
-    return cond()
-
-
 def _log_tail(path: Path, lines: int = 3) -> str:
     try:
         tail = path.read_text(errors="replace").strip().splitlines()[-lines:]
     except FileNotFoundError:
         return ""
     return " | ".join(t.strip() for t in tail)
+
+
+def _clock_env(sd: StateDir, cfg: StackConfig) -> dict[str, str] | None:
+    """The environment that puts a component on the stack's shared simulated clock, if any."""
+    if cfg.clock_origin is not None and cfg.clock_anchor_file:
+        return {**os.environ, **shared_clock_env(cfg.clock_origin, sd.clock_anchor_file)}
+    if cfg.clock_origin is not None and cfg.clock_anchor is not None:
+        return {**os.environ, **shared_clock_env(cfg.clock_origin, cfg.clock_anchor)}
+    return None
+
+
+def _health(sd: StateDir, cfg: StackConfig, name: str,
+            pid: int) -> tuple[Callable[[], bool], float, str]:
+    """What tells that component `name` (just started as `pid`) is healthy: the condition, its
+    default deadline in real seconds, and what it did not do if the wait times out."""
+    if name == "broker":
+        return (lambda: port_open(cfg.host, cfg.port)), 10, f"accept connections on {cfg.host}:{cfg.port}"
+    if name == "ingest":
+        return (lambda: (read_json(sd.ingest_ready) or {}).get("pid") == pid), 30, "subscribe"
+    if name in PROXIES:
+        link = name.removeprefix("proxy-")
+        return ((lambda: (read_json(proxy_state_path(sd.root, link)) or {}).get("pid") == pid), 10,
+                f"listen on {cfg.host}:{proxy_port(cfg, link)}")
+    if name == "devices":
+        def all_online() -> bool:
+            doc = read_json(sd.devices_json) or {}
+            devs = doc.get("devices", {})
+            return bool(doc.get("pid") == pid and len(devs) == cfg.devices and all(
+                d.get("online") for d in devs.values()))
+        return all_online, 60 + cfg.devices / 20, f"bring all {cfg.devices} devices online"
+    return (lambda: True), 0, "start"
 
 
 def start_component(sd: StateDir, cfg: StackConfig, name: str, progress: Progress = _quiet,
@@ -124,35 +146,10 @@ def start_component(sd: StateDir, cfg: StackConfig, name: str, progress: Progres
         proxy = sd.component(f"proxy-{name}")
         if proxy.state() == DEAD:  # e.g. `ecgpipe start ingest` after `down`: its link comes first
             start_component(sd, cfg, proxy.name, progress)
-    env = None
-    if cfg.clock_origin is not None and cfg.clock_anchor_file:
-        env = {**os.environ, **shared_clock_env(cfg.clock_origin, sd.clock_anchor_file)}
-    elif cfg.clock_origin is not None and cfg.clock_anchor is not None:
-        env = {**os.environ, **shared_clock_env(cfg.clock_origin, cfg.clock_anchor)}
-    pid = comp.start(component_argv(sd, cfg, name), env=env)
-    alive = lambda: comp.state() == RUNNING  # noqa: E731
-    if name == "broker":
-        ok = wait_port(cfg.host, cfg.port, deadline_s or 10, alive=alive)
-        what = f"accept connections on {cfg.host}:{cfg.port}"
-    elif name == "ingest":
-        ok = _wait(lambda: (read_json(sd.ingest_ready) or {}).get("pid") == pid, deadline_s or 30, alive)
-        what = "subscribe"
-    elif name in PROXIES:
-        link = name.removeprefix("proxy-")
-        ok = _wait(lambda: (read_json(state_path(sd.root, link)) or {}).get("pid") == pid,
-                   deadline_s or 10, alive)
-        what = f"listen on {cfg.host}:{proxy_port(cfg, link)}"
-    elif name == "devices":
-        def all_online() -> bool:
-            doc = read_json(sd.devices_json) or {}
-            devs = doc.get("devices", {})
-            return doc.get("pid") == pid and len(devs) == cfg.devices and all(
-                d.get("online") for d in devs.values())
-        ok = _wait(all_online, deadline_s or (60 + cfg.devices / 20), alive)
-        what = f"bring all {cfg.devices} devices online"
-    else:
-        ok = True
-        what = "start"
+    pid = comp.start(component_argv(sd, cfg, name), env=_clock_env(sd, cfg))
+    healthy, default_deadline_s, what = _health(sd, cfg, name, pid)
+    ok = wait_until(healthy, deadline_s or default_deadline_s, poll_s=0.1,
+                    give_up=lambda: comp.state() != RUNNING)
     if not ok:
         state = comp.state()
         raise ComponentError(f"{name} did not {what} (it is {state}); log {comp.logfile}: "
@@ -171,7 +168,7 @@ def clear_previous_run(sd: StateDir) -> bool:
 
 def with_free_ports(cfg: StackConfig) -> StackConfig:
     """Pick a free port for the broker and each proxy left at 0, all different."""
-    chosen: dict[str, int] = {}
+    chosen: dict[str, Any] = {}
     taken = {cfg.port, cfg.proxy_ingest_port, cfg.proxy_devices_port} - {0}
     keys = ("port", "proxy_ingest_port", "proxy_devices_port") if cfg.proxies else ("port",)
     for key in keys:

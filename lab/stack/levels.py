@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 from devices import outbox_view as dev_inspect
+from ecgcore.waiting import wait_until
 from ingest import store_view as ing_inspect
 from lab.stack.statedir import StateDir
 
@@ -70,10 +71,5 @@ class Drained:
 
 
 def wait_for(cond: Callable[[], object], deadline_s: float, poll_s: float = 0.2) -> bool:
-    """Poll cond() until it is true or `deadline_s` real seconds pass; returns the last answer."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(poll_s)
-    return bool(cond())
+    """TRANSITIONAL: callers move to ecgcore.waiting.wait_until."""
+    return wait_until(cond, deadline_s, poll_s=poll_s)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
-import time
+from collections.abc import Callable
+
+from ecgcore.waiting import wait_until
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -20,13 +22,7 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
-def wait_port(host: str, port: int, deadline_s: float, alive=lambda: True) -> bool:
+def wait_port(host: str, port: int, deadline_s: float,
+              alive: Callable[[], bool] = lambda: True) -> bool:
     """Wait until something accepts on host:port, or the deadline passes, or alive() is False."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if port_open(host, port):
-            return True
-        if not alive():
-            return False
-        time.sleep(0.05)
-    return False
+    return wait_until(lambda: port_open(host, port), deadline_s, give_up=lambda: not alive())

@@ -15,8 +15,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ecgcore.files import read_json, write_json_atomic
+from ecgcore.waiting import wait_until
 from lab.errors import ComponentError
 
 RUNNING, STOPPED, DEAD = "running", "stopped", "dead"
@@ -51,8 +53,9 @@ class Component:
     def logfile(self) -> Path:
         return self.directory / f"{self.name}.log"
 
-    def info(self) -> dict | None:
-        return read_json(self.pidfile)
+    def info(self) -> dict[str, Any] | None:
+        info = read_json(self.pidfile)
+        return info if isinstance(info, dict) else None
 
     def pid(self) -> int | None:
         info = self.info()
@@ -93,7 +96,8 @@ class Component:
         if state == DEAD:
             raise ComponentError(f"{self.name} is not running")
         pid = self.pid()
-        assert pid is not None
+        if pid is None:
+            raise ComponentError(f"{self.name} has no pidfile")
         os.kill(pid, sig)
         if sig == signal.SIGTERM and state == STOPPED:
             os.kill(pid, signal.SIGCONT)  # a frozen process cannot act on TERM
@@ -104,12 +108,7 @@ class Component:
         return pid
 
     def wait_state(self, wanted: str, deadline_s: float) -> bool:
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            if self.state() == wanted:
-                return True
-            time.sleep(0.05)
-        return self.state() == wanted
+        return wait_until(lambda: self.state() == wanted, deadline_s)
 
     def stop(self, deadline_s: float = 15.0) -> None:
         """TERM, wait, then KILL: leaves the component dead."""

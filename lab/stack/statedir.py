@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from ecgcore.files import read_json, write_json_atomic
+from ecgcore.modes import BACKOFFS, DELIVERY_MODES, OUTBOX_POLICIES, RECORDINGS
 from lab.errors import ConfigError, StateDirError
 from lab.stack.procs import Component
 
 DEFAULT_STATE_DIR = ".ecgpipe"
-DELIVERY_MODES = ("fire-and-forget", "broker-ack", "end-to-end")
-POLICIES = ("drop-oldest", "reject-new")
 COMPONENTS = ("broker", "ingest", "devices", "watch", "proxy-ingest", "proxy-devices")
 # component → (its directory, the name of its pidfile and log)
 _LAYOUT = {"broker": ("broker", "broker"), "ingest": ("ingest", "ingest"),
@@ -22,6 +22,19 @@ _LAYOUT = {"broker": ("broker", "broker"), "ingest": ("ingest", "ingest"),
 
 def resolve_state_dir(arg: str | None) -> Path:
     return Path(arg or os.environ.get("ECGPIPE_STATE_DIR") or DEFAULT_STATE_DIR).resolve()
+
+
+# the link proxies' files (lab.nemesis.proxy writes them; the stack and the CLI read them)
+def proxy_control_path(state_dir: Path, link: str) -> Path:
+    return state_dir / "proxy" / f"{link}.json"
+
+
+def proxy_state_path(state_dir: Path, link: str) -> Path:
+    return state_dir / "proxy" / f"{link}.state.json"
+
+
+def nemesis_history_path(state_dir: Path) -> Path:
+    return state_dir / "history" / "nemesis.jsonl"
 
 
 @dataclass(frozen=True)
@@ -63,20 +76,27 @@ class StackConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cohorts", tuple(self.cohorts))
-        if self.reconnect_backoff not in ("jitter", "none"):
+        self._check_words()
+        self._check_numbers()
+
+    def _check_words(self) -> None:
+        if self.reconnect_backoff not in BACKOFFS:
             raise ConfigError(f"reconnect backoff must be jitter or none, not {self.reconnect_backoff!r}")
+        if self.recording not in RECORDINGS:
+            raise ConfigError(f"recording must be continuous or strip, not {self.recording!r}")
+        if self.delivery not in DELIVERY_MODES:
+            raise ConfigError(f"--delivery must be one of {', '.join(DELIVERY_MODES)}, not {self.delivery!r}")
+        if self.outbox_policy not in OUTBOX_POLICIES:
+            raise ConfigError(f"--outbox-policy must be one of {', '.join(OUTBOX_POLICIES)}, "
+                              f"not {self.outbox_policy!r}")
+
+    def _check_numbers(self) -> None:
+        if self.backlog_pace is not None and not self.backlog_pace > 0:
+            raise ConfigError(f"backlog pace must be more than 0, got {self.backlog_pace}")
         if not 1 <= self.keepalive <= 65535:
             raise ConfigError(f"keepalive must be 1..65535 s, got {self.keepalive}")
         if not self.backoff_cap >= 0.5:
             raise ConfigError(f"backoff cap must be at least 0.5 s, got {self.backoff_cap}")
-        if self.backlog_pace is not None and not self.backlog_pace > 0:
-            raise ConfigError(f"backlog pace must be more than 0, got {self.backlog_pace}")
-        if self.recording not in ("continuous", "strip"):
-            raise ConfigError(f"recording must be continuous or strip, not {self.recording!r}")
-        if self.delivery not in DELIVERY_MODES:
-            raise ConfigError(f"--delivery must be one of {', '.join(DELIVERY_MODES)}, not {self.delivery!r}")
-        if self.outbox_policy not in POLICIES:
-            raise ConfigError(f"--outbox-policy must be one of {', '.join(POLICIES)}, not {self.outbox_policy!r}")
         for name, value, lo in (("devices", self.devices, 1), ("max_queued", self.max_queued, 1),
                                 ("outbox_capacity", self.outbox_capacity, 1),
                                 ("sample_rate", self.sample_rate, 1)):
@@ -88,13 +108,14 @@ class StackConfig:
                             ("proxy_devices_port", self.proxy_devices_port), ("port", self.port)):
             if not 0 <= value <= 65535:
                 raise ConfigError(f"{name.replace('_', ' ')} {value} is not in 0..65535")
-        for name, value in (("chunk_seconds", self.chunk_seconds), ("ack_timeout", self.ack_timeout),
-                            ("speed", self.speed)):
-            if not value > 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        positive: tuple[tuple[str, float], ...] = (
+            ("chunk_seconds", self.chunk_seconds), ("ack_timeout", self.ack_timeout), ("speed", self.speed))
+        for name, amount in positive:
+            if not amount > 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {amount}")
 
     @classmethod
-    def from_json(cls, doc: dict) -> StackConfig:
+    def from_json(cls, doc: dict[str, Any]) -> StackConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in doc.items() if k in known})
 

@@ -17,8 +17,13 @@ import signal
 import sys
 import time
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from ecgcore.clock import Clock, make_clock
 from ecgcore.files import JsonLines, write_json_atomic
@@ -47,19 +52,21 @@ class Watcher:
         self.incarnation = 0
         self.pending: dict[str, float] | None = None
         self.running = True
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
                                   client_id=f"ecgpipe-watch-{os.getpid()}")
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(0.2, 2)
+        # paho sleeps for whatever delay it is given; its annotation says int
+        self.client.reconnect_delay_set(0.2, 2)  # type: ignore[arg-type]
         self.client.connect_async(host, port, keepalive=5)
 
     # paho thread: hand events over, touch nothing else
-    def _on_connect(self, client, userdata, flags, rc, props=None) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: mqtt.ConnectFlags,
+                    _rc: ReasonCode, _props: Properties | None = None) -> None:
         client.subscribe(PREFIX + "#", qos=0)
         self._put(("connected", None))
 
-    def _on_message(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._put(("value", (msg.topic, msg.payload)))
 
     def _put(self, ev: tuple[str, object]) -> None:
@@ -128,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     w = Watcher(args.state_dir, args.host, args.port, make_clock(args.speed))
 
-    def stop(signum, frame) -> None:  # type: ignore[no-untyped-def]
+    def stop(_signum: int, _frame: FrameType | None) -> None:
         w.running = False
 
     signal.signal(signal.SIGTERM, stop)

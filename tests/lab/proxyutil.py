@@ -14,10 +14,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ecgcore.clock import make_clock
 from ecgcore.files import read_jsonl
-from lab.nemesis.proxy import history_path
 from lab.nemesis.proxyctl import link_state, send
 from lab.stack.ports import free_port
 from lab.stack.procs import python_argv
+from lab.stack.statedir import nemesis_history_path
 from tests.conftest import wait_until
 
 
@@ -33,7 +33,8 @@ class LinkProxy:
         root.mkdir(parents=True, exist_ok=True)
         self._log = (root / f"proxy-{name}.log").open("ab")
         self.proc = subprocess.Popen(
-            python_argv("lab.nemesis.proxy", "--state-dir", str(root), "--name", name, "--listen-port", str(self.port),
+            python_argv("lab.nemesis.proxy", "--state-dir", str(root), "--name", name,
+                        "--listen-port", str(self.port),
                         "--upstream-host", "127.0.0.1", "--upstream-port", str(upstream_port),
                         "--speed", str(speed)),
             stdout=self._log, stderr=subprocess.STDOUT)
@@ -49,7 +50,7 @@ class LinkProxy:
         return link_state(self.root, self.name) or {}
 
     def history(self) -> list[dict[str, Any]]:
-        return read_jsonl(history_path(self.root))
+        return read_jsonl(nemesis_history_path(self.root))
 
     def kill(self) -> None:
         self.killed = True
@@ -84,7 +85,7 @@ class Probe:
         self.client.reconnect_delay_set(min_delay=0.1, max_delay=0.2)  # type: ignore[arg-type]
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
-        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        self.client.on_subscribe = lambda *_a: self.subscribed.set()
         self.client.on_message = self._on_message
         self.client.connect_async("127.0.0.1", port, keepalive=keepalive)
         self.client.loop_start()

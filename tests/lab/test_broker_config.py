@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 
-from lab.stack.broker import BrokerSettings, render_config
+from lab.stack.broker import BrokerSettings, RunningBroker, render_config
 from tests.conftest import wait_until
 
 
@@ -37,11 +38,12 @@ def test_every_directive_has_a_comment_above_it() -> None:
 
 
 @pytest.mark.broker
-def test_real_broker_accepts_clients_and_publishes_sys(broker, unique) -> None:  # type: ignore[no-untyped-def]
+def test_real_broker_accepts_clients_and_publishes_sys(broker: RunningBroker,
+                                                       unique: Callable[[str], str]) -> None:
     got: list[str] = []
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=unique("t"))
-    c.on_message = lambda cl, ud, msg: got.append(msg.topic)
-    c.on_connect = lambda cl, ud, fl, rc, pr: cl.subscribe("$SYS/broker/publish/messages/dropped")
+    c.on_message = lambda _cl, _ud, msg: got.append(msg.topic)
+    c.on_connect = lambda cl, _ud, _fl, _rc, _pr: cl.subscribe("$SYS/broker/publish/messages/dropped")
     c.connect(broker.host, broker.port)
     c.loop_start()
     try:

@@ -31,5 +31,5 @@ def test_thirty_second_strip_wraps_into_three_ten_second_rows(tmp_path: Path) ->
 
 
 def test_empty_trace_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="non-empty one-dimensional"):
         draw_strip(np.zeros(0), 250, tmp_path / "x.png")

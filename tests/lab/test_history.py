@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 from devices.outbox import SCHEMA as OUTBOX_SCHEMA
 from ingest.store import SCHEMA as INGEST_SCHEMA
 from lab.checker.core import CRASH, OVERFLOW, check
-from lab.history.brokerstats import DROPPED, STORED
-from lab.history.load import (
+from lab.history import (
     Boot,
     BrokerAcked,
     BrokerSample,
@@ -36,6 +35,7 @@ from lab.history.load import (
     parse_device_events,
     read_ingest,
 )
+from lab.history.brokerstats import DROPPED, STORED
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]], torn: str = "") -> None:
@@ -176,7 +176,8 @@ def make_outbox_db(path: Path, devices: dict[str, tuple[int, int]], outbox: list
     db = sqlite3.connect(path)
     db.executescript(OUTBOX_SCHEMA)
     for dev, (boot, next_seq) in devices.items():
-        db.execute("INSERT INTO devices (device_id, boot_epoch, next_seq) VALUES (?,?,?)", (dev, boot, next_seq))
+        db.execute("INSERT INTO devices (device_id, boot_epoch, next_seq) VALUES (?,?,?)",
+                   (dev, boot, next_seq))
     for dev, seq, boot in outbox:
         db.execute("INSERT INTO outbox (device_id, seq, boot_epoch, captured_at, enqueued_at, payload)"
                    " VALUES (?,?,?,0,0,x'00')", (dev, seq, boot))
@@ -188,13 +189,15 @@ def make_outbox_db(path: Path, devices: dict[str, tuple[int, int]], outbox: list
 
 def test_read_ingest_in_store_order(tmp_path: Path) -> None:
     db = tmp_path / "ingest.sqlite"
-    make_ingest_db(db, [("a", 1, 1, 10.0, 12.0, 13.0, 250, 250, 1), ("a", 1, 0, 9.0, 11.0, 12.5, 125, 250, 0)],
+    make_ingest_db(db, [("a", 1, 1, 10.0, 12.0, 13.0, 250, 250, 1),
+                        ("a", 1, 0, 9.0, 11.0, 12.5, 125, 250, 0)],
                    dups=[("a", 1, 0, 14.0)],
                    quarantine=[(15.0, "heartcheck/hc-0001/ecg", "bad-version", "v9", b"\x09"),
                                (16.0, "nonsense", "bad-topic", "", b"")])
     before = hashlib.sha256(db.read_bytes()).hexdigest()
     stored, dups, quarantined = read_ingest(db)
-    assert stored == [Stored(12.5, "a", 1, 0, 9.0, 11.0, 0.5, False), Stored(13.0, "a", 1, 1, 10.0, 12.0, 1.0, True)]
+    assert stored == [Stored(12.5, "a", 1, 0, 9.0, 11.0, 0.5, False),
+                      Stored(13.0, "a", 1, 1, 10.0, 12.0, 1.0, True)]
     assert stored[1].latency_s == 2.0
     assert [d.key for d in dups] == [("a", 1, 0)]
     assert [(q.dev, q.reason) for q in quarantined] == [("hc-0001", "bad-version"), (None, "bad-topic")]

@@ -9,7 +9,8 @@ from lab.report.ledger import build_ledger, device_ledger, seq_ranges
 
 
 def test_each_term_from_its_own_source() -> None:
-    led = device_ledger(10, stored={0, 1, 2, 3}, buffered={3, 4, 5}, evicted={5: "x", 6: "outbox-full:drop-oldest"},
+    led = device_ledger(10, stored={0, 1, 2, 3}, buffered={3, 4, 5},
+                        evicted={5: "x", 6: "outbox-full:drop-oldest"},
                         duplicates=2)
     assert (led.generated, led.stored, led.buffered, led.evicted, led.lost) == (10, 4, 2, 1, 3)
     assert led.lost_seqs == (7, 8, 9)

@@ -63,9 +63,8 @@ def events(px: LinkProxy) -> list[tuple[str, str, str | None]]:
     return [(r["event"], r["fault"], r.get("reason")) for r in px.history() if r["event"] != "fault_phase"]
 
 
-def test_clean_forwarding_counts_bytes(
-        link_proxy: MakeProxy, probes: MakeProbe, broker: RunningBroker, unique: Unique
-) -> None:
+@pytest.mark.usefixtures("broker")
+def test_clean_forwarding_counts_bytes(link_proxy: MakeProxy, probes: MakeProbe, unique: Unique) -> None:
     px = link_proxy()
     topic = unique("px/clean")
     sub = probes(px.port, unique("sub"), topic=topic)
@@ -234,9 +233,7 @@ def test_a_dead_upstream_resets_the_client(
     assert not c.connected() and px.state()["connections"]["open"] == 0
 
 
-def test_stopping_the_proxy_ends_its_fault_in_the_history(
-        link_proxy: MakeProxy, unique: Unique
-) -> None:
+def test_stopping_the_proxy_ends_its_fault_in_the_history(link_proxy: MakeProxy) -> None:
     px = link_proxy()
     px.apply("slow", latency_s=0.1, for_s=60.0)
     assert px.stop() == 0

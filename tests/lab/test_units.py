@@ -40,7 +40,8 @@ def test_rates_are_bytes_per_second(text: str, bytes_per_s: float) -> None:
     assert parse_rate(text) == pytest.approx(bytes_per_s)
 
 
-@pytest.mark.parametrize("text", ["", "64", "64k", "64kb", "fast", "-1kbps", "0kbps", "4bps", "1 MB", "1xbps"])
+@pytest.mark.parametrize("text", ["", "64", "64k", "64kb", "fast", "-1kbps", "0kbps", "4bps", "1 MB",
+                                  "1xbps"])
 def test_bad_rates(text: str) -> None:
     with pytest.raises(ConfigError, match="bad rate"):
         parse_rate(text)
