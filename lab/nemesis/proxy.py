@@ -29,6 +29,7 @@ from typing import Any
 from ecgcore.clock import Clock, make_clock
 from ecgcore.files import JsonLines, read_json, write_json_atomic
 from ecgcore.modes import LINKS
+from ecgcore.strict_warnings import apply_from_env
 from lab.errors import LabError
 from lab.nemesis.faults import LinkFault
 from lab.nemesis.proxynet import Forwarder
@@ -165,6 +166,7 @@ def raise_fd_limit() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_from_env()
     p = argparse.ArgumentParser(prog="python -m lab.nemesis.proxy", description=__doc__.splitlines()[0])
     p.add_argument("--state-dir", required=True, type=Path)
     p.add_argument("--name", required=True, choices=LINKS)

@@ -27,6 +27,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ecgcore.clock import Clock, make_clock
 from ecgcore.files import JsonLines, write_json_atomic
+from ecgcore.strict_warnings import apply_from_env
 
 PREFIX = "$SYS/broker/"
 
@@ -127,6 +128,7 @@ class Watcher:
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_from_env()
     p = argparse.ArgumentParser(prog="python -m lab.stack.watch", description=__doc__.splitlines()[0])
     p.add_argument("--state-dir", required=True, type=Path)
     p.add_argument("--host", default="127.0.0.1")
