@@ -19,7 +19,7 @@ ECGPIPE = [sys.executable, "-m", "lab.cli"]
 
 def cli(state: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     res = subprocess.run([*ECGPIPE, *args, "--state-dir", str(state)], capture_output=True, text=True,
-                         timeout=180, env={**os.environ, "ECGPIPE_STATE_DIR": ""})
+                         timeout=180, env={**os.environ, "ECGPIPE_STATE_DIR": ""}, check=False)
     if check:
         assert res.returncode == 0, f"ecgpipe {' '.join(args)} failed: {res.stderr}{res.stdout}"
     return res
@@ -76,7 +76,8 @@ def test_cli_session(tmp_path: Path) -> None:
         cli(a, "start", "broker")
         st = cj(a, "status")
         assert st["broker"]["state"] == "running" and st["broker"]["port"] == port
-        wait_until(lambda: cj(a, "status")["devices"]["online"] == 3, 40, what="devices back after the broker")
+        wait_until(lambda: cj(a, "status")["devices"]["online"] == 3, 40,
+                   what="devices back after the broker")
 
         cli(a, "kill", "devices", "--signal", "TERM")
         assert cj(a, "status")["devices"]["state"] == "dead"

@@ -42,10 +42,13 @@ def test_cut_ingest_for_3s_loses_nothing_end_to_end(tmp_path: Path) -> None:
         assert st["proxy-devices"]["fault"] is None
         assert "CUT for 3s" in cli(s, "status").stdout
         g0 = generated_total(sd)
-        wait_until(lambda: generated_total(sd) >= g0 + 6, 10, what="readings generated while ingest is cut off")
-        wait_until(lambda: cj(s, "status")["proxy-ingest"]["fault"] is None, 10, what="the cut to end by itself")
+        wait_until(lambda: generated_total(sd) >= g0 + 6, 10,
+                   what="readings generated while ingest is cut off")
+        wait_until(lambda: cj(s, "status")["proxy-ingest"]["fault"] is None, 10,
+                   what="the cut to end by itself")
 
-        wait_until(lambda: caught_up(sd) and buffered_total(sd) <= 6, 40, what="the backlog drained after the cut")
+        wait_until(lambda: caught_up(sd) and buffered_total(sd) <= 6, 40,
+                   what="the backlog drained after the cut")
         # the other commands, each one line, on the other link
         assert one_line(cli(s, "slow", "devices", "--latency", "100ms", "--jitter", "20ms",
                             "--bandwidth", "1mbps").stdout).startswith("slowed the devices link")
@@ -63,6 +66,7 @@ def test_cut_ingest_for_3s_loses_nothing_end_to_end(tmp_path: Path) -> None:
     t = rep["totals"]
     assert t["generated"] > 0 and t["lost"] == 0, rep
     assert t["generated"] == t["stored"] + t["buffered"] + t["evicted"]
-    hist = [(r["event"], r["fault"], r["target"], r.get("reason")) for r in read_jsonl(s / "history" / "nemesis.jsonl")]
+    hist = [(r["event"], r["fault"], r["target"], r.get("reason"))
+            for r in read_jsonl(s / "history" / "nemesis.jsonl")]
     assert hist == [("fault_start", "cut", "ingest", None), ("fault_end", "cut", "ingest", "expired"),
                     ("fault_start", "slow", "devices", None), ("fault_end", "slow", "devices", "healed")]

@@ -1,0 +1,281 @@
+"""One handler per `ecgpipe` command, each `(args) -> int`, and HANDLERS, the table main dispatches on.
+
+A handler imports what its command needs when it runs, so `ecgpipe status` does not load numpy,
+matplotlib or neurokit2. A handler raises LabError for anything the user can fix; main turns
+that into one line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from ecgcore.modes import DELIVERY_MODES, Delivery
+from lab.errors import LabError
+from lab.stack.statedir import StackConfig, StateDir, resolve_state_dir
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def quiet(msg: str) -> None:
+    """Progress under --json: nothing, so stdout holds only the JSON document."""
+
+
+def emit(doc: dict[str, Any], as_json: bool, fmt: Callable[[dict[str, Any]], str]) -> None:
+    print(json.dumps(doc, indent=1, sort_keys=True, default=str) if as_json else fmt(doc))
+
+
+def state_dir(args: argparse.Namespace) -> StateDir:
+    """The state dir `--state-dir` names, after the command or before it, else the default."""
+    return StateDir(resolve_state_dir(getattr(args, "state_dir_sub", None) or args.state_dir))
+
+
+# ---- the stack: up, status, down, kill, start, resume
+
+
+def up(args: argparse.Namespace) -> int:
+    from lab.stack import control as stack
+
+    sd = state_dir(args)
+    cfg = StackConfig(devices=args.devices, delivery=args.delivery, max_queued=args.max_queued,
+                      outbox_capacity=args.outbox_capacity, outbox_policy=args.outbox_policy,
+                      sample_rate=args.sample_rate, chunk_seconds=args.chunk_seconds,
+                      ack_timeout=args.ack_timeout, seed=args.seed, persistence=not args.no_persistence,
+                      proxies=not args.no_proxy)
+    progress = quiet if args.json else say
+    progress(f"starting {cfg.devices} devices ({cfg.delivery}) in {sd.root} ...")
+    cfg = stack.up(sd, cfg, progress=progress)
+    if args.json:
+        from lab.report.status import status as stack_status
+        print(json.dumps(stack_status(sd), indent=1, sort_keys=True))
+    else:
+        say(f"up: broker on {cfg.host}:{cfg.port} (ingest via :{cfg.proxy_ingest_port}, "
+            f"devices via :{cfg.proxy_devices_port}). Next: ecgpipe status | ecgpipe kill ingest | "
+            f"ecgpipe cut devices --for 30s | ecgpipe inspect devices | ecgpipe report | "
+            f"ecgpipe down")
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    from lab.report.status import format_status
+    from lab.report.status import status as stack_status
+
+    emit(stack_status(state_dir(args)), args.json, format_status)
+    return 0
+
+
+def down(args: argparse.Namespace) -> int:
+    from lab.stack import control as stack
+
+    sd = state_dir(args)
+    sd.config()  # a clear error if there is no stack here
+    stopped = stack.down(sd, progress=say)
+    say(f"down: stopped {', '.join(stopped) if stopped else 'nothing (all were dead)'}; "
+        f"files kept in {sd.root}")
+    return 0
+
+
+def kill(args: argparse.Namespace) -> int:
+    from lab.stack import control as stack
+
+    sd = state_dir(args)
+    pid = stack.kill(sd, args.component, args.signal)
+    say(f"sent SIG{args.signal} to {args.component} (pid {pid}); it is now "
+        f"{sd.component(args.component).state()}")
+    return 0
+
+
+def start(args: argparse.Namespace) -> int:
+    from lab.stack import control as stack
+
+    stack.start(state_dir(args), args.component, progress=say)
+    return 0
+
+
+def resume(args: argparse.Namespace) -> int:
+    from lab.stack import control as stack
+
+    sd = state_dir(args)
+    pid = stack.resume(sd, args.component)
+    say(f"resumed {args.component} (pid {pid}); it is now {sd.component(args.component).state()}")
+    return 0
+
+
+# ---- network faults on a link: cut, heal, slow, flap
+
+
+def _on_link(args: argparse.Namespace, fault_kind: str, **params: Any) -> int:
+    """Send one fault (or heal) to the link's proxy and print its account of what it did."""
+    from ecgcore.clock import make_clock
+    from lab.nemesis.proxyctl import command
+
+    sd = state_dir(args)
+    clock = make_clock(sd.config().speed)
+    say(command(sd, args.link, fault_kind, clock, **params))
+    return 0
+
+
+def cut(args: argparse.Namespace) -> int:
+    return _on_link(args, "blackhole" if args.blackhole else "cut", for_s=args.for_s)
+
+
+def heal(args: argparse.Namespace) -> int:
+    return _on_link(args, "heal")
+
+
+def slow(args: argparse.Namespace) -> int:
+    state_dir(args).config()  # no stack is reported first, as by the other link commands
+    if not (args.latency or args.jitter or args.bandwidth):
+        raise LabError("slow needs --latency, --jitter or --bandwidth (e.g. --latency 200ms)")
+    return _on_link(args, "slow", for_s=args.for_s, latency_s=args.latency, jitter_s=args.jitter,
+                    bandwidth_bytes_s=args.bandwidth)
+
+
+def flap(args: argparse.Namespace) -> int:
+    return _on_link(args, "flap", for_s=args.for_s, up_s=args.up, down_s=args.down)
+
+
+# ---- what is where: inspect, report
+
+
+def inspect_devices(args: argparse.Namespace) -> int:
+    from ecgcore.clock import SystemClock
+    from lab.report import inspection
+
+    doc = inspection.inspect_devices(state_dir(args), SystemClock().now())
+    emit(doc, args.json, inspection.format_devices)
+    return 0
+
+
+def inspect_device(args: argparse.Namespace) -> int:
+    from lab.report import inspection
+
+    emit(inspection.inspect_device(state_dir(args), args.device_id), args.json, inspection.format_device)
+    return 0
+
+
+def inspect_broker(args: argparse.Namespace) -> int:
+    from lab.report import inspection
+
+    emit(inspection.inspect_broker(state_dir(args)), args.json, inspection.format_broker)
+    return 0
+
+
+def inspect_ingest(args: argparse.Namespace) -> int:
+    from lab.report import inspection
+
+    emit(inspection.inspect_ingest(state_dir(args)), args.json, inspection.format_ingest)
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from lab.report.inspection import require_state_dir
+    from lab.report.summary import build_report, format_report
+
+    sd = state_dir(args)
+    require_state_dir(sd)
+    rep = build_report(sd)
+    emit(rep, args.json, partial(format_report, max_devices=10**9 if args.all else 20))
+    return 0
+
+
+# ---- whole runs: demo, scenario list, scenario run; the ingest service in the foreground
+
+
+def demo(args: argparse.Namespace) -> int:
+    from lab.demo import run_demo
+
+    sd = state_dir(args)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in DELIVERY_MODES]
+    if bad or not modes:
+        raise LabError(f"--modes takes a comma-separated list of {', '.join(DELIVERY_MODES)}, "
+                       f"not {args.modes!r}")
+    if args.devices < 1 or args.outage <= 0 or args.max_queued < 1:
+        raise LabError("--devices, --outage and --max-queued must be positive")
+    return run_demo(sd.root, devices=args.devices, outage_s=args.outage, max_queued=args.max_queued,
+                    modes=modes, as_json=args.json)
+
+
+def scenario_list(_args: argparse.Namespace) -> int:
+    from lab.scenario import list_scenarios
+    from lab.scenario.files import SCENARIO_DIR
+
+    for name, description in list_scenarios(SCENARIO_DIR):
+        print(f"{name:<32} {description}")
+    return 0
+
+
+def _speed(arg: str, auto: Callable[[], float]) -> float:
+    """--speed: a positive number, or "auto" (what `auto` computes for the scenario)."""
+    if arg == "auto":
+        return auto()
+    try:
+        speed = float(arg)
+    except ValueError:
+        raise LabError(f"--speed must be a number or auto, not {arg!r}") from None
+    if not speed > 0:
+        raise LabError(f"--speed must be more than 0, got {speed:g}")
+    return speed
+
+
+def scenario_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lab.scenario import load_scenario
+    from lab.scenario.files import auto_speed, resolve_scenario
+    from lab.scenario.runner import run_variant, summary, with_chunk, with_devices
+
+    scn = load_scenario(resolve_scenario(args.file))
+    speed = _speed(args.speed, partial(auto_speed, scn))
+    variants = [with_chunk(with_devices(scn.variant(v), args.devices), args.chunk_seconds)
+                for v in (args.variant or [v.name for v in scn.variants])]
+    out = Path(args.out or Path("ecgpipe-runs") / scn.name).resolve()
+    progress = quiet if args.json else say
+    runs = [run_variant(scn, v, speed, out, progress) for v in variants]
+    if args.json:
+        print(json.dumps({r.variant: r.report for r in runs}, indent=1, sort_keys=True, default=str))
+    else:
+        say(f"\n=== {scn.name}: {scn.description}")
+        say(summary(runs))
+        say(f"figures: timeline.png, gaps.png, strip.png under {out}/<variant>/")
+    return 0 if all(r.ok for r in runs) else 1
+
+
+def ingest_run(args: argparse.Namespace) -> int:
+    """`python -m ingest`, pointed at the stack's broker unless the arguments say where."""
+    from ingest.__main__ import main as ingest_main
+
+    argv = list(args.args)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if "--port" not in argv and "-h" not in argv and "--help" not in argv:
+        from lab.stack.control import proxy_port
+        from lab.stack.procs import RUNNING
+
+        sd = StateDir(resolve_state_dir(args.state_dir))
+        cfg = sd.config()  # a clear error if there is no stack to take the broker from
+        # through the ingest link's proxy while it runs, so `ecgpipe cut ingest` applies
+        proxied = sd.component("proxy-ingest").state() == RUNNING
+        port = proxy_port(cfg, "ingest") if proxied else cfg.port
+        acks = "--acks" if Delivery(cfg.delivery).ingest_confirms else "--no-acks"
+        argv = ["--state-dir", str(sd.root), "--host", cfg.host, "--port", str(port), acks, *argv]
+    return ingest_main(argv)
+
+
+HANDLERS: dict[str, Handler] = {
+    "up": up, "status": status, "down": down, "kill": kill, "start": start, "resume": resume,
+    "cut": cut, "heal": heal, "slow": slow, "flap": flap,
+    "inspect devices": inspect_devices, "inspect device": inspect_device,
+    "inspect broker": inspect_broker, "inspect ingest": inspect_ingest,
+    "report": report, "demo": demo,
+    "scenario list": scenario_list, "scenario run": scenario_run,
+    "ingest run": ingest_run,
+}
