@@ -4,13 +4,25 @@
     list_scenarios(directory) -> [(name, description)]
     plan(scenario, speed, variant=None) -> [Step]   the timed fault actions, for a runner
 
-The package, one responsibility per module (import from `lab.scenario`, which re-exports them):
+The package, one responsibility per module (import the model, the plan and the parsing from
+`lab.scenario`, which re-exports them):
 
-    model.py   ScenarioError, the constants and the frozen, validated values: Scenario, Variant,
-               FleetSpec, Profile, Broker, Fault
-    plan.py    Step and plan(): the timeline as ordered, timed actions
-    parse.py   the TOML files: parse_scenario, load_scenario, list_scenarios, and _Locator, which
-               finds the line of a key
+    model.py          ScenarioError, the fault kinds and targets, and the frozen, validated values:
+                      Scenario, Variant, FleetSpec, Profile, Broker, Fault (the delivery modes,
+                      policies, backoffs, recordings and links are ecgcore.modes')
+    plan.py           Step and plan(): the timeline as ordered, timed actions
+    parse.py          the TOML files: parse_scenario, load_scenario, list_scenarios
+    tables.py         the keys of each table and how their values convert
+    fault_windows.py  [[faults]] entries as fault windows, fixed or at seeded random moments
+    locator.py        Locator, which finds the line of a key, and the errors that name it
+    files.py          where the shipped scenarios are, name -> file, the default speed
+
+`ecgpipe scenario run` (these start processes, so `lab.scenario` does not import them):
+
+    config.py         a variant as the stack's settings, its timers scaled to the speed
+    variant.py        running one variant: the stack, the timeline's faults, the drain, the check
+    outputs.py        what a run writes and prints: report.json, ledger.jsonl, the summary
+    runner.py         the names lab.cli imports, re-exported
 
 A file (the format is in docs/architecture.md, "Scenarios"):
 
@@ -24,30 +36,26 @@ A file (the format is in docs/architecture.md, "Scenarios"):
     [[faults]]                                    # id, kind, target, start, end (+ kind params)
     [[variants]]                                  # name, [variants.fleet], [variants.broker], expect
 
-Nothing here starts a process or reads a clock: the model, its validation and the plan are pure
-(load_scenario and list_scenarios only read the files they are given).
+The model, its validation and the plan start no process and read no clock (load_scenario and
+list_scenarios only read the files they are given).
 
 Errors: every problem raises ScenarioError (a LabError) with one message that names the file
 and the line of the offending key: unknown keys at every level, wrong types, bad durations,
 zero or negative counts and capacities, fault windows outside [0, duration] or with end <=
 start, unknown fault kinds or targets, overlapping faults on one target, bad expectations.
 tomllib's own syntax errors are re-raised with their line. The line is found by scanning the
-TOML text for the key inside its table or array-of-tables entry (_Locator).
+TOML text for the key inside its table or array-of-tables entry (Locator).
 """
 
 from __future__ import annotations
 
+from lab.scenario.locator import Locator
 from lab.scenario.model import (
-    BACKOFF,
-    DELIVERY_MODES,
     FAULT_KINDS,
-    LINKS,
     MAX_DEVICES,
     NETWORK_KINDS,
-    POLICIES,
     PROCESS_KINDS,
     PROCESS_TARGETS,
-    RECORDING,
     Broker,
     Fault,
     FleetSpec,
@@ -56,34 +64,26 @@ from lab.scenario.model import (
     ScenarioError,
     Variant,
 )
-from lab.scenario.parse import _Locator, list_scenarios, load_scenario, parse_scenario
+from lab.scenario.parse import list_scenarios, load_scenario, parse_scenario
 from lab.scenario.plan import Step, plan
 
 __all__ = [
-    # model
-    "BACKOFF",
-    "DELIVERY_MODES",
     "FAULT_KINDS",
-    "LINKS",
     "MAX_DEVICES",
     "NETWORK_KINDS",
-    "POLICIES",
     "PROCESS_KINDS",
     "PROCESS_TARGETS",
-    "RECORDING",
     "Broker",
     "Fault",
     "FleetSpec",
+    "Locator",
     "Profile",
     "Scenario",
     "ScenarioError",
-    "Variant",
-    # plan
     "Step",
-    "plan",
-    # parse
+    "Variant",
     "list_scenarios",
     "load_scenario",
     "parse_scenario",
-    "_Locator",  # private, but tests/lab/test_scenario.py imports it from here
+    "plan",
 ]

@@ -7,19 +7,25 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from ecgcore.modes import (
+    BACKOFFS,
+    DELIVERY_MODES,
+    LINKS,
+    OUTBOX_POLICIES,
+    RECORDINGS,
+    Backoff,
+    Delivery,
+    OutboxPolicy,
+    Recording,
+)
 from lab.checker import WINDOW_ID, Expectation
 from lab.errors import LabError
 
-DELIVERY_MODES = ("fire-and-forget", "broker-ack", "end-to-end")
-RECORDING = ("continuous", "strip")
-POLICIES = ("drop-oldest", "reject-new")
-BACKOFF = ("jitter", "none")
 NETWORK_KINDS = ("cut", "blackhole", "latency", "bandwidth", "flap")
 PROCESS_KINDS = ("kill", "term", "stop")
 FAULT_KINDS = NETWORK_KINDS + PROCESS_KINDS
-LINKS = ("ingest", "devices")
 PROCESS_TARGETS = ("ingest", "broker", "devices")
 MAX_DEVICES = 10_000  # what one fleet process drives (lab.stack.statedir.StackConfig)
 
@@ -93,7 +99,8 @@ class Profile:
         if self.hr_bpm is not None:
             lo, hi = self.hr_bpm
             if not (30 <= lo <= hi <= 220):
-                raise _fail("hr_bpm", f"hr_bpm must be [low, high] within 30..220 bpm, got {list(self.hr_bpm)}")
+                raise _fail("hr_bpm", f"hr_bpm must be [low, high] within 30..220 bpm, "
+                                      f"got {list(self.hr_bpm)}")
         if self.strips_per_day is not None:
             _at_least_one(self, "strips_per_day")
 
@@ -104,73 +111,91 @@ class FleetSpec:
     second per device when sending a backlog (None: as fast as the window allows)."""
 
     devices: int
-    delivery: str = "end-to-end"
-    recording: str = "continuous"
+    delivery: str = Delivery.END_TO_END.value
+    recording: str = Recording.CONTINUOUS.value
     strip_length: float | None = None  # strip only; default 30 s (the fleet's --strip-seconds)
     strips_per_day: int | None = None  # strip only; default 3
     strip_chunks: int | None = None  # strip only: readings per strip; default 1 (the whole strip)
     chunk: float = 1.0
     sample_rate: int = 250
     outbox_capacity: int = 5000
-    outbox_policy: str = "drop-oldest"
+    outbox_policy: str = OutboxPolicy.DROP_OLDEST.value
     ack_timeout: float = 10.0
     window: int = 50
     keepalive: float | None = None  # simulated s; None: the fleet's 10 real seconds, unscaled
-    reconnect_backoff: str = "jitter"
+    reconnect_backoff: str = Backoff.JITTER.value
     backlog_pace: float | None = None
     profiles: tuple[Profile, ...] = ()
+
+    STRIP_DEFAULTS: ClassVar[tuple[tuple[str, float], ...]] = (
+        ("strip_length", 30.0), ("strips_per_day", 3), ("strip_chunks", 1))
 
     def __post_init__(self) -> None:
         _at_least_one(self, "devices", "sample_rate", "outbox_capacity", "window")
         if self.devices > MAX_DEVICES:
             raise _fail("devices", f"devices = {self.devices} is more than one fleet drives ({MAX_DEVICES})")
         _choice(self, "delivery", DELIVERY_MODES)
-        _choice(self, "recording", RECORDING)
-        _choice(self, "outbox_policy", POLICIES)
-        _choice(self, "reconnect_backoff", BACKOFF)
+        _choice(self, "recording", RECORDINGS)
+        _choice(self, "outbox_policy", OUTBOX_POLICIES)
+        _choice(self, "reconnect_backoff", BACKOFFS)
         _positive(self, "chunk", "ack_timeout", "keepalive", "backlog_pace", "strip_length")
         if self.keepalive is not None and not (float(self.keepalive).is_integer()
                                                and 1 <= self.keepalive <= 65535):
             raise _fail("keepalive", f"keepalive must be whole seconds from 1s to 65535s, "
                                      f"got {self.keepalive!r}")
-        if self.recording == "strip":
-            for name, default in (("strip_length", 30.0), ("strips_per_day", 3), ("strip_chunks", 1)):
-                if getattr(self, name) is None:
-                    object.__setattr__(self, name, default)
-            _at_least_one(self, "strips_per_day", "strip_chunks")
-            if self.strips_per_day * self.strip_length > 86400:  # type: ignore[operator]
-                raise _fail("strip_length", f"{self.strips_per_day} strips a day leave "
-                                            f"{86400 / self.strips_per_day:g}-s slots, too short "  # type: ignore[operator]
-                                            f"for a {self.strip_length:g}-s strip")
+        if self.recording == Recording.STRIP:
+            self._check_strips()
         else:
-            for name in ("strip_length", "strips_per_day", "strip_chunks"):
+            for name, _ in self.STRIP_DEFAULTS:
                 if getattr(self, name) is not None:
                     raise _fail(name, f'{name} only applies to recording = "strip"')
         object.__setattr__(self, "profiles", tuple(self.profiles))
         if self.profiles:
-            names = [p.name for p in self.profiles]
-            for i, p in enumerate(self.profiles):
-                if names.index(p.name) != i:
-                    raise _fail(("profiles", i, "name"), f"profile {p.name!r} is named twice")
-                if p.strips_per_day is not None and self.recording != "strip":
-                    raise _fail(("profiles", i, "strips_per_day"),
-                                'strips_per_day only applies to recording = "strip"')
-                if p.strips_per_day is not None and p.strips_per_day * self.strip_length > 86400:  # type: ignore[operator]
-                    raise _fail(("profiles", i, "strips_per_day"),
-                                f"{p.strips_per_day} strips a day of {self.strip_length:g} s do not fit in a day")
-            total = sum(p.devices for p in self.profiles)
-            if total != self.devices:
-                raise _fail(("profiles",), f"the profiles have {total} devices in all, "
-                                           f"but the fleet has {self.devices}")
+            self._check_profiles()
+
+    def _check_strips(self) -> None:
+        """Strip mode: fill in the defaults, and the strips must fit in a day."""
+        for name, default in self.STRIP_DEFAULTS:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
+        _at_least_one(self, "strips_per_day", "strip_chunks")
+        per_day, length, _ = self.strips
+        if per_day * length > 86400:
+            raise _fail("strip_length", f"{per_day} strips a day leave {86400 / per_day:g}-s slots, "
+                                        f"too short for a {length:g}-s strip")
+
+    def _check_profiles(self) -> None:
+        names = [p.name for p in self.profiles]
+        for i, p in enumerate(self.profiles):
+            if names.index(p.name) != i:
+                raise _fail(("profiles", i, "name"), f"profile {p.name!r} is named twice")
+            if p.strips_per_day is not None and self.recording != Recording.STRIP:
+                raise _fail(("profiles", i, "strips_per_day"),
+                            'strips_per_day only applies to recording = "strip"')
+            if p.strips_per_day is not None and p.strips_per_day * self.strips[1] > 86400:
+                raise _fail(("profiles", i, "strips_per_day"),
+                            f"{p.strips_per_day} strips a day of {self.strip_length:g} s do not fit in a day")
+        total = sum(p.devices for p in self.profiles)
+        if total != self.devices:
+            raise _fail(("profiles",), f"the profiles have {total} devices in all, "
+                                       f"but the fleet has {self.devices}")
+
+    @property
+    def strips(self) -> tuple[int, float, int]:
+        """Strip mode's (strips_per_day, strip_length, strip_chunks): set in strip mode, the
+        defaults (3, 30 s, 1) otherwise."""
+        return (self.strips_per_day or 3, self.strip_length or 30.0, self.strip_chunks or 1)
 
     @property
     def readings_per_second(self) -> float:
         """The fleet's average generation rate (readings per simulated second)."""
-        if self.recording == "strip":
-            per_day = sum((p.strips_per_day or self.strips_per_day) * p.devices  # type: ignore[operator, misc]
-                          for p in self.profiles) if self.profiles else \
-                self.strips_per_day * self.devices  # type: ignore[operator]
-            return per_day * self.strip_chunks / 86400  # type: ignore[operator]
+        if self.recording == Recording.STRIP:
+            per_day, _, chunks = self.strips
+            if self.profiles:
+                per_day = sum((p.strips_per_day or per_day) * p.devices for p in self.profiles)
+            else:
+                per_day *= self.devices
+            return per_day * chunks / 86400
         return self.devices / self.chunk
 
 
@@ -206,7 +231,8 @@ class Fault:
     down: float | None = None
     entry: int = field(default=-1, compare=False)  # index of its [[faults]] entry, for messages
 
-    PARAMS = {"latency": ("latency", "jitter"), "bandwidth": ("bandwidth",), "flap": ("up", "down")}
+    PARAMS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "latency": ("latency", "jitter"), "bandwidth": ("bandwidth",), "flap": ("up", "down")}
 
     def __post_init__(self) -> None:
         if not (isinstance(self.id, str) and WINDOW_ID.fullmatch(self.id)):
@@ -218,7 +244,8 @@ class Fault:
             raise _fail("target", f"{self.kind} needs a {what} target: one of "
                                   f"{', '.join(map(repr, targets))}, not {self.target!r}")
         if not (_is_num(self.start) and self.start >= 0):
-            raise _fail("start", f"start must be at or after the beginning of the run (0), got {self.start!r}")
+            raise _fail("start", f"start must be at or after the beginning of the run (0), "
+                                 f"got {self.start!r}")
         if not (_is_num(self.end) and self.end > self.start):
             raise _fail("end", f"end ({self.end!r} s) must be after start ({self.start!r} s)")
         allowed = self.PARAMS.get(self.kind, ())
@@ -280,23 +307,7 @@ class Scenario:
             raise _fail("seed", f"seed must be a whole number ≥ 0, got {self.seed!r}")
         object.__setattr__(self, "faults", tuple(sorted(self.faults, key=lambda f: (f.start, f.id))))
         object.__setattr__(self, "variants", tuple(self.variants))
-        seen: dict[str, Fault] = {}
-        for f in self.faults:
-            where = ("faults", f.entry) if f.entry >= 0 else ("faults",)
-            if f.start > self.duration:
-                raise _fail(where + ("start",), f"fault {f.id!r} starts at {f.start:g} s, after the "
-                                                f"run ends ({self.duration:g} s)")
-            if f.end > self.duration:
-                raise _fail(where + ("end",), f"fault {f.id!r} ends at {f.end:g} s, after the run "
-                                              f"ends ({self.duration:g} s)")
-            if f.id in seen:
-                raise _fail(where + ("id",), f"fault id {f.id!r} is used twice (give each "
-                                             f"[[faults]] its own id)")
-            for g in seen.values():
-                if g.target == f.target and g.layer == f.layer and g.overlaps(f):
-                    raise _fail(where + ("start",), f"fault {f.id!r} ({f.kind} {f.target}) overlaps "
-                                                    f"{g.id!r} ({g.kind} {g.target}) on the same target")
-            seen[f.id] = f
+        fault_ids = self._check_faults()
         if not self.variants:
             raise _fail("variants", "a scenario needs at least one variant")
         names = [v.name for v in self.variants]
@@ -304,9 +315,30 @@ class Scenario:
             if names.index(v.name) != i:
                 raise _fail(("variants", i, "name"), f"variant {v.name!r} is named twice")
             for e in v.expect:
-                if e.window_id is not None and e.window_id not in seen:
+                if e.window_id is not None and e.window_id not in fault_ids:
                     raise _fail("expect", f"expectation {e.text!r} names fault {e.window_id!r}, "
                                           f"which is not in the timeline")
+
+    def _check_faults(self) -> set[str]:
+        """Each fault within the run, its own id, and no two overlapping on one target; the ids."""
+        seen: dict[str, Fault] = {}
+        for f in self.faults:
+            where: Path_ = ("faults", f.entry) if f.entry >= 0 else ("faults",)
+            if f.start > self.duration:
+                raise _fail((*where, "start"), f"fault {f.id!r} starts at {f.start:g} s, after the "
+                                               f"run ends ({self.duration:g} s)")
+            if f.end > self.duration:
+                raise _fail((*where, "end"), f"fault {f.id!r} ends at {f.end:g} s, after the run "
+                                             f"ends ({self.duration:g} s)")
+            if f.id in seen:
+                raise _fail((*where, "id"), f"fault id {f.id!r} is used twice (give each "
+                                            f"[[faults]] its own id)")
+            for g in seen.values():
+                if g.target == f.target and g.layer == f.layer and g.overlaps(f):
+                    raise _fail((*where, "start"), f"fault {f.id!r} ({f.kind} {f.target}) overlaps "
+                                                   f"{g.id!r} ({g.kind} {g.target}) on the same target")
+            seen[f.id] = f
+        return set(seen)
 
     def variant(self, name: str | None = None) -> Variant:
         if name is None:

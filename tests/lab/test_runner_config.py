@@ -10,7 +10,7 @@ import pytest
 
 from devices.__main__ import parse_config
 from lab.scenario import parse_scenario
-from lab.scenario.runner import cohort_specs, real_keepalive, stack_config, with_chunk, with_devices
+from lab.scenario.config import cohort_specs, real_keepalive, stack_config, with_chunk, with_devices
 from lab.stack.control import component_argv
 from lab.stack.statedir import StateDir
 
@@ -78,7 +78,7 @@ def test_longer_chunks_keep_the_backlog_pace_in_seconds_of_ecg() -> None:
 
 @pytest.mark.parametrize(("speed", "cap"), [(1.0, 30.0), (10.0, 3.0), (20.0, 2.0), (2304.0, 2.0)])
 def test_the_reconnect_backoff_cap_is_30_simulated_seconds(speed: float, cap: float) -> None:
-    from lab.scenario.runner import real_backoff_cap
+    from lab.scenario.config import real_backoff_cap
 
     assert real_backoff_cap(speed) == cap
     scn = parse_scenario(SCENARIO)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 from pathlib import Path
 
@@ -15,12 +16,12 @@ from lab.scenario import (
     Fault,
     FleetSpec,
     ScenarioError,
-    _Locator,
     list_scenarios,
     load_scenario,
     parse_scenario,
     plan,
 )
+from lab.scenario import Locator
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 SHIPPED = ["blackhole-vs-cut", "broker-restart-no-persistence", "cardiocomm-72h", "device-reboot",
@@ -357,12 +358,14 @@ def test_variant_errors_point_into_the_variant() -> None:
     assert err.line == 37 and "outbox_capacity" in err.message
     err = rejected(text.replace("outbox_capacity = -1", "outbox_capacity = 9").replace('"two"', '"one"'))
     assert "variant 'one' is named twice" in err.message and err.line == 36
-    err = rejected(text.replace(', outbox_capacity = -1', '').replace('expect = ["lost > 0"]', 'expect = "lost > 0"'))
+    err = rejected(text.replace(', outbox_capacity = -1', '')
+                   .replace('expect = ["lost > 0"]', 'expect = "lost > 0"'))
     assert "expect must be a list" in err.message and err.line == 38
     both = text.replace('delivery = "end-to-end"', 'delivery = ["broker-ack", "end-to-end"]')
     err = rejected(both)
     assert "[[variants]] are given" in err.message and err.line == 11
-    err = rejected(text.replace("[[variants]]\nname = \"one\"", "[[variants]]\nname = \"one\"\ncolour = 3", 1))
+    err = rejected(text.replace("[[variants]]\nname = \"one\"",
+                                "[[variants]]\nname = \"one\"\ncolour = 3", 1))
     assert "unknown key 'colour' in [[variants]] #1" in err.message and err.line == 34
 
 
@@ -411,7 +414,7 @@ def test_random_moments_fit_and_never_overlap(count: int, lasting: int, seed: in
     assert len(faults) == count
     for f in faults:
         assert lo <= f.start and f.end <= hi and f.end - f.start == pytest.approx(lasting)
-    for a, b in zip(faults, faults[1:], strict=False):
+    for a, b in itertools.pairwise(faults):
         assert b.start - a.end >= lasting - 0.002
     assert parse(text).faults == faults
 
@@ -495,9 +498,9 @@ def test_locator_tables_arrays_inline_and_strings() -> None:
         [[arr]]
         k = 2
         [arr.sub]
-        m = "it's" 
+        m = "it's"
         ''')
-    loc = _Locator(text)
+    loc = Locator(text)
     assert loc.line(("a",)) == 1
     assert ("b",) not in loc.lines  # inside a multi-line string
     assert loc.line(("quoted key",)) == 4 and ("c",) not in loc.lines

@@ -1,0 +1,135 @@
+"""Running one scenario variant against the real stack: `ecgpipe scenario run`'s work.
+
+The runner starts a stack in `OUT/<variant>/state` whose processes share one simulated clock
+(ecgcore.clock.shared_clock_env): simulated time stands still at SCENARIO_ORIGIN until every
+process is healthy, then runs `speed` times faster than real time. The runner applies the
+plan's fault steps at their simulated times (network faults through the link proxies,
+lab.nemesis.proxyctl; process faults with signals, lab.nemesis.process, which records them in
+history/nemesis.jsonl), stops the fleet at the end, lets ingest drain, and hands the state
+dir's history to the pure checker. The generator/nemesis/checker split follows Jepsen: this
+module only produces a history.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ecgcore.clock import ScaledClock
+from lab.checker import check
+from lab.history import label_windows, load_history
+from lab.nemesis import proxyctl
+from lab.nemesis.process import ProcessAction, ProcessNemesis, ProcessOp
+from lab.scenario.config import MIN_KEEPALIVE_S, SCENARIO_ORIGIN, stack_config
+from lab.scenario.model import Scenario, Variant
+from lab.scenario.outputs import VariantRun, write_outputs
+from lab.scenario.plan import Step, plan
+from lab.stack import control as stack
+from lab.stack.control import Progress
+from lab.stack.levels import Drained, Stable, buffered_total, wait_for
+from lab.stack.procs import RUNNING
+from lab.stack.statedir import StackConfig, StateDir
+
+DRAIN_DEADLINE_S = 120.0  # real seconds the drain phase may take at most
+NOTE_EVERY_S = 5.0  # real seconds between two progress lines while the timeline runs
+
+
+def process_op(step: Step) -> ProcessOp:
+    """A process fault's step (kill, term, stop, cont, start) as the nemesis' operation."""
+    return ProcessOp(action=ProcessAction(step.action), target=step.target or "", event=step.event,
+                     fault=step.kind or "", fault_id=step.fault_id or "")
+
+
+def apply_step(step: Step, sd: StateDir, clock: ScaledClock, nemesis: ProcessNemesis) -> None:
+    """One plan step, now: a network fault's apply or heal goes to its link's proxy, anything
+    else is a process operation."""
+    if step.action == "apply":
+        params = {k: v for k, v in step.params.items() if k != "kind"}
+        proxyctl.send(sd.root, step.target or "", step.params["kind"], clock, **params)
+    elif step.action == "heal":
+        proxyctl.send(sd.root, step.target or "", "heal", clock)
+    else:
+        nemesis.apply(process_op(step))
+
+
+def drain(sd: StateDir, say: Progress) -> None:
+    """The drain phase. Under compression the network is not compressed: a backlog that a
+    real-time run would deliver in seconds of its last simulated hours gets only
+    milliseconds of real time. So the fleet records nothing after the timeline's end
+    (--record-until, exact in simulated time, so every speed records the same readings)
+    and the runner lets it deliver until its outboxes are empty (or nothing has moved for
+    10 s, or DRAIN_DEADLINE_S pass); what is still buffered then is reported as buffered.
+    Every fault has ended by then (the plan heals each at its end)."""
+    if sd.component("devices").state() != RUNNING:
+        return
+    t0 = time.monotonic()
+    done = wait_for(Drained(sd, quiet_s=1.0, stall_s=10.0), deadline_s=DRAIN_DEADLINE_S, poll_s=0.2)
+    left = buffered_total(sd)
+    say(f"      drained in {time.monotonic() - t0:.1f} s real" + (f"; {left} readings still buffered"
+                                                                  if left or not done else ""))
+
+
+def _snapshot(sd: StateDir) -> str:
+    from devices import outbox_view as dev_inspect
+    from ingest import store_view as ing_inspect
+
+    buffered = sum(r["buffered"] for r in dev_inspect.device_summaries(sd.outbox_db))
+    stored = ing_inspect.totals(sd.ingest_db)["stored"]
+    return f"outboxes {buffered:>6}, ingest stored {stored:>7}"
+
+
+def _fmt_sim(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3 * 3600 else f"{seconds:.0f} s"
+
+
+def _announce(scn: Scenario, var: Variant, speed: float, cfg: StackConfig, say: Progress) -> None:
+    say(f"--- {scn.name} / {var.name}: {var.fleet.devices} devices, {var.fleet.delivery}, "
+        f"{_fmt_sim(scn.duration)} simulated at {speed:g}x (about {scn.duration / speed:.0f} s)")
+    if var.fleet.keepalive is not None:
+        floor = ", the 2-s floor" if cfg.keepalive == MIN_KEEPALIVE_S else ""
+        say(f"      keepalive {var.fleet.keepalive:g} s simulated: the devices use {cfg.keepalive} "
+            f"real s (= {cfg.keepalive * speed:g} s simulated{floor})")
+
+
+def _play(steps: list[Step], sd: StateDir, clock: ScaledClock, nemesis: ProcessNemesis,
+          say: Progress) -> None:
+    """Each step at its simulated time, with a progress line every NOTE_EVERY_S real seconds,
+    until the step that ends the run."""
+    next_note = time.monotonic() + NOTE_EVERY_S
+    for step in steps:
+        while clock.monotonic() < step.at:
+            time.sleep(min(0.05, max(0.0, clock.to_wall(step.at - clock.monotonic()))))
+            if time.monotonic() >= next_note:
+                next_note = time.monotonic() + NOTE_EVERY_S
+                say(f"      t = {_fmt_sim(clock.monotonic()):>8}: {_snapshot(sd)}")
+        if step.action == "end":
+            break
+        say(f"      t = {_fmt_sim(step.at):>8}: {step.action} {step.target} ({step.fault_id})")
+        apply_step(step, sd, clock, nemesis)
+
+
+def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Progress) -> VariantRun:
+    """Run `var` of `scn` at `speed` in OUT/<variant>, check its history, write its outputs."""
+    vdir = out / var.name
+    sd = StateDir(vdir / "state")
+    cfg = stack_config(scn, var, speed)
+    _announce(scn, var, speed, cfg, say)
+    sd.clock_anchor_file.unlink(missing_ok=True)  # a re-run into the same --out starts a new clock
+    cfg = stack.up(sd, cfg, progress=lambda m: say("      " + m))
+    # simulated time stood still at SCENARIO_ORIGIN while the stack started; it starts now
+    clock = ScaledClock(speed=speed, origin=SCENARIO_ORIGIN, anchor=stack.start_clock(sd))
+    nemesis = ProcessNemesis(sd, cfg, clock, say)
+    try:
+        _play(plan(scn, speed, var.name), sd, clock, nemesis, say)
+        say("      run over: the devices record nothing more and deliver what they hold")
+        drain(sd, say)
+        stack.kill(sd, "devices", "TERM")
+        wait_for(Stable(sd, quiet_s=2.0), deadline_s=60.0)
+    finally:
+        stack.down(sd)
+        nemesis.close()
+    hist = load_history(sd.root)
+    names = [(f.id, f.kind, f.target, SCENARIO_ORIGIN + f.start) for f in scn.faults]
+    hist = label_windows(hist, names, tolerance_s=max(2.0, 2.0 * speed))
+    result = check(hist, var.expect, grace_s=0.1 * speed + 1.0)
+    return write_outputs(scn, var, speed, cfg, sd, hist, result, vdir, say)
