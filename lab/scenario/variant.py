@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ecgcore.clock import ScaledClock
+from ecgcore.waiting import wait_until
 from lab.checker import check
 from lab.history import label_windows, load_history
 from lab.nemesis import proxyctl
@@ -26,7 +27,7 @@ from lab.scenario.outputs import VariantRun, write_outputs
 from lab.scenario.plan import Step, plan
 from lab.stack import control as stack
 from lab.stack.control import Progress
-from lab.stack.levels import Drained, Stable, buffered_total, wait_for
+from lab.stack.levels import Drained, Stable, buffered_total
 from lab.stack.procs import RUNNING
 from lab.stack.statedir import StackConfig, StateDir
 
@@ -63,7 +64,7 @@ def drain(sd: StateDir, say: Progress) -> None:
     if sd.component("devices").state() != RUNNING:
         return
     t0 = time.monotonic()
-    done = wait_for(Drained(sd, quiet_s=1.0, stall_s=10.0), deadline_s=DRAIN_DEADLINE_S, poll_s=0.2)
+    done = wait_until(Drained(sd, quiet_s=1.0, stall_s=10.0), DRAIN_DEADLINE_S, poll_s=0.2)
     left = buffered_total(sd)
     say(f"      drained in {time.monotonic() - t0:.1f} s real" + (f"; {left} readings still buffered"
                                                                   if left or not done else ""))
@@ -124,7 +125,7 @@ def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Progr
         say("      run over: the devices record nothing more and deliver what they hold")
         drain(sd, say)
         stack.kill(sd, "devices", "TERM")
-        wait_for(Stable(sd, quiet_s=2.0), deadline_s=60.0)
+        wait_until(Stable(sd, quiet_s=2.0), 60.0, poll_s=0.2)
     finally:
         stack.down(sd)
         nemesis.close()
