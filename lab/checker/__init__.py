@@ -1,25 +1,41 @@
-"""The checker: small pure checkers over a run's history, composed into one result, and the expectation language of verdicts."""
+"""The checker: small pure checkers over a run's history, composed into one result, and the
+expectation language of verdicts.
 
-from lab.checker.core import (
+Start at lab/checker/compose.py: check() and the map of the modules it composes.
+"""
+
+from lab.checker.compose import check
+from lab.checker.expect import (
+    METRICS,
+    WINDOW_ID,
+    Expectation,
+    ExpectationError,
+    parse_expectation,
+    verdict,
+)
+from lab.checker.index import infer_delivery
+from lab.checker.measures import quantiles
+from lab.checker.result import (
     CAUSES,
     CRASH,
+    OUTCOMES,
     OVERFLOW,
     QOS0,
     RESTART,
     UNEXPLAINED,
-    WINDOW_ID,
+    Backlog,
     CheckResult,
-    Expectation,
-    ExpectationError,
-    check,
-    infer_delivery,
-    parse_expectation,
-    quantiles,
-    verdict,
+    Counts,
+    Loss,
+    Quantiles,
+    ReadingOutcome,
+    WindowReport,
+    seq_ranges,
 )
 
 __all__ = [
-    "CAUSES", "CRASH", "OVERFLOW", "QOS0", "RESTART", "UNEXPLAINED", "WINDOW_ID", "CheckResult",
-    "Expectation", "ExpectationError", "check", "infer_delivery", "parse_expectation", "quantiles",
-    "verdict",
+    "CAUSES", "CRASH", "METRICS", "OUTCOMES", "OVERFLOW", "QOS0", "RESTART", "UNEXPLAINED",
+    "WINDOW_ID", "Backlog", "CheckResult", "Counts", "Expectation", "ExpectationError", "Loss",
+    "Quantiles", "ReadingOutcome", "WindowReport", "check", "infer_delivery", "parse_expectation",
+    "quantiles", "seq_ranges", "verdict",
 ]

@@ -19,6 +19,7 @@ units; the injected clock converts them. time.monotonic schedules the bytes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import heapq
 import itertools
@@ -43,10 +44,8 @@ UP, DOWN = "upstream", "downstream"
 
 def _reset(sock: socket.socket) -> None:
     """Close with an RST instead of a FIN."""
-    try:
+    with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
     sock.close()
 
 
@@ -240,7 +239,8 @@ class Forwarder:
 
     def _on_event(self, conn: Conn, side: str, mask: int) -> None:
         if side == "upstream" and conn.connecting:
-            assert conn.upstream is not None
+            if conn.upstream is None:  # closed by an earlier event of this same step
+                return
             err = conn.upstream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
                 self.counters["upstream_failed"] += 1
@@ -324,10 +324,8 @@ class Forwarder:
         """The source sent FIN and all its bytes are written: pass the FIN on."""
         dst = conn.sock(dst_side)
         if dst is not None:
-            try:
+            with contextlib.suppress(OSError):
                 dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
         if conn.up.eof and conn.down.eof:
             self._close_side(conn, "client")
             self._close_side(conn, "upstream")

@@ -81,13 +81,3 @@ def build_ledger(generated: Mapping[str, int], stored: Mapping[str, set[int]],
                          evicted.get(d, {}), duplicates.get(d, 0))
         for d in ids
     })
-
-
-def seq_ranges(seqs: tuple[int, ...] | list[int]) -> list[list[int]]:
-    out: list[list[int]] = []
-    for s in seqs:
-        if out and s == out[-1][1] + 1:
-            out[-1][1] = s
-        else:
-            out.append([s, s])
-    return out

@@ -9,9 +9,10 @@ import numpy as np
 
 from devices import outbox_view as dev_inspect
 from ingest import store_view as ing_inspect
+from lab.checker import seq_ranges
 from lab.errors import LabError
 from lab.history.brokerstats import broker_stats
-from lab.report.ledger import FIELDS, Ledger, build_ledger, seq_ranges
+from lab.report.ledger import FIELDS, Ledger, build_ledger
 from lab.stack.statedir import StateDir
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.checker.core import (
+from lab.checker import (
     CAUSES,
     CRASH,
     OVERFLOW,
@@ -27,7 +27,7 @@ from lab.checker.core import (
     verdict,
 )
 from lab.errors import LabError
-from lab.history.load import (
+from lab.history import (
     Boot,
     BrokerAcked,
     BrokerSample,
@@ -458,7 +458,8 @@ def test_reordered_at_ingest_in_store_order() -> None:
 
 def test_quarantine_counted_per_device_and_in_total() -> None:
     h = H()
-    h.quarantined += [QuarantinedMessage(1, "heartcheck/a/ecg", "bad-crc", "a"), QuarantinedMessage(2, "junk", "topic")]
+    h.quarantined += [QuarantinedMessage(1, "heartcheck/a/ecg", "bad-crc", "a"),
+                      QuarantinedMessage(2, "junk", "topic")]
     r = h.check()
     assert r.devices["a"].quarantined == 1 and r.totals.quarantined == 2
 
@@ -548,6 +549,28 @@ def test_undefined_measure_fails() -> None:
 # --- the identity, on arbitrary histories ---------------------------------------------------
 
 
+def _after_commit(draw: st.DrawFn, key: tuple[str, int, int], t: float, qos: int,
+                  events: list[DeviceEvent], stored: list[Stored], dups: list[Duplicate]) -> float:
+    """What happens to a committed reading after its commit, drawn; the time of the last step."""
+    dev, boot, seq = key
+    for step in draw(st.lists(st.sampled_from(["pub", "back", "iack", "evict", "store", "dup"]),
+                              max_size=4)):
+        t += 0.5
+        if step == "pub":
+            events.append(Published(t, dev, boot, seq, qos))
+        elif step == "back":
+            events.append(BrokerAcked(t, dev, boot, seq))
+        elif step == "iack":
+            events.append(IngestAcked(t, dev, boot, seq))
+        elif step == "evict":
+            events.append(Evicted(t, dev, boot, seq, draw(st.sampled_from(["r1", "r2"]))))
+        elif step == "store":
+            stored.append(Stored(t, dev, boot, seq, t - 2, t, 1.0, draw(st.booleans())))
+        else:
+            dups.append(Duplicate(t, dev, boot, seq))
+    return t
+
+
 @st.composite
 def histories(draw: st.DrawFn) -> History:
     mode = draw(st.sampled_from(["fire-and-forget", "broker-ack", "end-to-end"]))
@@ -567,21 +590,7 @@ def histories(draw: st.DrawFn) -> History:
                 if draw(st.booleans()):  # crash before the commit: the next boot reuses seq
                     break
                 next_seq += 1
-                for step in draw(st.lists(st.sampled_from(["pub", "back", "iack", "evict", "store", "dup"]),
-                                          max_size=4)):
-                    t += 0.5
-                    if step == "pub":
-                        events.append(Published(t, dev, boot, seq, qos))
-                    elif step == "back":
-                        events.append(BrokerAcked(t, dev, boot, seq))
-                    elif step == "iack":
-                        events.append(IngestAcked(t, dev, boot, seq))
-                    elif step == "evict":
-                        events.append(Evicted(t, dev, boot, seq, draw(st.sampled_from(["r1", "r2"]))))
-                    elif step == "store":
-                        stored.append(Stored(t, dev, boot, seq, t - 2, t, 1.0, draw(st.booleans())))
-                    else:
-                        dups.append(Duplicate(t, dev, boot, seq))
+                t = _after_commit(draw, (dev, boot, seq), t, qos, events, stored, dups)
     if draw(st.booleans()):
         stored.append(Stored(t + 1, "z", 1, 0, t, t + 1))  # unexpected
     faults = [FaultWindow(f"w{i}", draw(st.sampled_from(["cut", "kill", "blackhole"])),

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from devices.outbox import SCHEMA as OUTBOX_SCHEMA
 from ingest.store import SCHEMA as INGEST_SCHEMA
-from lab.checker.core import CRASH, OVERFLOW, check
+from lab.checker import CRASH, OVERFLOW, check
 from lab.history import (
     Boot,
     BrokerAcked,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lab.report.ledger import build_ledger, device_ledger, seq_ranges
+from lab.checker import seq_ranges
+from lab.report.ledger import build_ledger, device_ledger
 
 
 def test_each_term_from_its_own_source() -> None:

@@ -1,0 +1,125 @@
+"""The expectation language: what a scenario says must hold of a CheckResult, and the verdict.
+
+    parse_expectation("lost = 0") -> Expectation(metric="lost", op="=", value=0.0)
+    verdict(result, ["lost = 0", ...]) -> (True, ["ok    lost = 0   (lost = 0)", ...])
+
+Expectations: "lost = 0", "lost > 0", "stored >= 100", "cause.broker-queue-overflow > 0",
+"window.blackhole.lost > 0", ... (parse_expectation; METRICS lists the names) and
+verdict(result, expectations) -> (ok, lines).
+
+A measure is a name CheckResult.metrics() gives (METRIC_HELP lists them for error messages).
+A cause or eviction reason that never happened counts as 0; a window the history does not
+have fails; an undefined measure (latency with nothing stored) fails.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from lab.checker.result import CAUSES, COUNT_FIELDS, QUANTILES, CheckResult
+from lab.errors import LabError
+
+
+class ExpectationError(LabError):
+    """An expectation string that does not parse, or names no known measure."""
+
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "=": lambda a, b: a == b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+}
+_CAUSE_RE = "|".join(re.escape(c) for c in CAUSES)
+_Q_RE = "|".join(QUANTILES)
+WINDOW_ID = re.compile(r"[A-Za-z0-9_-]+")
+METRICS = re.compile(
+    rf"(?:{'|'.join(COUNT_FIELDS)})"
+    rf"|cause\.(?:{_CAUSE_RE})"
+    r"|evicted\.[A-Za-z0-9_:.-]+"
+    rf"|(?:latency|backlog_latency)\.(?:{_Q_RE})"
+    r"|hwm\.(?:outbox|outbox_device|broker)"
+    r"|broker\.dropped|drain\.max"
+    rf"|window\.[A-Za-z0-9_-]+\.(?:lost|drain|cause\.(?:{_CAUSE_RE}))"
+)
+_EXPECTATION = re.compile(
+    r"\s*(?P<metric>[A-Za-z0-9_.:-]+)\s*(?P<op>==|!=|<=|>=|=|<|>)\s*"
+    r"(?P<value>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*"
+)
+METRIC_HELP = ("generated, committed, stored, duplicated, duplicates, recovered, buffered, "
+               "evicted, lost, unexpected, reordered, quarantined, cause.<cause>, "
+               "evicted.<reason>, latency.p50|p90|p99|max, backlog_latency.<q>, "
+               "hwm.outbox|outbox_device|broker, broker.dropped, drain.max, "
+               "window.<id>.lost|drain|cause.<cause>")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    metric: str
+    op: str
+    value: float
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        if self.op not in _OPS:
+            raise ExpectationError(f"unknown comparison {self.op!r} in {self.text!r}")
+        if not METRICS.fullmatch(self.metric):
+            hint = ""
+            if self.metric.startswith("cause.") or ".cause." in self.metric:
+                hint = f"; causes are {', '.join(CAUSES)}"
+            raise ExpectationError(f"unknown measure {self.metric!r} in expectation "
+                                   f"{self.text or self.metric!r}{hint}; known: {METRIC_HELP}")
+        if not math.isfinite(self.value):
+            raise ExpectationError(f"expectation {self.text!r} needs a finite number")
+        if not self.text:
+            object.__setattr__(self, "text", f"{self.metric} {self.op} {_fmt(self.value)}")
+
+    @property
+    def window_id(self) -> str | None:
+        return self.metric.split(".")[1] if self.metric.startswith("window.") else None
+
+    def holds(self, actual: float) -> bool:
+        return bool(_OPS[self.op](actual, self.value))
+
+
+def parse_expectation(text: str) -> Expectation:
+    """'lost = 0', 'lost>0', 'stored >= 100', 'cause.broker-queue-overflow > 0', ..."""
+    if not isinstance(text, str):
+        raise ExpectationError(f"an expectation is a string like \"lost = 0\", not {text!r}")
+    m = _EXPECTATION.fullmatch(text)
+    if m is None:
+        raise ExpectationError(f"bad expectation {text!r}: write <measure> <op> <number>, "
+                               f"e.g. \"lost = 0\" or \"cause.broker-queue-overflow > 0\" "
+                               f"(op: = != < <= > >=)")
+    return Expectation(m["metric"], m["op"], float(m["value"]), text.strip())
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "undefined"
+    if math.isinf(x):
+        return "never" if x > 0 else "-inf"
+    return str(int(x)) if float(x).is_integer() else f"{x:.3f}"
+
+
+def verdict(result: CheckResult, expectations: Iterable[Expectation | str]) -> tuple[bool, list[str]]:
+    """(all hold, one line per expectation: "ok   lost = 0  (lost = 0)" or "FAIL ...")."""
+    metrics = result.metrics()
+    ok, lines = True, []
+    for e in expectations:
+        exp = parse_expectation(e) if isinstance(e, str) else e
+        if exp.metric in metrics:
+            actual = metrics[exp.metric]
+            holds = actual is not None and exp.holds(actual)
+            got = f"{exp.metric} = {_fmt(actual)}"
+        elif exp.window_id is not None:
+            holds, got = False, f"no fault window {exp.window_id!r} in the history"
+        else:  # a cause or eviction reason that never happened counts as 0
+            holds, got = exp.holds(0.0), f"{exp.metric} = 0"
+        if exp.metric == "lost" and result.totals.lost and not holds:
+            got += " (" + ", ".join(f"{c} {n}" for c, n in result.totals.lost_by_cause.items() if n) + ")"
+        ok &= holds
+        lines.append(f"{'ok  ' if holds else 'FAIL'}  {exp.text}   ({got})")
+    return ok, lines
