@@ -18,10 +18,12 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
+from ecgcore.waiting import wait_until
 from lab.report.summary import build_report
 from lab.stack import control as stack
-from lab.stack.levels import Stable, generated_total, wait_for
+from lab.stack.levels import Stable, generated_total
 from lab.stack.statedir import StackConfig, StateDir
 
 HZ = os.sysconf("SC_CLK_TCK")
@@ -37,7 +39,25 @@ def cpu_seconds(pid: int | None) -> float:
         return 0.0
 
 
-def run_one(n: int, seconds: float, root: Path, proxies: bool) -> dict[str, object]:
+class RunResult(TypedDict):
+    """One fleet size's run, as printed (one JSON line per run)."""
+
+    devices: int
+    ok: bool
+    up_s: float
+    readings_per_s: float
+    realtime_ratio: float
+    lost: int
+    evicted: int
+    buffered_at_stop: int
+    duplicates: int
+    p50_s: float | None
+    p99_s: float | None
+    cpu_cores: dict[str, float]  # CPU seconds per real second, per process
+    cpu_per_device_vs_smallest: NotRequired[float]  # added once every run is done
+
+
+def run_one(n: int, seconds: float, root: Path, proxies: bool) -> RunResult:
     sd = StateDir(root / f"n{n}")
     cfg = StackConfig(devices=n, delivery="end-to-end", max_queued=100_000, ack_timeout=10.0,
                       outbox_capacity=5000, proxies=proxies)
@@ -54,7 +74,7 @@ def run_one(n: int, seconds: float, root: Path, proxies: bool) -> dict[str, obje
     g1, t1 = generated_total(sd), time.monotonic()
     cpu = {c: round((cpu_seconds(p) - cpu0[c]) / (t1 - t0), 3) for c, p in pids.items()}
     stack.kill(sd, "devices", "TERM")
-    wait_for(Stable(sd, 2.0), 60)
+    wait_until(Stable(sd, 2.0), 60, poll_s=0.2)
     stack.down(sd)
     rep = build_report(sd)
     t = rep["totals"]
@@ -82,9 +102,9 @@ def main() -> None:
         results.append(r)
         print(json.dumps(r), flush=True)
     base = results[0]
-    base_cpu = sum(base["cpu_cores"].values()) / base["devices"]  # type: ignore[union-attr, operator]
+    base_cpu = sum(base["cpu_cores"].values()) / base["devices"]
     for r in results:
-        per_dev = sum(r["cpu_cores"].values()) / r["devices"]  # type: ignore[union-attr, operator]
+        per_dev = sum(r["cpu_cores"].values()) / r["devices"]
         r["cpu_per_device_vs_smallest"] = round(per_dev / base_cpu, 3)
     best = max((r["devices"] for r in results if r["ok"]), default=0)
     print(json.dumps({"max_devices_sustained": best, "runs": results}, indent=1))

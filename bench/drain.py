@@ -23,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from ecgcore.files import read_json
 from lab.stack.broker import BrokerSettings, RunningBroker
@@ -34,7 +36,7 @@ from wire.topics import ECG_SUBSCRIPTION, ecg_topic
 
 
 def _props() -> Properties:
-    p = Properties(PacketTypes.CONNECT)
+    p = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: unannotated
     p.SessionExpiryInterval = 3600
     return p
 
@@ -45,13 +47,21 @@ class BareSubscriber:
         self.first: float | None = None
         self.last: float | None = None
         self.subscribed = threading.Event()
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe(ECG_SUBSCRIPTION, qos=1)
-        self.c.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.c.on_connect = self._on_connect
+        self.c.on_subscribe = self._on_subscribe
         self.c.on_message = self._on_message
         self.host, self.port = host, port
 
-    def _on_message(self, c, u, msg) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
+        client.subscribe(ECG_SUBSCRIPTION, qos=1)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
+                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:
+        self.subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         now = time.perf_counter()
         if self.first is None:
             self.first = now
@@ -68,7 +78,7 @@ class BareSubscriber:
 
 
 def publish_backlog(host: str, port: int, n: int, devices: int) -> float:
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-pub", protocol=mqtt.MQTTv5)
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-pub", protocol=mqtt.MQTTv5)
     pub.max_inflight_messages_set(100)
     pub.max_queued_messages_set(0)
     pub.connect(host, port)
@@ -136,7 +146,8 @@ def run(messages: int, devices: int) -> dict[str, float]:
         while bare.count < messages and time.monotonic() < end:
             time.sleep(0.02)
         bare.disconnect()
-        assert bare.first is not None and bare.last is not None
+        if bare.first is None or bare.last is None:
+            raise SystemExit(f"the bare subscriber received {bare.count} of {messages} messages")
         bare_rate = (bare.count - 1) / (bare.last - bare.first)
 
         db = tmp / "ingest" / "ingest.sqlite"

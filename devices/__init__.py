@@ -8,10 +8,12 @@ Modules, one responsibility each:
     schedule      StripSchedule: when a device in strip mode records (pure)
     history       the fleet's event history, history/devices.jsonl (one buffered writer)
     device        the per-device state machine (pure: no paho, no sockets)
-    mqtt_adapter  every device's MQTT connection on one selector (the only paho import)
+    mqtt_adapter  every device's MQTT connection (MqttLink) on one selector, its reconnect
+                  backoff (JitterBackoff or FixedRetry); the only paho import
     fleet         the event loop that owns all of the above
-    inspect       read-only views of fleet/outbox.sqlite for the lab
+    outbox_view   read-only views of fleet/outbox.sqlite for the lab (ecgcore.sqlite_snapshot)
     errors        DeviceError and its subclasses
 
+The words its options take (delivery, outbox policy, backoff, recording) are ecgcore.modes'.
 Run it with `python -m devices` (see docs/architecture.md for the options).
 """

@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from devices.device import RECORDINGS, Delivery
 from devices.errors import ConfigError, DeviceError, ProfileError
-from devices.fleet import BACKOFFS, SOURCES, Fleet, FleetConfig
-from devices.outbox import POLICIES
+from devices.fleet import SOURCES, Fleet, FleetConfig
 from devices.profile import Cohort
+from ecgcore.modes import BACKOFFS, DELIVERY_MODES, OUTBOX_POLICIES, RECORDINGS
+from ecgcore.strict_warnings import apply_from_env
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,10 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", required=True, help="MQTT broker host")
     p.add_argument("--port", required=True, type=int, help="MQTT broker port")
     p.add_argument("--devices", required=True, type=int, help="number of devices")
-    p.add_argument("--delivery", required=True, choices=[d.value for d in Delivery],
+    p.add_argument("--delivery", required=True, choices=DELIVERY_MODES,
                    help="when the outbox lets go of a reading")
     p.add_argument("--outbox-capacity", type=int, default=5000, help="rows per device")
-    p.add_argument("--outbox-policy", choices=POLICIES, default="drop-oldest",
+    p.add_argument("--outbox-policy", choices=OUTBOX_POLICIES, default="drop-oldest",
                    help="what a full outbox does")
     p.add_argument("--chunk-seconds", type=float, default=1.0, help="seconds of ECG per reading")
     p.add_argument("--sample-rate", type=int, default=250, help="samples per second")
@@ -119,6 +119,7 @@ def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    apply_from_env()
     config = parse_config(argv)
     fleet = Fleet(config)
 

@@ -61,7 +61,6 @@ after the next connect the outbox is re-sent from its oldest row.
 from __future__ import annotations
 
 import collections
-import enum
 import math
 from dataclasses import dataclass
 from typing import Protocol
@@ -75,21 +74,9 @@ from devices.outbox import Outbox
 from devices.profile import PatientProfile
 from devices.schedule import StripSchedule
 from ecgcore.clock import Clock
+from ecgcore.modes import RECORDINGS, Delivery, Recording
 from wire import FLAG_BACKLOG, Reading, decode_reading, ecg_topic, encode_reading
 from wire.reading import MAX_SAMPLE_RATE, MAX_SAMPLES
-
-
-class Delivery(enum.StrEnum):
-    FIRE_AND_FORGET = "fire-and-forget"
-    BROKER_ACK = "broker-ack"
-    END_TO_END = "end-to-end"
-
-    @property
-    def qos(self) -> int:
-        return 0 if self is Delivery.FIRE_AND_FORGET else 1
-
-
-RECORDINGS = ("continuous", "strip")
 
 
 class Publisher(Protocol):
@@ -109,7 +96,7 @@ class DeviceConfig:
     window: int = 50
     gain_uv: float = GAIN_UV
     max_catchup: int = 60  # chunks (strip mode: whole strips) a late loop may generate at once
-    recording: str = "continuous"
+    recording: Recording = Recording.CONTINUOUS
     strip_seconds: float = 30.0
     strips_per_day: int = 3
     strip_chunks: int = 1
@@ -123,19 +110,26 @@ class DeviceConfig:
             raise ConfigError(f"backlog pace must be more than 0 readings/s, got {self.backlog_pace}")
         if self.recording not in RECORDINGS:
             raise ConfigError(f"recording {self.recording!r} is not one of {RECORDINGS}")
-        if self.recording == "strip":
-            StripSchedule(0, self.strips_per_day, self.strip_seconds)  # validates both
-            if not 1 <= self.strip_chunks <= 65_535:
-                raise ConfigError(f"strip chunks must be in 1..65535, got {self.strip_chunks}")
-            total = self.samples_per_strip
-            if not self.strip_chunks <= total:
-                raise ConfigError(f"a strip of {total} samples cannot be cut into "
-                                  f"{self.strip_chunks} chunks")
-            if math.ceil(total / self.strip_chunks) > MAX_SAMPLES:
-                raise ConfigError(
-                    f"a strip of {self.strip_seconds:g} s at {self.sample_rate} Hz in "
-                    f"{self.strip_chunks} chunk(s) makes readings of more than {MAX_SAMPLES} "
-                    "samples; use more --strip-chunks")
+        object.__setattr__(self, "recording", Recording(self.recording))
+        if self.recording is Recording.STRIP:
+            self._check_strips()
+        self._check_limits()
+
+    def _check_strips(self) -> None:
+        StripSchedule(0, self.strips_per_day, self.strip_seconds)  # validates both
+        if not 1 <= self.strip_chunks <= 65_535:
+            raise ConfigError(f"strip chunks must be in 1..65535, got {self.strip_chunks}")
+        total = self.samples_per_strip
+        if not self.strip_chunks <= total:
+            raise ConfigError(f"a strip of {total} samples cannot be cut into "
+                              f"{self.strip_chunks} chunks")
+        if math.ceil(total / self.strip_chunks) > MAX_SAMPLES:
+            raise ConfigError(
+                f"a strip of {self.strip_seconds:g} s at {self.sample_rate} Hz in "
+                f"{self.strip_chunks} chunk(s) makes readings of more than {MAX_SAMPLES} "
+                "samples; use more --strip-chunks")
+
+    def _check_limits(self) -> None:
         if not 1 <= self.sample_rate <= MAX_SAMPLE_RATE:
             raise ConfigError(f"sample rate {self.sample_rate} Hz is not in 1..{MAX_SAMPLE_RATE}")
         if not (math.isfinite(self.chunk_seconds) and self.chunk_seconds > 0):
@@ -206,13 +200,14 @@ class Device:
         self._start_wall = booted_at + start_offset
         self._k = 0
         self._schedule: StripSchedule | None = None
-        if config.recording == "strip":
-            self._schedule = StripSchedule(profile.seed,
-                                           profile.strips_per_day or config.strips_per_day,
-                                           config.strip_seconds)
+        if config.recording is Recording.STRIP:
+            schedule = StripSchedule(profile.seed,
+                                     profile.strips_per_day or config.strips_per_day,
+                                     config.strip_seconds)
+            self._schedule = schedule
             self._wall_minus_mono = booted_at - clock.monotonic()
-            self._slot = self._schedule.first_at_or_after(booted_at)
-            self._set_next_strip()
+            self._slot = schedule.first_at_or_after(booted_at)
+            self._set_next_strip(schedule)
         self.connected = False
         self._cursor = -1  # every outbox row with seq <= cursor is in _sent (or released)
         self._sent: dict[int, float] = {}  # seq -> monotonic deadline for a resend
@@ -239,16 +234,15 @@ class Device:
         """Strip mode: simulated wall time at which the next strip starts (None otherwise)."""
         return self._strip_start if self._schedule is not None else None
 
-    def _set_next_strip(self) -> None:
-        assert self._schedule is not None
-        self._strip_start = self._schedule.start(*self._slot)
+    def _set_next_strip(self, schedule: StripSchedule) -> None:
+        self._strip_start = schedule.start(*self._slot)
         self._strip_due = (self._strip_start + self.config.strip_seconds
                            - self._wall_minus_mono)
 
     def generate(self) -> int:
         """Turn every chunk (strip) of simulated time that has passed into outbox rows."""
         if self._schedule is not None:
-            return self._generate_strips()
+            return self._generate_strips(self._schedule)
         now = min(self._clock.monotonic(), self._until_mono + 1e-9)
         cs = self.config.chunk_seconds
         if now < self.next_due:
@@ -266,7 +260,7 @@ class Device:
             made += 1
         return made
 
-    def _generate_strips(self) -> int:
+    def _generate_strips(self, schedule: StripSchedule) -> int:
         now = min(self._clock.monotonic(), self._until_mono)
         if now < self._strip_due:
             return 0
@@ -276,9 +270,8 @@ class Device:
             if len(due) == due.maxlen:
                 skipped += 1  # the oldest is pushed out: only the newest max_catchup are kept
             due.append(self._strip_start)
-            assert self._schedule is not None
-            self._slot = self._schedule.next_slot(*self._slot)
-            self._set_next_strip()
+            self._slot = schedule.next_slot(*self._slot)
+            self._set_next_strip(schedule)
         self.stats.skipped_strips += skipped
         return sum(self._record_strip(start) for start in due)
 
@@ -312,13 +305,13 @@ class Device:
         )
         self.next_seq += 1
         self.stats.generated += 1
-        if result.evicted_seq is not None:
-            assert result.evicted_boot is not None and result.reason is not None
-            self._history.evicted(now, self.device_id, result.evicted_boot, result.evicted_seq,
-                                  result.reason)
+        eviction = result.eviction
+        if eviction is not None:
+            self._history.evicted(now, self.device_id, eviction.boot_epoch, eviction.seq,
+                                  eviction.reason)
             self.stats.evicted += 1
-            self._sent.pop(result.evicted_seq, None)
-            self._fresh = [f for f in self._fresh if f[0] != result.evicted_seq]
+            self._sent.pop(eviction.seq, None)
+            self._fresh = [f for f in self._fresh if f[0] != eviction.seq]
         if result.stored:
             self._fresh.append((reading.seq, payload))
 
@@ -445,7 +438,7 @@ class Device:
                     return -math.inf
                 t = min(t, self._tokens_at + (need - self._tokens) / self._pace)  # paced
             if self._sent:
-                t = min(t, min(self._sent.values()))
+                t = min(t, *self._sent.values())
         return t
 
     # --- link events --------------------------------------------------------------------

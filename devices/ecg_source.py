@@ -63,7 +63,7 @@ def find_r_peaks(x_mv: np.ndarray, sample_rate: int) -> np.ndarray:
     if not top > 0:
         return np.empty(0, dtype=np.intp)
     peaks, _ = find_peaks(hp, height=0.5 * top, distance=max(1, int(0.3 * sample_rate)))
-    return peaks
+    return np.asarray(peaks, dtype=np.intp)
 
 
 def loopable(x_mv: np.ndarray, sample_rate: int, hr_bpm: float) -> np.ndarray:
@@ -92,7 +92,7 @@ def loopable(x_mv: np.ndarray, sample_rate: int, hr_bpm: float) -> np.ndarray:
         raise EcgSourceError(f"bank beats at {measured:.1f} bpm, not {hr_bpm:g}")
     p0, pk = int(peaks[0]), int(peaks[-1])
     seg = x[p0:pk].copy()
-    ramp = (x[pk] - x[p0]) * np.arange(seg.size) / seg.size
+    ramp = (float(x[pk]) - float(x[p0])) * np.arange(seg.size) / seg.size
     return (seg - ramp).astype(np.float32)
 
 
@@ -168,7 +168,8 @@ def ecgsyn(duration_s: float, sample_rate: int, hr_bpm: float, hrv: float,
     """
     import neurokit2 as nk
 
-    saved = np.random.get_state()
+    # the legacy global state is what neurokit2 seeds, so it is what must be saved: no Generator
+    saved = np.random.get_state()  # noqa: NPY002 -- saving the global state a library alters
     try:
         x = nk.ecg_simulate(
             duration=duration_s, sampling_rate=sample_rate, heart_rate=hr_bpm,
@@ -177,13 +178,13 @@ def ecgsyn(duration_s: float, sample_rate: int, hr_bpm: float, hrv: float,
     except Exception as exc:  # neurokit2 raises plain ValueErrors and numerical errors
         raise EcgSourceError(f"ecgsyn failed for {hr_bpm:g} bpm: {exc}") from exc
     finally:
-        np.random.set_state(saved)
+        np.random.set_state(saved)  # noqa: NPY002 -- restoring the global state (see above)
     return np.asarray(x, dtype=np.float64)
 
 
 def _load_bank(path: Path) -> np.ndarray | None:
     try:
-        bank = np.load(path, allow_pickle=False)
+        bank: np.ndarray = np.load(path, allow_pickle=False)
     except (OSError, ValueError):
         return None
     if bank.ndim != 1 or bank.dtype != np.float32 or bank.size < 2 or not np.all(np.isfinite(bank)):
@@ -198,7 +199,7 @@ def _save_bank(path: Path, bank: np.ndarray) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with tmp.open("wb") as fh:
             np.save(fh, bank, allow_pickle=False)
-        os.replace(tmp, path)
+        tmp.replace(path)
     except OSError as exc:
         raise EcgSourceError(f"cannot write ECG cache {path}: {exc}") from exc
 

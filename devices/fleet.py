@@ -55,6 +55,8 @@ is recorded; the fleet keeps running and delivering its outbox (a lab run's drai
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import math
 import os
 import resource
@@ -64,24 +66,34 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 import numpy as np
 
-from devices.device import RECORDINGS, Delivery, Device, DeviceConfig
+from devices.device import Device, DeviceConfig
 from devices.ecg_source import EcgStream, make_source
 from devices.errors import ConfigError, ProfileError
 from devices.history import HistoryFile, NoHistory
-from devices.mqtt_adapter import Backoff, FixedRetry, LinkEvent, MqttHub
-from devices.outbox import POLICIES, Outbox
+from devices.mqtt_adapter import FixedRetry, JitterBackoff, LinkEvent, MqttHub
+from devices.outbox import Outbox
 from devices.profile import Cohort, fleet_profiles
 from ecgcore.clock import Clock, make_clock
 from ecgcore.files import write_json_atomic
+from ecgcore.modes import (
+    BACKOFFS,
+    DELIVERY_MODES,
+    OUTBOX_POLICIES,
+    RECORDINGS,
+    Backoff,
+    Delivery,
+    OutboxPolicy,
+    Recording,
+)
 from wire import WireError, decode_ack
 from wire.reading import DEVICE_ID_RE
 
 SOURCES = ("ecgsyn", "synthetic")
-BACKOFFS = ("jitter", "none")
+W = TypeVar("W", bound=enum.StrEnum)
 MAX_POLL_WALL = 1.0  # real seconds the loop may block in the selector at most
 
 
@@ -95,7 +107,7 @@ class FleetConfig:
     devices: int
     delivery: Delivery
     outbox_capacity: int = 5000
-    outbox_policy: str = "drop-oldest"
+    outbox_policy: OutboxPolicy = OutboxPolicy.DROP_OLDEST
     chunk_seconds: float = 1.0
     sample_rate: int = 250
     seed: int = 0
@@ -107,11 +119,11 @@ class FleetConfig:
     keepalive: int = 10
     tick_seconds: float = 0.1  # real seconds between generate/commit/publish passes
     history: bool = True  # append device events to DIR/history/devices.jsonl
-    recording: str = "continuous"
+    recording: Recording = Recording.CONTINUOUS
     strip_seconds: float = 30.0
     strips_per_day: int = 3
     strip_chunks: int = 1
-    reconnect_backoff: str = "jitter"  # jitter: exponential with jitter; none: every second, in step
+    reconnect_backoff: Backoff = Backoff.JITTER  # exponential with jitter; none: every second, in step
     backoff_cap: float = 30.0  # jitter: the longest wait between attempts, real seconds
     record_until: float | None = None  # simulated Unix time: record nothing that ends later
     backlog_pace: float | None = None  # backlog readings per simulated second per device
@@ -119,39 +131,21 @@ class FleetConfig:
     device: DeviceConfig = field(init=False)
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "delivery", Delivery(self.delivery))
-        except ValueError:
-            raise ConfigError(f"delivery {self.delivery!r} is not one of "
-                              f"{[d.value for d in Delivery]}") from None
+        object.__setattr__(self, "delivery", self._word(
+            Delivery, self.delivery, f"delivery {self.delivery!r} is not one of {list(DELIVERY_MODES)}"))
         object.__setattr__(self, "state_dir", Path(self.state_dir))
-        if not 1 <= self.port <= 65535:
-            raise ConfigError(f"port {self.port} is not in 1..65535")
-        if self.devices < 1:
-            raise ConfigError(f"a fleet needs at least 1 device, got {self.devices}")
-        if self.outbox_capacity < 1:
-            raise ConfigError(f"outbox capacity must be at least 1, got {self.outbox_capacity}")
-        if self.outbox_policy not in POLICIES:
-            raise ConfigError(f"outbox policy {self.outbox_policy!r} is not one of {POLICIES}")
-        if not (math.isfinite(self.speed) and self.speed > 0):
-            raise ConfigError(f"speed must be positive, got {self.speed}")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be non-negative, got {self.seed}")
-        if self.ecg_source not in SOURCES:
-            raise ConfigError(f"ECG source {self.ecg_source!r} is not one of {SOURCES}")
-        if not DEVICE_ID_RE.match(f"{self.id_prefix}-{self.devices - 1:04d}"):
-            raise ConfigError(f"id prefix {self.id_prefix!r} must be letters, digits, _ or -"
-                              " and leave device ids of at most 64 characters")
-        if not 1 <= self.keepalive <= 65535:
-            raise ConfigError(f"keepalive {self.keepalive} s is out of range")
-        if not self.tick_seconds > 0:
-            raise ConfigError(f"tick must be positive, got {self.tick_seconds}")
-        if self.recording not in RECORDINGS:
-            raise ConfigError(f"recording {self.recording!r} is not one of {RECORDINGS}")
+        self._check_fleet()
+        object.__setattr__(self, "outbox_policy", self._word(
+            OutboxPolicy, self.outbox_policy,
+            f"outbox policy {self.outbox_policy!r} is not one of {OUTBOX_POLICIES}"))
+        self._check_run()
+        object.__setattr__(self, "recording", self._word(
+            Recording, self.recording, f"recording {self.recording!r} is not one of {RECORDINGS}"))
         if not (math.isfinite(self.backoff_cap) and self.backoff_cap >= 0.5):
             raise ConfigError(f"backoff cap must be at least 0.5 s, got {self.backoff_cap}")
-        if self.reconnect_backoff not in BACKOFFS:
-            raise ConfigError(f"reconnect backoff {self.reconnect_backoff!r} is not one of {BACKOFFS}")
+        object.__setattr__(self, "reconnect_backoff", self._word(
+            Backoff, self.reconnect_backoff,
+            f"reconnect backoff {self.reconnect_backoff!r} is not one of {BACKOFFS}"))
         object.__setattr__(self, "cohorts", tuple(self.cohorts))
         if self.cohorts:
             try:
@@ -166,9 +160,42 @@ class FleetConfig:
             backlog_pace=self.backlog_pace, record_until=self.record_until,
         ))
 
+    @staticmethod
+    def _word(kind: type[W], value: str, error: str) -> W:
+        """`kind(value)`, or ConfigError(error) when value is not one of kind's words."""
+        try:
+            return kind(value)
+        except ValueError:
+            raise ConfigError(error) from None
+
+    def _check_fleet(self) -> None:
+        """The broker's port, the fleet's size and its outbox's capacity."""
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is not in 1..65535")
+        if self.devices < 1:
+            raise ConfigError(f"a fleet needs at least 1 device, got {self.devices}")
+        if self.outbox_capacity < 1:
+            raise ConfigError(f"outbox capacity must be at least 1, got {self.outbox_capacity}")
+
+    def _check_run(self) -> None:
+        """Speed, seed, ECG source, device ids, keepalive and tick."""
+        if not (math.isfinite(self.speed) and self.speed > 0):
+            raise ConfigError(f"speed must be positive, got {self.speed}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be non-negative, got {self.seed}")
+        if self.ecg_source not in SOURCES:
+            raise ConfigError(f"ECG source {self.ecg_source!r} is not one of {SOURCES}")
+        if not DEVICE_ID_RE.match(f"{self.id_prefix}-{self.devices - 1:04d}"):
+            raise ConfigError(f"id prefix {self.id_prefix!r} must be letters, digits, _ or -"
+                              " and leave device ids of at most 64 characters")
+        if not 1 <= self.keepalive <= 65535:
+            raise ConfigError(f"keepalive {self.keepalive} s is out of range")
+        if not self.tick_seconds > 0:
+            raise ConfigError(f"tick must be positive, got {self.tick_seconds}")
+
     @property
     def strip_mode(self) -> bool:
-        return self.recording == "strip"
+        return self.recording is Recording.STRIP
 
     @property
     def fleet_dir(self) -> Path:
@@ -211,10 +238,8 @@ def raise_nofile_limit() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
     if target > soft:
-        try:
+        with contextlib.suppress(ValueError, OSError):  # not allowed here: keep the soft limit
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
@@ -275,7 +300,8 @@ class Fleet:
         self.hub = MqttHub(
             cfg.host, cfg.port, self.clock, np.random.default_rng([cfg.seed, 0x6B0F]),
             keepalive=cfg.keepalive,
-            backoff=FixedRetry() if cfg.reconnect_backoff == "none" else Backoff(cap=cfg.backoff_cap),
+            backoff=(FixedRetry() if cfg.reconnect_backoff is Backoff.NONE
+                     else JitterBackoff(cap=cfg.backoff_cap)),
             subscribe_acks=cfg.delivery is Delivery.END_TO_END,
             real_clock=self._real,
         )
@@ -423,7 +449,7 @@ class Fleet:
         n = len(self.devices)
         if online != self._logged_online:
             errors = {link.last_error for link in self.hub.links if link.last_error}
-            why = f" (last error: {sorted(errors)[0]})" if errors and online < n else ""
+            why = f" (last error: {min(errors)})" if errors and online < n else ""
             self.log(f"online {online}/{n} (was {self._logged_online}); outbox "
                      f"{self.outbox.total()} rows{why}")
             self._logged_online = online

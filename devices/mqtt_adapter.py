@@ -14,7 +14,7 @@ into link state changes and `LinkEvent`s for the devices.
 
 Each connection attempt uses a fresh paho Client (MQTT 5, clean start), so nothing of a
 previous connection (message ids, paho's in-RAM queue) survives a disconnect: the outbox
-is the only memory. Connection generations (`Link.gen`) make late events of an abandoned
+is the only memory. Connection generations (`MqttLink.gen`) make late events of an abandoned
 client harmless.
 
 On connect a device publishes a retained "online" status on heartcheck/<id>/status (its
@@ -25,7 +25,7 @@ a successful CONNACK; or, with `FixedRetry` (`--reconnect-backoff none`), every 
 lockstep, which is what makes a thundering herd.
 
 Two clocks. The injected `Clock` (simulated time) only stamps things: status messages and
-`Link.since`. Every network timer runs on `real_clock` (default `time.monotonic`), REAL
+`MqttLink.since`. Every network timer runs on `real_clock` (default `time.monotonic`), REAL
 seconds whatever `--speed` is and even while a shared lab clock stands still before its
 anchor (ecgcore.clock.ScaledClock): the backoff's delays, `loop_misc()` once a real
 second (paho's keepalive PINGREQs depend on it), and paho's own keepalive and connect
@@ -35,14 +35,14 @@ timeout. `--speed` compresses the recording, not the network.
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import heapq
 import selectors
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -50,6 +50,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 
 from ecgcore.clock import Clock
 from wire import ack_topic, encode_status, status_topic
+
+if TYPE_CHECKING:
+    from _typeshed import FileDescriptorLike
+    from paho.mqtt.client import SocketLike  # paho defines it for type checkers only
 
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
@@ -75,7 +79,7 @@ class LinkEvent:
 
 
 @dataclass(frozen=True)
-class Backoff:
+class JitterBackoff:
     """Exponential backoff with equal jitter: d = min(cap, base * 2**n); wait d/2 + U(0, d/2)."""
 
     base: float = 0.5
@@ -98,7 +102,7 @@ class FixedRetry:
 
 
 @dataclass(eq=False)
-class Link:
+class MqttLink:
     """One device's connection. Implements the device's Publisher protocol."""
 
     index: int
@@ -136,7 +140,7 @@ class MqttHub:
     """All links of a fleet, one selector, one thread. See the module docstring."""
 
     def __init__(self, host: str, port: int, clock: Clock, rng: np.random.Generator, *,
-                 keepalive: int = 10, backoff: Backoff | FixedRetry | None = None, inflight: int = 20,
+                 keepalive: int = 10, backoff: JitterBackoff | FixedRetry | None = None, inflight: int = 20,
                  subscribe_acks: bool = False, connects_per_pass: int = 100,
                  connect_timeout: float = 5.0,
                  real_clock: Callable[[], float] = time.monotonic) -> None:
@@ -147,8 +151,8 @@ class MqttHub:
         self.subscribe_acks = subscribe_acks
         self.connects_per_pass = connects_per_pass
         self.connect_timeout = connect_timeout
-        self.backoff = backoff or Backoff()
-        self.links: list[Link] = []
+        self.backoff = backoff or JitterBackoff()
+        self.links: list[MqttLink] = []
         self.events: collections.deque[tuple[Any, ...]] = collections.deque()
         self.selector = selectors.DefaultSelector()
         self._clock = clock
@@ -160,9 +164,9 @@ class MqttHub:
 
     # --- links --------------------------------------------------------------------------
 
-    def add(self, device_id: str, boot_epoch: int) -> Link:
+    def add(self, device_id: str, boot_epoch: int) -> MqttLink:
         """A new link, due to connect at once."""
-        link = Link(index=len(self.links), device_id=device_id, boot_epoch=boot_epoch,
+        link = MqttLink(index=len(self.links), device_id=device_id, boot_epoch=boot_epoch,
                     next_attempt=self._real(), since=self._clock.now())
         self.links.append(link)
         heapq.heappush(self._due, (link.next_attempt, link.index, link.gen))
@@ -181,51 +185,44 @@ class MqttHub:
 
     # --- paho callbacks: append only ----------------------------------------------------
 
-    def _on_connect(self, _c: mqtt.Client, ud: tuple[Link, int], _flags: Any,
+    def _on_connect(self, _c: mqtt.Client, ud: tuple[MqttLink, int], _flags: Any,
                     reason: Any, _props: Any) -> None:
         self.events.append(("connect", ud[0], ud[1], not reason.is_failure, str(reason)))
 
-    def _on_disconnect(self, _c: mqtt.Client, ud: tuple[Link, int], _flags: Any,
+    def _on_disconnect(self, _c: mqtt.Client, ud: tuple[MqttLink, int], _flags: Any,
                        reason: Any, _props: Any) -> None:
         self.events.append(("disconnect", ud[0], ud[1], str(reason)))
 
-    def _on_publish(self, _c: mqtt.Client, ud: tuple[Link, int], mid: int, reason: Any,
+    def _on_publish(self, _c: mqtt.Client, ud: tuple[MqttLink, int], mid: int, reason: Any,
                     _props: Any) -> None:
         self.events.append(("puback", ud[0], ud[1], mid, not reason.is_failure))
 
-    def _on_message(self, _c: mqtt.Client, ud: tuple[Link, int], msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, _c: mqtt.Client, ud: tuple[MqttLink, int], msg: mqtt.MQTTMessage) -> None:
         self.events.append(("message", ud[0], ud[1], msg.topic, bytes(msg.payload)))
 
     # --- socket callbacks: selector registrations only ----------------------------------
 
-    def _on_socket_open(self, _c: mqtt.Client, ud: tuple[Link, int], sock: socket.socket) -> None:
+    def _on_socket_open(self, _c: mqtt.Client, ud: Any, sock: SocketLike) -> None:
         try:
             self.selector.register(sock, _READ, ud)
         except KeyError:  # the fd number of a socket closed behind our back: take it over
             self.selector.unregister(sock)
             self.selector.register(sock, _READ, ud)
 
-    def _on_socket_close(self, _c: mqtt.Client, _ud: Any, sock: socket.socket) -> None:
+    def _on_socket_close(self, _c: mqtt.Client, _ud: Any, sock: SocketLike) -> None:
         self._unregister(sock)
 
-    def _on_register_write(self, _c: mqtt.Client, ud: tuple[Link, int], sock: socket.socket) -> None:
-        try:
+    def _on_register_write(self, _c: mqtt.Client, ud: Any, sock: SocketLike) -> None:
+        with contextlib.suppress(KeyError, ValueError):  # already closed
             self.selector.modify(sock, _READ | _WRITE, ud)
-        except (KeyError, ValueError):
-            pass  # already closed
 
-    def _on_unregister_write(self, _c: mqtt.Client, ud: tuple[Link, int],
-                             sock: socket.socket) -> None:
-        try:
+    def _on_unregister_write(self, _c: mqtt.Client, ud: Any, sock: SocketLike) -> None:
+        with contextlib.suppress(KeyError, ValueError):  # already closed
             self.selector.modify(sock, _READ, ud)
-        except (KeyError, ValueError):
-            pass
 
-    def _unregister(self, sock: socket.socket) -> None:
-        try:
+    def _unregister(self, sock: FileDescriptorLike) -> None:
+        with contextlib.suppress(KeyError, ValueError):  # never registered, or already gone
             self.selector.unregister(sock)
-        except (KeyError, ValueError):
-            pass
 
     # --- the loop's work ----------------------------------------------------------------
 
@@ -236,7 +233,7 @@ class MqttHub:
             link, gen = key.data
             client = link.client
             if client is None or link.gen != gen:
-                self._unregister(key.fileobj)  # type: ignore[arg-type]  # never spin on it
+                self._unregister(key.fileobj)  # never spin on it
                 continue
             if mask & _READ:
                 client.loop_read()
@@ -263,7 +260,7 @@ class MqttHub:
                 if link.client is not None:
                     link.client.loop_misc()
 
-    def _connect(self, link: Link) -> None:
+    def _connect(self, link: MqttLink) -> None:
         link.gen += 1
         ud = (link, link.gen)
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=link.device_id,
@@ -289,7 +286,7 @@ class MqttHub:
             link.last_error = f"{type(exc).__name__}: {exc}"
             self._lost(link)
 
-    def _abandon(self, link: Link) -> None:
+    def _abandon(self, link: MqttLink) -> None:
         """Drop the link's client without paho's help: its socket is closed here."""
         client, link.client = link.client, None
         link.gen += 1
@@ -301,10 +298,10 @@ class MqttHub:
             setattr(client, name, None)
         sock = client.socket()
         if sock is not None:
-            self._unregister(sock)  # type: ignore[arg-type]
+            self._unregister(sock)
             sock.close()
 
-    def _lost(self, link: Link) -> None:
+    def _lost(self, link: MqttLink) -> None:
         """A connection attempt failed or a connection ended: schedule the next attempt."""
         if link.state is not LinkState.CONNECTED:
             link.refused += 1
@@ -345,9 +342,10 @@ class MqttHub:
                 out.append(LinkEvent("message", link.index, topic=args[0], payload=args[1]))
         return out
 
-    def _connected(self, link: Link) -> None:
+    def _connected(self, link: MqttLink) -> None:
         client = link.client
-        assert client is not None
+        if client is None:  # cannot happen: abandoning a client moves link.gen past its events
+            raise RuntimeError(f"{link.device_id}: a CONNACK for a link without a client")
         link.state = LinkState.CONNECTED
         link.attempt = 0
         link.connects += 1

@@ -35,8 +35,8 @@ from typing import NamedTuple
 
 from devices.errors import ConfigError, OutboxError
 from devices.profile import PatientProfile
+from ecgcore.modes import OUTBOX_POLICIES, OutboxPolicy
 
-POLICIES = ("drop-oldest", "reject-new")
 REASON_DROP_OLDEST = "outbox-full:drop-oldest"
 REASON_REJECT_NEW = "outbox-full:reject-new"
 
@@ -54,6 +54,14 @@ CREATE TABLE IF NOT EXISTS evictions (device_id TEXT NOT NULL, seq INTEGER NOT N
 """
 
 
+class Eviction(NamedTuple):
+    """One row an `append` evicted: its seq, its boot epoch and the reason logged."""
+
+    seq: int
+    boot_epoch: int
+    reason: str
+
+
 class Appended(NamedTuple):
     """What `append` did: whether the reading was stored, and which seq was evicted
     (with that row's boot epoch and the reason logged in `evictions`)."""
@@ -63,21 +71,29 @@ class Appended(NamedTuple):
     evicted_boot: int | None = None
     reason: str | None = None
 
+    @property
+    def eviction(self) -> Eviction | None:
+        """The evicted row as one value, or None when nothing was evicted."""
+        if self.evicted_seq is None or self.evicted_boot is None or self.reason is None:
+            return None
+        return Eviction(self.evicted_seq, self.evicted_boot, self.reason)
+
 
 class Outbox:
     """The fleet's SQLite outbox. See the module docstring for the rules it keeps."""
 
-    def __init__(self, path: Path, *, capacity: int = 5000, policy: str = "drop-oldest",
+    def __init__(self, path: Path, *, capacity: int = 5000,
+                 policy: OutboxPolicy = OutboxPolicy.DROP_OLDEST,
                  synchronous: str = "NORMAL") -> None:
         if capacity < 1:
             raise ConfigError(f"outbox capacity must be at least 1, got {capacity}")
-        if policy not in POLICIES:
-            raise ConfigError(f"outbox policy {policy!r} is not one of {POLICIES}")
+        if policy not in OUTBOX_POLICIES:
+            raise ConfigError(f"outbox policy {policy!r} is not one of {OUTBOX_POLICIES}")
         if synchronous not in ("NORMAL", "FULL"):
             raise ConfigError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
         self.path = Path(path)
         self.capacity = capacity
-        self.policy = policy
+        self.policy = OutboxPolicy(policy)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
@@ -191,7 +207,7 @@ class Outbox:
         reason: str | None = None
         stored = True
         if self._counts.get(device_id, 0) >= self.capacity:
-            if self.policy == "reject-new":
+            if self.policy is OutboxPolicy.REJECT_NEW:
                 reason = REASON_REJECT_NEW
                 self._log_eviction(device_id, seq, boot_epoch, captured_at, reason, now)
                 evicted, evicted_boot, stored = seq, boot_epoch, False

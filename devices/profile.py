@@ -85,8 +85,10 @@ class Cohort:
 
     def hr_levels(self) -> tuple[float, ...]:
         """The heart rates its devices are drawn from: the 5-bpm grid inside the range (a
-        range too narrow for the grid gives its own midpoint)."""
-        assert self.hr_bpm is not None
+        range too narrow for the grid gives its own midpoint); without a range, the fleet's
+        own HR_LEVELS (its devices keep the heart rates of the fleet's draw)."""
+        if self.hr_bpm is None:
+            return HR_LEVELS
         lo, hi = self.hr_bpm
         grid = tuple(float(h) for h in range(30, 221, 5) if lo <= h <= hi)
         return grid or (round((lo + hi) / 2, 1),)
@@ -123,7 +125,8 @@ class Cohort:
 _COHORT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def fleet_profiles(n: int, seed: int, cohorts: tuple[Cohort, ...] | list[Cohort] = ()) -> list[PatientProfile]:
+def fleet_profiles(n: int, seed: int,
+                   cohorts: tuple[Cohort, ...] | list[Cohort] = ()) -> list[PatientProfile]:
     """`n` profiles drawn deterministically from `numpy.random.default_rng(seed)`; with
     cohorts (whose sizes must add up to `n`), device i belongs to the cohort that covers i
     in order, and takes its heart rate and strips a day from it."""

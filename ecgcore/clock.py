@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Protocol
 
 
@@ -63,7 +64,7 @@ class ScaledClock:
         self.speed = float(speed)
         real_now = time.time()
         self._origin = real_now if origin is None else float(origin)
-        self._anchor_file = anchor_file
+        self._anchor_file = None if anchor_file is None else Path(anchor_file)
         self._next_poll = 0.0
         # the monotonic instant at which simulated time starts moving (None: not known yet)
         self._start: float | None = None
@@ -75,12 +76,11 @@ class ScaledClock:
 
     def _poll_anchor(self) -> None:
         real = time.monotonic()
-        if real < self._next_poll:
+        if self._anchor_file is None or real < self._next_poll:
             return
         self._next_poll = real + self.ANCHOR_POLL_S
         try:
-            with open(self._anchor_file, encoding="ascii") as fh:  # type: ignore[arg-type]
-                text = fh.read().strip()
+            text = self._anchor_file.read_text(encoding="ascii").strip()
         except OSError:
             return
         try:

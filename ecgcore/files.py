@@ -13,7 +13,7 @@ def write_json_atomic(path: Path, doc: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def read_json(path: Path, default: Any = None) -> Any:

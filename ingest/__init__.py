@@ -7,6 +7,6 @@ Modules, one responsibility each:
     acker       pure: BatchResult -> per-device end-to-end ack messages
     subscriber  the only paho import on this side: one MQTT v5 client, manual PUBACK
     service     the main loop: batch -> validate -> commit -> PUBACK -> acks
-    inspect     read-only queries the lab runs on ingest.sqlite
+    store_view  read-only queries the lab runs on ingest.sqlite (its only way into the store)
     errors      the one exception hierarchy (IngestError)
 """

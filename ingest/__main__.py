@@ -19,6 +19,7 @@ from types import FrameType
 from typing import NoReturn
 
 from ecgcore.clock import make_clock
+from ecgcore.strict_warnings import apply_from_env
 from ingest.errors import ConfigError, IngestError
 from ingest.service import IngestService, ServiceConfig
 
@@ -94,6 +95,7 @@ def _reconnect(text: str) -> float:
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    apply_from_env()
     try:
         args = build_parser(prog).parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad argument (2, already reported)
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
         service.request_stop()
 
     previous = {}

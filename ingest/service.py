@@ -187,7 +187,10 @@ class IngestService:
         quarantined: list[Quarantined] = []
         for d in batch:
             v = validate(d.topic, d.payload, d.received_at)
-            (accepted if isinstance(v, Accepted) else quarantined).append(v)  # type: ignore[arg-type]
+            if isinstance(v, Accepted):
+                accepted.append(v)
+            else:
+                quarantined.append(v)
         stored_at = self.clock.now()
         try:
             result = self.store.store_batch(accepted, quarantined, stored_at)

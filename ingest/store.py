@@ -36,14 +36,14 @@ Key = tuple[str, int, int]  # (device_id, boot_epoch, seq)
 MAX_QUARANTINE_RAW = 1024 * 1024
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS readings (device_id TEXT NOT NULL, boot_epoch INTEGER NOT NULL, seq INTEGER NOT NULL,
-    captured_at REAL NOT NULL, received_at REAL NOT NULL, stored_at REAL NOT NULL,
+CREATE TABLE IF NOT EXISTS readings (device_id TEXT NOT NULL, boot_epoch INTEGER NOT NULL,
+    seq INTEGER NOT NULL, captured_at REAL NOT NULL, received_at REAL NOT NULL, stored_at REAL NOT NULL,
     sample_rate_hz INTEGER NOT NULL, gain_uv REAL NOT NULL, n_samples INTEGER NOT NULL,
     backlog INTEGER NOT NULL, strip_id INTEGER NOT NULL, chunk INTEGER NOT NULL, chunks INTEGER NOT NULL,
     samples BLOB NOT NULL,  -- big-endian int16, as on the wire
     PRIMARY KEY (device_id, boot_epoch, seq));
-CREATE TABLE IF NOT EXISTS duplicates (device_id TEXT NOT NULL, boot_epoch INTEGER NOT NULL, seq INTEGER NOT NULL,
-    received_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS duplicates (device_id TEXT NOT NULL, boot_epoch INTEGER NOT NULL,
+    seq INTEGER NOT NULL, received_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY, received_at REAL NOT NULL, topic TEXT NOT NULL,
     reason TEXT NOT NULL, detail TEXT NOT NULL, raw BLOB NOT NULL);
 """
@@ -72,8 +72,10 @@ _KEYS_PER_LOOKUP = 500
 
 
 def _insert_many(n: int) -> str:
-    return (_INSERT_READING.replace("INSERT OR IGNORE", "INSERT").split(" VALUES ")[0]
-            + " VALUES " + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * n))
+    """One INSERT of n readings; only "?" placeholders are joined in, every value is bound."""
+    head = _INSERT_READING.replace("INSERT OR IGNORE", "INSERT").split(" VALUES ")[0]
+    rows = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * n)
+    return f"{head} VALUES {rows}"
 
 
 _INSERT_DUPLICATE = (
@@ -208,10 +210,10 @@ class SqliteStore:
         unique = list(dict.fromkeys(keys))
         for i in range(0, len(unique), _KEYS_PER_LOOKUP):
             part = unique[i : i + _KEYS_PER_LOOKUP]
+            keys_table = ",".join(["(?,?,?)"] * len(part))  # placeholders only: keys are bound
             sql = (
-                "SELECT r.device_id, r.boot_epoch, r.seq FROM (VALUES "
-                + ",".join(["(?,?,?)"] * len(part))
-                + ") AS v JOIN readings AS r ON r.device_id = v.column1"
+                f"SELECT r.device_id, r.boot_epoch, r.seq FROM (VALUES {keys_table})"  # noqa: S608 -- see above
+                " AS v JOIN readings AS r ON r.device_id = v.column1"
                 " AND r.boot_epoch = v.column2 AND r.seq = v.column3"
             )
             found.update(self._db.execute(sql, [x for k in part for x in k]).fetchall())

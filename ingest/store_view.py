@@ -1,23 +1,32 @@
 """Read-only queries on ingest/ingest.sqlite, for the lab's ledger, report and inspect.
 
-Every function opens the database read-only (`file:...?mode=ro`), so it never creates,
-locks for writing or alters the file; it works while the service is writing (WAL readers
-see the last committed state), after a kill -9 (left-over -wal/-shm files are read), and on
-a copied state dir. A missing file, or a file without the tables yet, gives empty results.
+Every function reads one read-only snapshot (ecgcore.sqlite_snapshot: `file:...?mode=ro`,
+one read transaction), so it never creates, locks for writing or alters the file; it works
+while the service is writing (WAL readers see the last committed state), after a kill -9
+(left-over -wal/-shm files are read), and on a copied state dir. A missing file, or a file
+without the tables yet, gives empty results; a file that is not a readable database raises
+StoreError.
+
+The lab's history and report read the store only through this module: `stored_readings`,
+`duplicate_readings` and `quarantine_events` (or all three from one snapshot with
+`store_contents`) for the checker, `reading_samples` for one reading's ECG.
 
 Seqs never repeat for a device across boots, so per-device sets and gaps ignore boot_epoch.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
+from ecgcore.sqlite_snapshot import SnapshotError, read_snapshot
+from ingest.errors import StoreError
 from wire import WireError, device_from_topic
 
 DeviceStats = dict[str, Any]
@@ -28,34 +37,13 @@ Query = Callable[..., list[tuple[Any, ...]]]
 
 @contextmanager
 def _snapshot(db_path: Path | str) -> Iterator[Query]:
-    """A query function over one consistent read snapshot of the store (or an empty one)."""
-    path = Path(db_path)
-    db: sqlite3.Connection | None = None
-    if path.is_file():
-        try:
-            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0,
-                                 isolation_level=None)
-            db.execute("BEGIN")
-        except sqlite3.OperationalError:
-            if db is not None:
-                db.close()
-            db = None
-
-    def query(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        if db is None:
-            return []
-        try:
-            return db.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return []
-            raise
-
+    """A query function over one consistent read snapshot of the store (or an empty one).
+    A file that is not a readable database, read or written here, raises StoreError."""
     try:
-        yield query
-    finally:
-        if db is not None:
-            db.close()
+        with read_snapshot(db_path) as snap:
+            yield snap.rows
+    except SnapshotError as exc:
+        raise StoreError(str(exc)) from exc
 
 
 def _query(db_path: Path | str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -186,3 +174,130 @@ def totals(db_path: Path | str) -> dict[str, Any]:
         "first_stored_at": first,
         "last_stored_at": last,
     }
+
+
+# --- the lab's history and report -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """One row of `readings`, without its samples: what the lab's history needs."""
+
+    device_id: str
+    boot_epoch: int
+    seq: int
+    captured_at: float  # simulated Unix time of the reading's first sample
+    received_at: float | None  # when the service received it (None: not recorded)
+    stored_at: float  # when its batch was committed
+    n_samples: int
+    sample_rate_hz: int
+    backlog: bool  # sent from the device's backlog (FLAG_BACKLOG), not live
+
+    @property
+    def duration_s(self) -> float:
+        """The reading's length, n_samples / sample_rate_hz (0.0 for a rate of 0)."""
+        return self.n_samples / self.sample_rate_hz if self.sample_rate_hz else 0.0
+
+
+class DuplicateRow(NamedTuple):
+    """One row of `duplicates`: a copy of an already stored key arrived again."""
+
+    device_id: str
+    boot_epoch: int
+    seq: int
+    received_at: float
+
+
+class QuarantineEvent(NamedTuple):
+    """One row of `quarantine`, without its detail and raw bytes."""
+
+    received_at: float
+    topic: str
+    reason: str
+
+    @property
+    def device_id(self) -> str | None:
+        """The device the topic names, or None for a topic that names none."""
+        return _topic_device(self.topic)
+
+
+class StoreContents(NamedTuple):
+    """The three parts of the store the lab's history reads, from one snapshot."""
+
+    stored: list[StoredRow]
+    duplicates: list[DuplicateRow]
+    quarantined: list[QuarantineEvent]
+
+
+@dataclass(frozen=True, eq=False)
+class ReadingSamples:
+    """One stored reading's ECG: int16 counts of `gain_uv` microvolts at `sample_rate_hz`."""
+
+    samples: npt.NDArray[np.int16]
+    gain_uv: float
+    sample_rate_hz: int
+
+    def millivolts(self) -> npt.NDArray[np.float64]:
+        """The samples in mV: counts × gain_uv / 1000."""
+        return self.samples.astype(np.float64) * self.gain_uv / 1000.0
+
+
+def _stored_rows(q: Query) -> list[StoredRow]:
+    rows = q("SELECT device_id, boot_epoch, seq, captured_at, received_at, stored_at, n_samples,"
+             " sample_rate_hz, backlog FROM readings ORDER BY stored_at, rowid")
+    return [
+        StoredRow(device_id=str(dev), boot_epoch=int(boot), seq=int(seq), captured_at=float(cap),
+                  received_at=None if recv is None else float(recv), stored_at=float(at),
+                  n_samples=int(n), sample_rate_hz=int(rate), backlog=bool(bl))
+        for dev, boot, seq, cap, recv, at, n, rate, bl in rows
+    ]
+
+
+def _duplicate_rows(q: Query) -> list[DuplicateRow]:
+    rows = q("SELECT device_id, boot_epoch, seq, received_at FROM duplicates"
+             " ORDER BY received_at, rowid")
+    return [DuplicateRow(str(dev), int(boot), int(seq), float(at)) for dev, boot, seq, at in rows]
+
+
+def _quarantine_events(q: Query) -> list[QuarantineEvent]:
+    rows = q("SELECT received_at, topic, reason FROM quarantine ORDER BY id")
+    return [QuarantineEvent(float(at), str(topic), str(reason)) for at, topic, reason in rows]
+
+
+def stored_readings(db_path: Path | str) -> list[StoredRow]:
+    """Every stored reading (without samples), in store order: by stored_at, then insertion."""
+    with _snapshot(db_path) as q:
+        return _stored_rows(q)
+
+
+def duplicate_readings(db_path: Path | str) -> list[DuplicateRow]:
+    """Every duplicate arrival, by received_at, then insertion."""
+    with _snapshot(db_path) as q:
+        return _duplicate_rows(q)
+
+
+def quarantine_events(db_path: Path | str) -> list[QuarantineEvent]:
+    """Every quarantined message's (received_at, topic, reason), in arrival order (by id)."""
+    with _snapshot(db_path) as q:
+        return _quarantine_events(q)
+
+
+def store_contents(db_path: Path | str) -> StoreContents:
+    """stored_readings, duplicate_readings and quarantine_events from ONE snapshot, so that
+    the three agree even while the service keeps writing."""
+    with _snapshot(db_path) as q:
+        return StoreContents(_stored_rows(q), _duplicate_rows(q), _quarantine_events(q))
+
+
+def reading_samples(db_path: Path | str, device_id: str, boot_epoch: int,
+                    seq: int) -> ReadingSamples | None:
+    """The samples (big-endian int16 in the store, native int16 here), gain_uv and
+    sample_rate_hz of one stored reading; None when the store does not hold it."""
+    rows = _query(db_path, "SELECT samples, gain_uv, sample_rate_hz FROM readings"
+                           " WHERE device_id = ? AND boot_epoch = ? AND seq = ?",
+                  (device_id, int(boot_epoch), int(seq)))
+    if not rows:
+        return None
+    blob, gain_uv, rate = rows[0]
+    return ReadingSamples(samples=np.frombuffer(blob, dtype=">i2").astype(np.int16),
+                          gain_uv=float(gain_uv), sample_rate_hz=int(rate))

@@ -107,11 +107,15 @@ class SubscriberStats:
     last_session_present: bool | None = None
 
 
+def _no_log(_line: str) -> None:
+    """The default log: lines are dropped."""
+
+
 class Subscriber:
     """One MQTT v5 client with manual PUBACK, feeding a bounded queue of Deliveries."""
 
     def __init__(self, config: SubscriberConfig, clock: Clock,
-                 log: Callable[[str], None] = lambda line: None) -> None:
+                 log: Callable[[str], None] = _no_log) -> None:
         self.config = config
         self.clock = clock
         self.log = log
@@ -131,7 +135,10 @@ class Subscriber:
                 reconnect_on_failure=True,
             )
             client.manual_ack_set(True)
-            client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)
+            lo, hi = config.reconnect_min_s, config.reconnect_max_s
+            # paho annotates the delays as int, but only adds, doubles and compares them: a
+            # sub-second float (--reconnect-max below 4 s) works and must not be rounded away
+            client.reconnect_delay_set(lo, hi)  # type: ignore[arg-type]
         except (ValueError, TypeError) as exc:
             raise ConnectError(f"cannot create the MQTT client: {exc}") from exc
         client.on_connect = self._on_connect
@@ -153,7 +160,7 @@ class Subscriber:
 
     def start(self) -> None:
         """Connect in the background (retrying while the broker is down) and start the thread."""
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: unannotated
         props.SessionExpiryInterval = self.config.session_expiry_s
         props.ReceiveMaximum = self.config.receive_maximum
         try:
@@ -294,18 +301,20 @@ class Subscriber:
         try:
             topic = msg.topic
         except UnicodeDecodeError:
-            topic = bytes(msg._topic).decode("utf-8", "replace")  # private, but the only raw topic
-        delivery = InboundMessage(topic, bytes(msg.payload), msg.mid, msg.qos, self.clock.now(),
-                            self._generation)
+            # paho keeps the raw topic bytes only in MQTTMessage._topic (its .topic decodes strictly)
+            raw_topic = bytes(msg._topic)  # noqa: SLF001 -- the only access to the raw topic
+            topic = raw_topic.decode("utf-8", "replace")
+        message = InboundMessage(topic, bytes(msg.payload), msg.mid, msg.qos, self.clock.now(),
+                                 self._generation)
         self.stats.received += 1
         try:
-            self.queue.put_nowait(delivery)
+            self.queue.put_nowait(message)
             return
         except queue.Full:
             self.stats.blocked_puts += 1
         while not self._stopping.is_set():
             try:
-                self.queue.put(delivery, timeout=0.1)
+                self.queue.put(message, timeout=0.1)
                 return
             except queue.Full:
                 continue

@@ -101,33 +101,59 @@ def validate(topic: str, payload: bytes, received_at: float) -> Accepted | Quara
                            received_at)
 
 
-def _validate(topic: str, raw: bytes, received_at: float) -> Accepted | Quarantined:
-    def quarantine(reason: str, detail: str) -> Quarantined:
-        return Quarantined(topic, reason, detail, raw, received_at)
+@dataclass(frozen=True)
+class _Problem:
+    """Why a message is quarantined: one of REASONS and a human-readable detail."""
 
+    reason: str
+    detail: str
+
+
+def _validate(topic: str, raw: bytes, received_at: float) -> Accepted | Quarantined:
+    checked = _check(topic, raw)
+    if isinstance(checked, _Problem):
+        return Quarantined(topic, checked.reason, checked.detail, raw, received_at)
+    return Accepted(topic, checked, received_at, raw)
+
+
+def _check(topic: str, raw: bytes) -> ReadingFields | _Problem:
+    """The decoded reading, or the first problem found, checks in the module docstring's order."""
     if len(raw) > MAX_PAYLOAD_BYTES:
-        return quarantine("oversize", f"{len(raw)} bytes > {MAX_PAYLOAD_BYTES}")
-    try:
-        topic_device = device_from_topic(topic)
-    except WireError as exc:
-        return quarantine("bad-topic", str(exc))
-    kind = topic.rsplit("/", 1)[-1]
-    if kind != ECG_KIND:
-        return quarantine("bad-topic", f"topic {topic!r} is not a {ECG_KIND} topic")
+        return _Problem("oversize", f"{len(raw)} bytes > {MAX_PAYLOAD_BYTES}")
+    topic_device = _ecg_topic_device(topic)
+    if isinstance(topic_device, _Problem):
+        return topic_device
     try:
         reading = decode_fields(raw)
     except WireError as exc:
-        return quarantine(exc.reason, str(exc))
+        return _Problem(exc.reason, str(exc))
+    return _reading_problem(reading, topic_device) or reading
+
+
+def _ecg_topic_device(topic: str) -> str | _Problem:
+    """The device an ECG topic names, or why the topic is bad."""
+    try:
+        topic_device = device_from_topic(topic)
+    except WireError as exc:
+        return _Problem("bad-topic", str(exc))
+    kind = topic.rsplit("/", 1)[-1]
+    if kind != ECG_KIND:
+        return _Problem("bad-topic", f"topic {topic!r} is not a {ECG_KIND} topic")
+    return topic_device
+
+
+def _reading_problem(reading: ReadingFields, topic_device: str) -> _Problem | None:
+    """A decoded reading that disagrees with its topic, or is implausibly long."""
     if reading.device_id != topic_device:
-        return quarantine(
+        return _Problem(
             "device-mismatch",
             f"topic names {topic_device!r}, payload names {reading.device_id!r}",
         )
     duration = reading.n_samples / reading.sample_rate_hz
     if duration > MAX_CHUNK_SECONDS:
-        return quarantine(
+        return _Problem(
             "bad-field",
             f"{reading.n_samples} samples at {reading.sample_rate_hz} Hz is {duration:.1f} s,"
             f" over {MAX_CHUNK_SECONDS:.0f} s per chunk",
         )
-    return Accepted(topic, reading, received_at, raw)
+    return None

@@ -21,11 +21,8 @@ EXCEPTIONS: dict[str, str] = {}
 
 
 def _functions(tree: ast.AST) -> list[tuple[str, int, int]]:
-    out = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            out.append((node.name, node.lineno, (node.end_lineno or node.lineno) - node.lineno + 1))
-    return out
+    return [(node.name, node.lineno, (node.end_lineno or node.lineno) - node.lineno + 1)
+            for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
 
 
 def problems(root: Path) -> tuple[list[str], set[str]]:

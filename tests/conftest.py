@@ -1,18 +1,26 @@
-"""Shared fixtures: a real Mosquitto on a free port, started from broker_config/."""
+"""Shared fixtures: a real Mosquitto on a free port, started from broker_config/.
+
+At import, ECGPIPE_STRICT_WARNINGS=1 goes into this process's environment, so every process a
+test starts inherits it and turns warnings into errors as pytest does here
+(ecgcore/strict_warnings.py; each entry point calls apply_from_env() first).
+"""
 
 from __future__ import annotations
 
 import itertools
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from ecgcore.strict_warnings import ENV_STRICT_WARNINGS
+from ecgcore.waiting import wait_until as poll_until
 from lab.stack.broker import BrokerSettings, RunningBroker
 from lab.stack.ports import free_port
+
+os.environ[ENV_STRICT_WARNINGS] = "1"  # inherited by every child process (see the docstring)
 
 _counter = itertools.count()
 
@@ -64,12 +72,14 @@ def unique() -> Callable[[str], str]:
 
 def wait_until(cond: Callable[[], object], timeout: float = 20.0, interval: float = 0.05,
                what: str = "condition") -> object:
-    """Poll cond() until it returns something truthy, or fail the test at the deadline."""
-    end = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > end:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)  # wait-ok: polling interval inside a deadline-bounded wait
+    """Poll cond() until it returns something truthy and return that, or fail the test at the
+    deadline (the polling is ecgcore.waiting.wait_until's)."""
+    last: list[object] = [None]
+
+    def probe() -> object:
+        last[0] = cond()
+        return last[0]
+
+    if not poll_until(probe, timeout, poll_s=interval):
+        pytest.fail(f"timed out after {timeout}s waiting for {what}")
+    return last[0]

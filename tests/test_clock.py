@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ def test_manual_clock_only_moves_when_told() -> None:
     assert c.now() == 100.0 and c.monotonic() == 0.0
     c.advance(2.5)
     assert c.now() == 102.5 and c.monotonic() == 2.5
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="does not go backwards"):
         c.advance(-1)
 
 
@@ -55,7 +56,8 @@ def test_default_is_the_system_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(make_clock(), SystemClock)
 
 
-def test_an_anchor_file_holds_the_clock_until_it_is_written(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_anchor_file_holds_the_clock_until_it_is_written(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "clock-anchor"
     for k, v in shared_clock_env(5_000.0, path).items():
         monkeypatch.setenv(k, v)
@@ -74,7 +76,7 @@ def test_an_anchor_file_holds_the_clock_until_it_is_written(tmp_path, monkeypatc
     assert 5_000.0 + 190 < a <= b < a + 100 * 1.0
 
 
-def test_the_lab_starts_the_clock_a_moment_ahead(tmp_path) -> None:
+def test_the_lab_starts_the_clock_a_moment_ahead(tmp_path: Path) -> None:
     from lab.stack.control import start_clock
     from lab.stack.statedir import StateDir
 

@@ -14,7 +14,6 @@ import ast
 import re
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "architecture.md"
 OURS = ("wire", "ecgcore", "devices", "ingest", "lab", "bench")
@@ -71,18 +70,15 @@ def module_name(path: Path) -> str:
 def allowed(target: str, own: str, rows: dict[str, set[str]], may: set[str]) -> bool:
     if owner(target, rows) == own:
         return True
-    if target in (own.split(".")[0],):  # `import lab` / `from lab import x` is the namespace itself
+    if target == own.split(".", maxsplit=1)[0]:  # `import lab` / `from lab import x`: the namespace
         return True
     return any(target == m or target.startswith(m + ".") for m in may)
 
 
 def test_the_map_lists_every_source_folder() -> None:
     rows = read_map()
-    missing = []
-    for top in SOURCES:
-        for path in sorted((ROOT / top).rglob("*.py")):
-            if owner(module_name(path), rows) is None and (path.name != "__init__.py" or imports(path)):
-                missing.append(str(path.relative_to(ROOT)))
+    missing = [str(path.relative_to(ROOT)) for top in SOURCES for path in sorted((ROOT / top).rglob("*.py"))
+               if owner(module_name(path), rows) is None and (path.name != "__init__.py" or imports(path))]
     assert not missing, f"docs/architecture.md's package map has no row for: {missing}"
 
 

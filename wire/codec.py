@@ -148,8 +148,10 @@ def decode_fields(payload: bytes) -> ReadingFields:
     check_fields(boot_epoch=boot, seq=seq, strip_id=strip, sample_rate_hz=rate, gain_uv=gain,
                  captured_at=captured_at, chunk=chunk, chunks=chunks, flags=flags, n_samples=n_samples,
                  signature_len=sig_len)
+    samples_be = bytes(data[off:samples_end])
+    signature = bytes(data[sig_start : sig_start + sig_len])
     return ReadingFields(device_id, boot, seq, captured_at, rate, gain, flags, strip, chunk, chunks,
-                         n_samples, bytes(data[off:samples_end]), bytes(data[sig_start : sig_start + sig_len]))
+                         n_samples, samples_be, signature)
 
 
 def decode_reading(payload: bytes) -> Reading:

@@ -119,4 +119,6 @@ class Reading:
             and np.array_equal(self.samples, other.samples)
         )
 
+    # equality compares the samples (a numpy array, unhashable), so a Reading is not hashable;
+    # typeshed declares object.__hash__ as a method, which mypy will not let None replace
     __hash__ = None  # type: ignore[assignment]

@@ -24,75 +24,30 @@ file order, stored events in store order).
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
 from devices import outbox_view as dev_inspect
 from ecgcore.files import read_json, read_jsonl
+from ingest import store_view
+from ingest.errors import IngestError
 from lab.history.events import Duplicate, History, QuarantinedMessage, Stored
 from lab.history.records import broker_samples, parse_device_events
 from lab.history.windows import pair_faults
-from wire import WireError, device_from_topic
-
-
-@contextmanager
-def _readonly(db_path: Path) -> Iterator[sqlite3.Connection | None]:
-    """One read snapshot of a SQLite file opened with mode=ro (never created nor written)."""
-    if not db_path.is_file():
-        yield None
-        return
-    try:
-        db = sqlite3.connect(f"file:{quote(str(db_path.resolve()))}?mode=ro", uri=True,
-                             timeout=10.0, isolation_level=None)
-    except sqlite3.Error:
-        yield None
-        return
-    try:
-        db.execute("BEGIN")
-        yield db
-    finally:
-        db.close()
-
-
-def _rows(db: sqlite3.Connection | None, sql: str) -> list[tuple[Any, ...]]:
-    if db is None:
-        return []
-    try:
-        return db.execute(sql).fetchall()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return []
-        raise
-
-
-def _topic_device(topic: str) -> str | None:
-    try:
-        return device_from_topic(topic)
-    except WireError:
-        return None
 
 
 def read_ingest(db_path: Path) -> tuple[list[Stored], list[Duplicate], list[QuarantinedMessage]]:
-    """Stored (in store order: stored_at, then insertion), duplicates and quarantined rows."""
-    with _readonly(db_path) as db:
-        readings = _rows(db, "SELECT device_id, boot_epoch, seq, captured_at, received_at, stored_at,"
-                             " n_samples, sample_rate_hz, backlog FROM readings"
-                             " ORDER BY stored_at, rowid")
-        dups = _rows(db, "SELECT device_id, boot_epoch, seq, received_at FROM duplicates"
-                         " ORDER BY received_at, rowid")
-        quar = _rows(db, "SELECT received_at, topic, reason FROM quarantine ORDER BY id")
-    stored = [
-        Stored(float(at), dev, int(boot), int(seq), float(cap),
-               None if recv is None else float(recv),
-               float(n) / float(rate) if rate else 0.0, bool(bl))
-        for dev, boot, seq, cap, recv, at, n, rate, bl in readings
-    ]
-    duplicates = [Duplicate(float(at), dev, int(boot), int(seq)) for dev, boot, seq, at in dups]
-    quarantined = [QuarantinedMessage(float(at), topic, reason, _topic_device(topic)) for at, topic, reason in quar]
+    """Stored (in store order: stored_at, then insertion), duplicates and quarantined rows, from
+    one snapshot through ingest's read API. A store that cannot be read gives empty parts, like
+    a missing one (the history never raises on bad content)."""
+    try:
+        contents = store_view.store_contents(db_path)
+    except IngestError:
+        return [], [], []
+    stored = [Stored(r.stored_at, r.device_id, r.boot_epoch, r.seq, r.captured_at, r.received_at,
+                     r.duration_s, r.backlog) for r in contents.stored]
+    duplicates = [Duplicate(d.received_at, d.device_id, d.boot_epoch, d.seq) for d in contents.duplicates]
+    quarantined = [QuarantinedMessage(q.received_at, q.topic, q.reason, q.device_id)
+                   for q in contents.quarantined]
     return stored, duplicates, quarantined
 
 

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections import defaultdict
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +16,7 @@ from types import ModuleType
 import numpy as np
 
 from ecgcore.modes import Delivery
+from ingest import store_view
 from lab.checker import CheckResult
 from lab.history import BrokerAcked, Evicted, Generated, History, IngestAcked, Published, ReadingEvent
 from lab.report.ecgpaper import draw_strip
@@ -166,16 +166,11 @@ def strip(hist: History, sd: StateDir, path: Path, title: str) -> Path | None:
     if pick is None:
         return None
     dev, boot, seq, captured_at, stored_at = pick
-    con = sqlite3.connect(f"file:{sd.ingest_db}?mode=ro", uri=True)
-    try:
-        row = con.execute("SELECT samples, gain_uv, sample_rate_hz FROM readings WHERE device_id=? AND "
-                          "boot_epoch=? AND seq=?", (dev, boot, seq)).fetchone()
-    finally:
-        con.close()
-    if row is None:
+    reading = store_view.reading_samples(sd.ingest_db, dev, boot, seq)
+    if reading is None:
         return None
-    mv = np.frombuffer(row[0], dtype=">i2").astype(float) * row[1] / 1000.0
-    return draw_strip(mv, int(row[2]), path, title=f"{title}: {dev} boot {boot} seq {seq}",
+    return draw_strip(reading.millivolts(), reading.sample_rate_hz, path,
+                      title=f"{title}: {dev} boot {boot} seq {seq}",
                       captured_at=captured_at, stored_at=stored_at)
 
 

@@ -7,10 +7,8 @@ Used by the demo, the scenario runner, the benchmarks and the tests to wait on c
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from devices import outbox_view as dev_inspect
-from ecgcore.waiting import wait_until
 from ingest import store_view as ing_inspect
 from lab.stack.statedir import StateDir
 
@@ -69,7 +67,3 @@ class Drained:
         quiet = time.monotonic() - self.since
         return (levels[1] == 0 and quiet >= self.quiet_s) or quiet >= self.stall_s
 
-
-def wait_for(cond: Callable[[], object], deadline_s: float, poll_s: float = 0.2) -> bool:
-    """TRANSITIONAL: callers move to ecgcore.waiting.wait_until."""
-    return wait_until(cond, deadline_s, poll_s=poll_s)

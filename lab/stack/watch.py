@@ -111,8 +111,8 @@ class Watcher:
         while self.running:
             try:
                 kind, data = self.events.get(timeout=max(0.0, next_flush - time.monotonic()))
-                if kind == "value":
-                    self._apply(*data)  # type: ignore[misc]
+                if kind == "value" and isinstance(data, tuple):
+                    self._apply(*data)
                 elif kind == "connected":
                     self.pending = {}
             except queue.Empty:

@@ -31,7 +31,7 @@ class Collector:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=MQTTProtocolVersion.MQTTv5)
         self.client.on_connect = self._on_connect
-        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(min_delay=1, max_delay=1)
         props = None
@@ -93,7 +93,7 @@ def running_fleet(config: FleetConfig, clock: Clock | None = None) -> Iterator[F
     def target() -> None:
         try:
             fleet.run()
-        except BaseException as exc:  # reported in the test's thread
+        except BaseException as exc:  # noqa: BLE001 -- not swallowed: the test's thread re-raises it
             errors.append(exc)
 
     thread = threading.Thread(target=target, name="fleet", daemon=True)
@@ -114,9 +114,10 @@ def running_fleet(config: FleetConfig, clock: Clock | None = None) -> Iterator[F
 
 def fleet_config(tmp_path: Path, broker: RunningBroker, prefix: str, **kw: object) -> FleetConfig:
     """A small, fast fleet: synthetic ECG, 0.2-s chunks unless overridden."""
-    base: dict[str, object] = dict(
-        state_dir=tmp_path / "state", host=broker.host, port=broker.port, devices=3,
-        delivery="broker-ack", chunk_seconds=0.2, ecg_source="synthetic", id_prefix=prefix,
-    )
+    base: dict[str, object] = {
+        "state_dir": tmp_path / "state", "host": broker.host, "port": broker.port, "devices": 3,
+        "delivery": "broker-ack", "chunk_seconds": 0.2, "ecg_source": "synthetic",
+        "id_prefix": prefix,
+    }
     base.update(kw)
     return FleetConfig(**base)  # type: ignore[arg-type]

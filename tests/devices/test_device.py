@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from devices.device import Delivery, Device, DeviceConfig
+from devices.device import Device, DeviceConfig
 from devices.ecg_source import EcgStream, SyntheticSource
 from devices.errors import ConfigError
 from devices.outbox import REASON_DROP_OLDEST, REASON_REJECT_NEW, Outbox
 from devices.outbox_view import buffered_readings, ledger_sets
 from devices.profile import PatientProfile
 from ecgcore.clock import ManualClock
+from ecgcore.modes import Delivery
 from wire import Reading, decode_reading
 
 PROFILE = PatientProfile(hr_bpm=72, hrv=1.0, noise=0.01, seed=42)
@@ -260,7 +261,7 @@ def test_device_config_validates() -> None:
         DeviceConfig(delivery=Delivery.BROKER_ACK, chunk_seconds=200, sample_rate=250)
     with pytest.raises(ConfigError):
         DeviceConfig(delivery=Delivery.BROKER_ACK, window=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at-most-once"):
         DeviceConfig(delivery="at-most-once")  # type: ignore[arg-type]
     assert Delivery("end-to-end").qos == 1 and Delivery.FIRE_AND_FORGET.qos == 0
 

@@ -71,10 +71,11 @@ def test_ecgsyn_banks_are_cached_on_disk(ecgsyn_source: EcgsynSource, ecgsyn_cac
 
 
 def test_ecgsyn_leaves_numpy_global_random_state_alone() -> None:
-    np.random.seed(1234)
-    before = np.random.get_state()
+    # the legacy global state is the subject of this test, so the legacy calls are meant
+    np.random.seed(1234)  # noqa: NPY002 -- the global state under test
+    before = np.random.get_state()  # noqa: NPY002 -- the global state under test
     ecgsyn(3.0, FS, 70.0, 1.0, random_state=5)
-    after = np.random.get_state()
+    after = np.random.get_state()  # noqa: NPY002 -- the global state under test
     assert before[0] == after[0] and np.array_equal(before[1], after[1]) and before[2:] == after[2:]
 
 
@@ -120,7 +121,7 @@ def test_importing_the_fleet_does_not_import_neurokit2() -> None:
     code = ("import sys, devices.fleet, devices.ecg_source, devices.__main__; "
             "sys.exit(1 if 'neurokit2' in sys.modules else 0)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +38,7 @@ def test_broker_ack_fleet_publishes_consecutive_readings(
         assert seqs == list(range(len(seqs))), device_id  # consecutive, in order, no gaps
         assert all(r.boot_epoch == 1 and r.sample_rate_hz == 250 and r.samples.size == 50
                    for r in rs)
-        steps = [b.captured_at - a.captured_at for a, b in zip(rs, rs[1:])]
+        steps = [b.captured_at - a.captured_at for a, b in itertools.pairwise(rs)]
         assert all(abs(s - 0.2) < 1e-5 for s in steps)  # whole microseconds on the wire
     assert doc["delivery"] == "broker-ack" and set(doc["devices"]) == set(cfg.device_ids())
     assert set(doc) == {"pid", "updated_at", "delivery", "devices"}  # docs/architecture.md

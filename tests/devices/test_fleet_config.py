@@ -10,8 +10,8 @@ from devices.fleet import FleetConfig, raise_nofile_limit
 
 
 def config(tmp_path: Path, **kw: object) -> FleetConfig:
-    base: dict[str, object] = dict(state_dir=tmp_path, host="127.0.0.1", port=1, devices=2,
-                                   delivery="broker-ack")
+    base: dict[str, object] = {"state_dir": tmp_path, "host": "127.0.0.1", "port": 1,
+                               "devices": 2, "delivery": "broker-ack"}
     return FleetConfig(**{**base, **kw})  # type: ignore[arg-type]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -135,7 +134,7 @@ def test_a_thousand_devices_from_one_process(
     proc = spawn(*fleet_args(state, broker, prefix, n, "--delivery", "broker-ack",
                              "--chunk-seconds", "30"))
     wait_until(lambda: all_online(devices_json, n), 45, interval=0.2, what="1,000 devices online")
-    fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
+    fds = len(list(Path(f"/proc/{proc.pid}/fd").iterdir()))
     # one socket per client, plus stdio, the epoll fd and SQLite's db/wal/shm
     assert n <= fds <= n + 30, fds
     status = collector(broker, unique("sub"), f"heartcheck/{prefix}-0999/status")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from devices.device import Delivery, Device, DeviceConfig
+from devices.device import Device, DeviceConfig
 from devices.ecg_source import EcgStream, SyntheticSource
 from devices.fleet import Fleet, FleetConfig
 from devices.history import HistoryFile, NoHistory
@@ -21,6 +21,7 @@ from devices.outbox_view import ledger_sets
 from devices.profile import PatientProfile
 from ecgcore.clock import ManualClock
 from ecgcore.files import read_jsonl
+from ecgcore.modes import Delivery
 from lab.stack.ports import free_port
 from tests.devices.test_device import FakePublisher
 from wire import Reading, decode_reading, encode_reading
@@ -102,7 +103,7 @@ def test_a_torn_last_line_is_closed_before_the_next_append(tmp_path: Path) -> No
     assert [(e["ev"], e["boot"]) for e in read_jsonl(path)] == [("boot", 1), ("boot", 2)]
 
 
-def test_no_history_records_nothing(tmp_path: Path) -> None:
+def test_no_history_records_nothing() -> None:
     h = NoHistory()
     h.boot(T0, DEV, 1, 0)
     h.generated(T0, DEV, 1, 0, T0)
@@ -161,7 +162,7 @@ class Rig:
 
 
 @pytest.fixture
-def rigs(tmp_path: Path) -> Iterator[list[Rig]]:
+def rigs() -> Iterator[list[Rig]]:
     made: list[Rig] = []
     yield made
     for r in made:

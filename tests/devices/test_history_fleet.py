@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from devices.fleet import FleetConfig
 from devices.outbox_view import ledger_sets
 from ecgcore.files import read_jsonl
 from lab.stack.broker import RunningBroker
@@ -32,15 +33,42 @@ def by_reading(events: list[dict[str, Any]]) -> dict[Key, list[tuple[int, dict[s
     return out
 
 
-@pytest.mark.parametrize("delivery", ["fire-and-forget", "broker-ack", "end-to-end"])
-def test_every_reading_has_its_events_in_order(
-    tmp_path: Path, broker: RunningBroker, unique: Callable[[str], str],
-    collector: Callable[..., Collector], delivery: str,
-) -> None:
-    sub = collector(broker, unique("sub"), "heartcheck/+/ecg")
-    cfg = fleet_config(tmp_path, broker, unique("hc"), devices=2, delivery=delivery,
-                       ack_timeout=30.0)
-    e2e = delivery == "end-to-end"
+def check_events_of_one_reading(kinds: list[str], evs: list[dict[str, Any]], delivery: str,
+                                buffered: bool) -> None:
+    """The events of one reading, in order, against what its delivery mode allows."""
+    assert kinds[0] == "generated" and kinds.count("generated") == 1, kinds
+    assert all(e["qos"] == QOS[delivery] for e in evs if e["ev"] == "published")
+    first_pub = kinds.index("published") if "published" in kinds else len(kinds)
+    # nothing is acked before it was published
+    assert all(k == "generated" for k in kinds[:first_pub]), kinds
+    if delivery == "fire-and-forget":
+        assert set(kinds) <= {"generated", "published"}
+        assert buffered == ("published" not in kinds), kinds  # deleted when accepted
+    elif delivery == "broker-ack":
+        assert "ingest_acked" not in kinds
+        assert buffered == ("broker_acked" not in kinds), kinds  # deleted at the PUBACK
+    else:
+        assert kinds.count("ingest_acked") <= 1, kinds  # once, though acked many times
+        assert buffered == ("ingest_acked" not in kinds), kinds
+        if "ingest_acked" in kinds:
+            assert "broker_acked" in kinds, kinds
+
+
+def check_published_as_received(sub: Collector,
+                                readings: dict[Key, list[tuple[int, dict[str, Any]]]]) -> None:
+    """Every message the subscriber got was recorded as published, with its backlog flag,
+    and its captured_at is the generated event's cap."""
+    for r in sub.readings():
+        evs = [e for _, e in readings[(r.device_id, r.boot_epoch, r.seq)]]
+        assert any(e["ev"] == "published" and e["backlog"] == r.backlog for e in evs), evs
+        assert evs[0]["cap"] == r.captured_at
+        sends = sum(1 for e in evs if e["ev"] == "published")
+        assert sends >= sum(1 for x in sub.readings() if x.key == r.key)
+
+
+def run_until_ten_readings_each(sub: Collector, cfg: FleetConfig, e2e: bool) -> None:
+    """Run the fleet until both devices had 10 readings received (end-to-end: acked, and the
+    acked rows gone from the outbox)."""
 
     def ack_everything_received() -> dict[str, set[int]]:
         """Like the ingest service: ack (again) every seq stored so far."""
@@ -64,6 +92,18 @@ def test_every_reading_has_its_events_in_order(
                 return all(not (sets[d]["buffered"] & s) for d, s in received.items())
 
             wait_until(acked_rows_gone, 10, what="acked rows deleted")
+
+
+@pytest.mark.parametrize("delivery", ["fire-and-forget", "broker-ack", "end-to-end"])
+def test_every_reading_has_its_events_in_order(
+    tmp_path: Path, broker: RunningBroker, unique: Callable[[str], str],
+    collector: Callable[..., Collector], delivery: str,
+) -> None:
+    sub = collector(broker, unique("sub"), "heartcheck/+/ecg")
+    cfg = fleet_config(tmp_path, broker, unique("hc"), devices=2, delivery=delivery,
+                       ack_timeout=30.0)
+    e2e = delivery == "end-to-end"
+    run_until_ten_readings_each(sub, cfg, e2e)
     events = read_jsonl(cfg.history_path)
     final = ledger_sets(cfg.outbox_path)
     readings = by_reading(events)
@@ -80,31 +120,10 @@ def test_every_reading_has_its_events_in_order(
         assert generated == set(range(final[device_id]["generated"])), device_id
     for (device_id, boot, seq), evs in readings.items():
         kinds = [e["ev"] for _, e in evs]
-        assert boot == 1 and kinds[0] == "generated" and kinds.count("generated") == 1, kinds
-        assert all(e["qos"] == QOS[delivery] for _, e in evs if e["ev"] == "published")
-        first_pub = kinds.index("published") if "published" in kinds else len(kinds)
-        # nothing is acked before it was published
-        assert all(k == "generated" for k in kinds[:first_pub]), kinds
-        buffered = seq in final[device_id]["buffered"]
-        if delivery == "fire-and-forget":
-            assert set(kinds) <= {"generated", "published"}
-            assert buffered == ("published" not in kinds), kinds  # deleted when accepted
-        elif delivery == "broker-ack":
-            assert "ingest_acked" not in kinds
-            assert buffered == ("broker_acked" not in kinds), kinds  # deleted at the PUBACK
-        else:
-            assert kinds.count("ingest_acked") <= 1, kinds  # once, though acked many times
-            assert buffered == ("ingest_acked" not in kinds), kinds
-            if "ingest_acked" in kinds:
-                assert "broker_acked" in kinds, kinds
-    # every message the subscriber got was recorded as published, with its backlog flag,
-    # and its captured_at is the generated event's cap
-    for r in sub.readings():
-        evs = [e for _, e in readings[(r.device_id, r.boot_epoch, r.seq)]]
-        assert any(e["ev"] == "published" and e["backlog"] == r.backlog for e in evs), evs
-        assert evs[0]["cap"] == r.captured_at
-        sends = sum(1 for e in evs if e["ev"] == "published")
-        assert sends >= sum(1 for x in sub.readings() if x.key == r.key)
+        assert boot == 1, kinds
+        check_events_of_one_reading(kinds, [e for _, e in evs], delivery,
+                                    seq in final[device_id]["buffered"])
+    check_published_as_received(sub, readings)
     count = {k: sum(1 for e in events if e["ev"] == k) for k in names}
     assert count["published"] >= 20
     if delivery != "fire-and-forget":

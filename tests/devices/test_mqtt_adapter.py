@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devices.mqtt_adapter import Backoff, MqttHub
+from devices.mqtt_adapter import JitterBackoff, MqttHub
 from devices.outbox_view import device_summaries
 from ecgcore.clock import ManualClock
 from lab.stack.broker import BrokerSettings, RunningBroker
@@ -16,7 +16,7 @@ from tests.devices.conftest import fleet_config, running_fleet
 
 
 def test_backoff_is_exponential_with_equal_jitter_and_a_cap() -> None:
-    b = Backoff(base=0.5, cap=30.0)
+    b = JitterBackoff(base=0.5, cap=30.0)
     rng = np.random.default_rng(1)
     for attempt in range(12):
         d = min(30.0, 0.5 * 2**attempt)
@@ -24,7 +24,7 @@ def test_backoff_is_exponential_with_equal_jitter_and_a_cap() -> None:
         assert all(d / 2 <= x <= d for x in delays)
         assert max(delays) - min(delays) > d / 4  # really jittered
     assert b.delay(10_000, rng) <= 30.0
-    same = [Backoff().delay(3, np.random.default_rng(5)) for _ in range(2)]
+    same = [JitterBackoff().delay(3, np.random.default_rng(5)) for _ in range(2)]
     assert same[0] == same[1]  # the injected generator makes it reproducible
 
 

@@ -124,8 +124,8 @@ def test_pending_delete_and_mark_sent(tmp_path: Path) -> None:
     box.mark_sent("hc-1", [2, 3], NOW + 5)
     box.mark_sent("hc-1", [2], NOW + 9)
     box.commit()
-    rows = dict(((s, (a, t)) for s, a, t in box._db.execute(
-        "SELECT seq, attempts, last_sent_at FROM outbox")))
+    rows = {s: (a, t) for s, a, t in box._db.execute(
+        "SELECT seq, attempts, last_sent_at FROM outbox")}
     assert rows[2] == (2, NOW + 9) and rows[3] == (1, NOW + 5) and rows[6] == (0, None)
 
 
@@ -133,9 +133,13 @@ def test_transaction_rolls_back_and_resyncs_counts(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.sqlite")
     box.register("hc-1", PROFILE, NOW)
     box.commit()
-    with pytest.raises(RuntimeError), box.transaction():
-        fill(box, "hc-1", 4)
-        raise RuntimeError("boom")
+    def fill_then_fail() -> None:
+        with box.transaction():
+            fill(box, "hc-1", 4)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fill_then_fail()
     assert box.count("hc-1") == 0 and box.next_seq("hc-1") == 0
     with box.transaction():
         fill(box, "hc-1", 2)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from devices.errors import ProfileError
-from devices.mqtt_adapter import Backoff, FixedRetry
+from devices.mqtt_adapter import FixedRetry, JitterBackoff
 from devices.profile import Cohort, fleet_profiles
 from tests.devices.test_device import make_rig
 
@@ -90,8 +90,9 @@ def test_wake_at_says_when_the_bucket_allows_the_next_batch(tmp_path: Path) -> N
 
 
 def test_backlog_pace_must_be_positive() -> None:
-    from devices.device import Delivery, DeviceConfig
+    from devices.device import DeviceConfig
     from devices.errors import ConfigError
+    from ecgcore.modes import Delivery
 
     for bad in (0.0, -1.0, math.inf, math.nan):
         with pytest.raises(ConfigError, match="backlog pace"):
@@ -101,7 +102,7 @@ def test_backlog_pace_must_be_positive() -> None:
 def test_fixed_retry_is_the_same_for_everyone_and_backoff_is_not() -> None:
     rng = np.random.default_rng(1)
     assert {FixedRetry().delay(n, rng) for n in range(20)} == {1.0}
-    late = [Backoff().delay(12, rng) for _ in range(200)]
+    late = [JitterBackoff().delay(12, rng) for _ in range(200)]
     assert min(late) >= 15.0 and max(late) <= 30.0 and np.std(late) > 2.0
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from devices.device import Delivery, Device, DeviceConfig
+from devices.device import Device, DeviceConfig
 from devices.ecg_source import EcgStream, SyntheticSource
 from devices.errors import ConfigError
 from devices.fleet import FleetConfig
@@ -16,6 +17,7 @@ from devices.outbox import Outbox
 from devices.profile import PatientProfile
 from devices.schedule import DAY_SECONDS, StripSchedule
 from ecgcore.clock import ManualClock
+from ecgcore.modes import Delivery
 from tests.devices.test_device import FakePublisher
 from wire import Reading, decode_reading
 
@@ -54,7 +56,7 @@ def test_exactly_n_strips_per_day_one_per_slot_never_overlapping(per_day: int,
             for j, s in enumerate(starts):
                 slot_start = day_start + j * sched.slot_seconds
                 assert slot_start <= s and s + seconds <= slot_start + sched.slot_seconds + 1e-6
-            assert all(b - a >= seconds for a, b in zip(starts, starts[1:]))
+            assert all(b - a >= seconds for a, b in itertools.pairwise(starts))
 
 
 def test_offsets_are_spread_over_the_slot() -> None:
@@ -156,7 +158,7 @@ def test_three_strips_a_day_at_the_scheduled_times(tmp_path: Path) -> None:
 def test_a_strip_is_generated_when_complete_and_the_device_sleeps_till_then(
         tmp_path: Path) -> None:
     clock = ManualClock(start=T0)
-    device, box, pub = strip_device(tmp_path, clock)
+    device, box, _pub = strip_device(tmp_path, clock)
     start = device.next_strip_start
     assert start is not None
     due = device.next_due
@@ -194,7 +196,7 @@ def test_a_strip_in_chunks(tmp_path: Path, chunks: int, sizes: list[int]) -> Non
         assert [r.samples.size for r in parts] == sizes
         start = parts[0].captured_at
         assert any(abs(start - s) < 1e-6 for s in sched.starts_between(T0, clock.now()))
-        offsets = np.cumsum([0] + sizes[:-1]) / 250
+        offsets = np.cumsum([0, *sizes[:-1]]) / 250
         assert [r.captured_at - start for r in parts] == pytest.approx(offsets, abs=2e-6)
     ids = list(strips)
     assert ids == sorted(ids)  # strip ids increase
@@ -204,7 +206,7 @@ def test_a_long_sleep_records_every_whole_strip(tmp_path: Path) -> None:
     """Under time compression one tick may cover many strips; the catch-up cap counts whole
     strips, so 24 strips x 30 chunks (720 readings, 12 x the 60 cap) all arrive."""
     clock = ManualClock(start=T0)
-    device, box, pub = strip_device(tmp_path, clock, strips_per_day=24, strip_chunks=30)
+    device, box, _pub = strip_device(tmp_path, clock, strips_per_day=24, strip_chunks=30)
     clock.advance(DAY_SECONDS)
     assert device.generate() == 24 * 30
     assert device.stats.skipped_strips == 0 and device.stats.skipped_chunks == 0

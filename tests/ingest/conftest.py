@@ -74,8 +74,8 @@ class AckCollector:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: self.subscribed.set()
-        self.client.on_connect = lambda c, *a: c.subscribe("heartcheck/+/ack", qos=1)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.client.on_connect = lambda c, *_: c.subscribe("heartcheck/+/ack", qos=1)
         self.client.connect(host, port)
         self.client.loop_start()
         wait_until(self.subscribed.is_set, 10, what="ack collector SUBACK")

@@ -48,5 +48,5 @@ def test_single_item_api() -> None:
         q.get(timeout=0.01)
     q.put("a")
     assert q.qsize() == 1 and q.get(timeout=1) == "a"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be bounded"):
         BatchQueue(maxsize=0)

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from ingest import store_view as inspect
+from ingest.errors import StoreError
 from ingest.store import SqliteStore
 from ingest.validate import Accepted, Quarantined, validate
-from tests.ingest.conftest import payload_of
+from tests.ingest.conftest import make_reading, payload_of
 from wire import FLAG_BACKLOG
 
 T0 = 1_700_000_000.0
@@ -110,12 +111,107 @@ def test_reads_are_read_only_and_see_commits_of_a_live_writer(tmp_path: Path) ->
     path = tmp_path / "live.sqlite"
     s = SqliteStore(path)
     s.store_batch([acc("hc-1", 0)], [], T0)
-    before = os.stat(path).st_mtime_ns
+    before = path.stat().st_mtime_ns
     assert inspect.stored_seqs(path) == {"hc-1": {0}}
     s.store_batch([acc("hc-1", 1)], [], T0)  # the writer is still open: WAL not checkpointed
     assert inspect.stored_seqs(path) == {"hc-1": {0, 1}}
     assert inspect.totals(path)["stored"] == 2
     s.close()
-    assert os.stat(path).st_mtime_ns >= before
-    with pytest.raises(sqlite3.OperationalError, match="readonly"), inspect._snapshot(path) as q:
+    assert path.stat().st_mtime_ns >= before
+    with pytest.raises(StoreError, match="readonly") as info, inspect._snapshot(path) as q:
         q("INSERT INTO duplicates VALUES ('x', 0, 0, 0)")
+    # StoreError <- ecgcore's SnapshotError <- SQLite's own refusal
+    assert info.value.__cause__ is not None
+    assert isinstance(info.value.__cause__.__cause__, sqlite3.OperationalError)
+
+
+def test_a_file_that_is_not_a_store_is_a_store_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(os.urandom(4096))
+    with pytest.raises(StoreError, match="not a readable database"):
+        inspect.stored_seqs(junk)
+    with pytest.raises(StoreError):
+        inspect.stored_readings(junk)
+
+
+# --- the lab's read API: stored_readings, duplicate_readings, quarantine_events, reading_samples
+
+
+def test_stored_readings_in_store_order(db: Path) -> None:
+    rows = inspect.stored_readings(db)
+    assert [(r.device_id, r.seq) for r in rows] == [
+        ("hc-1", 0), ("hc-1", 1), ("hc-1", 2), ("hc-1", 5), ("hc-1", 6), ("hc-1", 9),
+        ("hc-2", 3), ("hc-2", 4)]  # one batch: insertion order
+    first = rows[0]
+    assert first == inspect.StoredRow(device_id="hc-1", boot_epoch=1, seq=0, captured_at=T0,
+                                      received_at=T0, stored_at=T0 + 20, n_samples=250,
+                                      sample_rate_hz=250, backlog=False)
+    assert first.duration_s == 1.0
+    assert [r.backlog for r in rows] == [False] * 6 + [True] * 2
+    assert all(type(r.seq) is int and type(r.captured_at) is float and type(r.backlog) is bool
+               for r in rows)
+    with pytest.raises(AttributeError):
+        first.seq = 7  # type: ignore[misc]  # frozen
+
+
+def test_stored_readings_order_by_stored_at_then_insertion(tmp_path: Path) -> None:
+    path = tmp_path / "order.sqlite"
+    s = SqliteStore(path)
+    s.store_batch([acc("hc-1", 3), acc("hc-1", 1)], [], stored_at=T0 + 50)
+    s.store_batch([acc("hc-2", 0)], [], stored_at=T0 + 40)  # committed later, stamped earlier
+    s.store_batch([acc("hc-1", 2)], [], stored_at=T0 + 50)
+    s.close()
+    assert [(r.device_id, r.seq, r.stored_at) for r in inspect.stored_readings(path)] == [
+        ("hc-2", 0, T0 + 40), ("hc-1", 3, T0 + 50), ("hc-1", 1, T0 + 50), ("hc-1", 2, T0 + 50)]
+
+
+def test_duplicate_readings_by_received_at_then_insertion(db: Path, tmp_path: Path) -> None:
+    assert inspect.duplicate_readings(db) == [("hc-1", 1, 5, T0 + 5), ("hc-1", 1, 5, T0 + 5)]
+    path = tmp_path / "dups.sqlite"
+    s = SqliteStore(path)
+    s.store_batch([acc("hc-1", 7), acc("hc-1", 3)], [], stored_at=T0)
+    s.store_batch([acc("hc-1", 7), acc("hc-1", 3)], [], stored_at=T0 + 1)
+    s.close()
+    dups = inspect.duplicate_readings(path)
+    assert [(d.seq, d.received_at) for d in dups] == [(3, T0 + 3), (7, T0 + 7)]
+    assert dups[0].device_id == "hc-1" and dups[0].boot_epoch == 1
+
+
+def test_quarantine_events_in_arrival_order(db: Path) -> None:
+    events = inspect.quarantine_events(db)
+    assert events == [(T0, "heartcheck/hc-1/ecg", "bad-checksum"),
+                      (T0, "heartcheck/hc-3/ecg", "truncated"),
+                      (T0, "junk topic", "bad-topic")]
+    assert [e.device_id for e in events] == ["hc-1", "hc-3", None]
+    assert events[2].reason == "bad-topic" and events[2].received_at == T0
+
+
+def test_store_contents_is_the_three_from_one_snapshot(db: Path) -> None:
+    contents = inspect.store_contents(db)
+    assert contents.stored == inspect.stored_readings(db)
+    assert contents.duplicates == inspect.duplicate_readings(db)
+    assert contents.quarantined == inspect.quarantine_events(db)
+
+
+def test_reading_samples(db: Path) -> None:
+    got = inspect.reading_samples(db, "hc-1", 1, 5)
+    assert got is not None
+    want = make_reading("hc-1", 5)
+    assert got.samples.dtype == np.int16 and np.array_equal(got.samples, want.samples)
+    assert (got.gain_uv, got.sample_rate_hz) == (2.5, 250)
+    assert np.allclose(got.millivolts(), want.samples.astype(float) * 2.5 / 1000.0)
+    assert inspect.reading_samples(db, "hc-1", 1, 3) is None  # a gap
+    assert inspect.reading_samples(db, "hc-1", 2, 5) is None  # another boot
+
+
+def test_the_lab_api_on_a_missing_or_empty_store(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.sqlite"
+    empty = tmp_path / "empty.sqlite"
+    sqlite3.connect(empty).close()
+    for path in (missing, empty):
+        assert inspect.stored_readings(path) == []
+        assert inspect.duplicate_readings(path) == []
+        assert inspect.quarantine_events(path) == []
+        assert inspect.store_contents(path) == ([], [], [])
+        assert inspect.reading_samples(path, "hc-1", 1, 0) is None
+    assert not missing.exists()

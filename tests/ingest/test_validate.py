@@ -122,7 +122,7 @@ def test_every_reason_is_covered_by_this_file() -> None:
 
 
 def test_internal_error_instead_of_raising(monkeypatch: pytest.MonkeyPatch) -> None:
-    def boom(payload: bytes) -> None:
+    def boom(_payload: bytes) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr("ingest.validate.decode_fields", boom)

@@ -15,13 +15,13 @@ from lab.scenario import (
     Broker,
     Fault,
     FleetSpec,
+    Locator,
     ScenarioError,
     list_scenarios,
     load_scenario,
     parse_scenario,
     plan,
 )
-from lab.scenario import Locator
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 SHIPPED = ["blackhole-vs-cut", "broker-restart-no-persistence", "cardiocomm-72h", "device-reboot",
