@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
+from ecgcore.modes import Delivery
 from ecgcore.waiting import wait_until
 from lab.report.summary import build_report
 from lab.stack import control as stack
@@ -59,7 +60,7 @@ class RunResult(TypedDict):
 
 def run_one(n: int, seconds: float, root: Path, proxies: bool) -> RunResult:
     sd = StateDir(root / f"n{n}")
-    cfg = StackConfig(devices=n, delivery="end-to-end", max_queued=100_000, ack_timeout=10.0,
+    cfg = StackConfig(devices=n, delivery=Delivery.END_TO_END.value, max_queued=100_000, ack_timeout=10.0,
                       outbox_capacity=5000, proxies=proxies)
     t_up = time.monotonic()
     stack.up(sd, cfg)

@@ -26,7 +26,7 @@ from typing import NoReturn
 from devices.errors import ConfigError, DeviceError, ProfileError
 from devices.fleet import SOURCES, Fleet, FleetConfig
 from devices.profile import Cohort
-from ecgcore.modes import BACKOFFS, DELIVERY_MODES, OUTBOX_POLICIES, RECORDINGS
+from ecgcore.modes import BACKOFFS, DELIVERY_MODES, OUTBOX_POLICIES, RECORDINGS, OutboxPolicy, Recording
 from ecgcore.strict_warnings import apply_from_env
 
 
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delivery", required=True, choices=DELIVERY_MODES,
                    help="when the outbox lets go of a reading")
     p.add_argument("--outbox-capacity", type=int, default=5000, help="rows per device")
-    p.add_argument("--outbox-policy", choices=OUTBOX_POLICIES, default="drop-oldest",
+    p.add_argument("--outbox-policy", choices=OUTBOX_POLICIES, default=OutboxPolicy.DROP_OLDEST.value,
                    help="what a full outbox does")
     p.add_argument("--chunk-seconds", type=float, default=1.0, help="seconds of ECG per reading")
     p.add_argument("--sample-rate", type=int, default=250, help="samples per second")
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ecgsyn (neurokit2, cached) or synthetic (cheap, for tests)")
     p.add_argument("--history", action=argparse.BooleanOptionalAction, default=True,
                    help="append device events to DIR/history/devices.jsonl (default: on)")
-    p.add_argument("--recording", choices=RECORDINGS, default="continuous",
+    p.add_argument("--recording", choices=RECORDINGS, default=Recording.CONTINUOUS.value,
                    help="continuous chunks, or scheduled strips (HeartCheck CardiBeat)")
     p.add_argument("--strip-seconds", type=float, default=30.0,
                    help="strip mode: seconds of ECG per strip")

@@ -15,7 +15,7 @@ from typing import Any
 
 from devices import outbox_view as dev_inspect
 from ecgcore.clock import SystemClock
-from ecgcore.modes import DELIVERY_MODES
+from ecgcore.modes import DELIVERY_MODES, Delivery
 from ecgcore.waiting import wait_until
 from lab.errors import LabError
 from lab.history.brokerstats import broker_stats
@@ -25,10 +25,10 @@ from lab.stack.levels import Stable, buffered_total, caught_up, stored_total
 from lab.stack.statedir import StackConfig, StateDir
 
 LESSON = {
-    "fire-and-forget": "QoS 0: nothing queues for a dead subscriber; the outage is simply gone.",
-    "broker-ack": "QoS 1: the broker PUBACKed every reading, queued the first max_queued, "
+    Delivery.FIRE_AND_FORGET: "QoS 0: nothing queues for a dead subscriber; the outage is simply gone.",
+    Delivery.BROKER_ACK: "QoS 1: the broker PUBACKed every reading, queued the first max_queued, "
                   "then dropped the rest.",
-    "end-to-end": "QoS 1 + ingest confirmations: readings wait in the device outbox until stored; "
+    Delivery.END_TO_END: "QoS 1 + ingest confirmations: readings wait in the device outbox until stored; "
                   "none lost.",
 }
 
@@ -63,14 +63,14 @@ def _tiers(sd: StateDir, base: dict[str, int]) -> list[str]:
 def _drained(sd: StateDir, delivery: str, devices: int) -> bool:
     """Every device's newest reading is stored, and (end-to-end) the outboxes are down to
     what is normally in flight."""
-    return caught_up(sd) and (delivery != "end-to-end" or buffered_total(sd) <= 2 * devices)
+    return caught_up(sd) and (not Delivery(delivery).ingest_confirms or buffered_total(sd) <= 2 * devices)
 
 
 def run_mode(root: Path, delivery: str, devices: int, outage_s: float, max_queued: int,
              say: Callable[[str], None]) -> dict[str, Any]:
     sd = StateDir(root / delivery)
     cfg = StackConfig(devices=devices, delivery=delivery, max_queued=max_queued, ack_timeout=3.0)
-    say(f"\n=== {delivery}: {LESSON[delivery]}")
+    say(f"\n=== {delivery}: {LESSON[Delivery(delivery)]}")
     say(f"[1/5] starting broker (max_queued_messages {max_queued}), ingest and {devices} devices "
         f"in {sd.root}")
     stack.up(sd, cfg, progress=lambda m: say("      " + m))

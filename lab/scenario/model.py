@@ -20,7 +20,7 @@ from ecgcore.modes import (
     OutboxPolicy,
     Recording,
 )
-from lab.checker import WINDOW_ID, Expectation
+from lab.checker.expect import WINDOW_ID, Expectation
 from lab.errors import LabError
 
 NETWORK_KINDS = ("cut", "blackhole", "latency", "bandwidth", "flap")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ecgcore.modes import DELIVERY_MODES
-from lab.checker import Expectation
+from lab.checker.expect import Expectation
 from lab.scenario.fault_windows import faults
 from lab.scenario.locator import Errors, toml_error
 from lab.scenario.model import Path_, Scenario, ScenarioError, Variant, _is_num

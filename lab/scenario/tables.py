@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from lab.checker import Expectation, ExpectationError, parse_expectation
+from lab.checker.expect import Expectation, ExpectationError, parse_expectation
 from lab.errors import ConfigError
 from lab.scenario.locator import Errors
 from lab.scenario.model import Broker, FleetSpec, Path_, Profile, ScenarioError, _is_int, _is_num

@@ -22,7 +22,7 @@ from typing import Any
 
 from ecgcore.clock import shared_clock_env
 from ecgcore.files import read_json, write_json_atomic
-from ecgcore.modes import Delivery, Link, Recording
+from ecgcore.modes import LINKS, Delivery, Link, Recording
 from ecgcore.waiting import wait_until
 from lab.errors import ComponentError, ConfigError
 from lab.stack.broker import BrokerSettings, broker_argv, write_config
@@ -81,7 +81,7 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
             *(["--backlog-pace", str(cfg.backlog_pace)] if cfg.backlog_pace else []),
             *(["--record-until", repr(cfg.record_until)] if cfg.record_until is not None else []),
             *(a for spec in cfg.cohorts for a in ("--cohort", spec)),
-            *(["--recording", "strip", "--strip-seconds", str(cfg.strip_seconds),
+            *(["--recording", Recording.STRIP.value, "--strip-seconds", str(cfg.strip_seconds),
                "--strips-per-day", str(cfg.strips_per_day), "--strip-chunks", str(cfg.strip_chunks)]
               if cfg.recording == Recording.STRIP else []))
     raise ConfigError(f"unknown component {name!r}; use broker, ingest or devices")
@@ -142,7 +142,7 @@ def start_component(sd: StateDir, cfg: StackConfig, name: str, progress: Progres
         write_config(broker_settings(sd, cfg), sd.broker_dir / "mosquitto.conf")
     if name == "ingest":
         sd.ingest_ready.unlink(missing_ok=True)
-    if name in ("ingest", "devices") and proxy_port(cfg, name) != cfg.port:
+    if name in LINKS and proxy_port(cfg, name) != cfg.port:
         proxy = sd.component(f"proxy-{name}")
         if proxy.state() == DEAD:  # e.g. `ecgpipe start ingest` after `down`: its link comes first
             start_component(sd, cfg, proxy.name, progress)

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from ecgcore.files import read_json, write_json_atomic
-from ecgcore.modes import BACKOFFS, DELIVERY_MODES, OUTBOX_POLICIES, RECORDINGS
+from ecgcore.modes import (
+    BACKOFFS,
+    DELIVERY_MODES,
+    OUTBOX_POLICIES,
+    RECORDINGS,
+    Delivery,
+    OutboxPolicy,
+    Recording,
+)
 from lab.errors import ConfigError, StateDirError
 from lab.stack.procs import Component
 
@@ -42,13 +50,13 @@ class StackConfig:
     """What `ecgpipe up` started; saved as stack.json so every later command can reuse it."""
 
     devices: int = 10
-    delivery: str = "end-to-end"
+    delivery: str = Delivery.END_TO_END.value
     max_queued: int = 1000
     host: str = "127.0.0.1"
     port: int = 0
     persistence: bool = True
     outbox_capacity: int = 5000
-    outbox_policy: str = "drop-oldest"
+    outbox_policy: str = OutboxPolicy.DROP_OLDEST.value
     seed: int = 0
     sample_rate: int = 250
     chunk_seconds: float = 1.0
@@ -58,7 +66,7 @@ class StackConfig:
     proxy_ingest_port: int = 0  # ingest reaches the broker through this proxy (0: `up` picks one)
     proxy_devices_port: int = 0  # the fleet reaches the broker through this one
     proxies: bool = True  # False: ingest and fleet connect to the broker directly (no network faults)
-    recording: str = "continuous"  # or "strip": 30-s strips a few times a day
+    recording: str = Recording.CONTINUOUS.value  # or "strip": 30-s strips a few times a day
     strip_seconds: float = 30.0
     strips_per_day: int = 3
     strip_chunks: int = 1
