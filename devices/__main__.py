@@ -3,7 +3,7 @@
     python -m devices --state-dir DIR --host HOST --port PORT --devices N --delivery MODE
                       [--outbox-capacity 5000] [--outbox-policy drop-oldest|reject-new]
                       [--chunk-seconds 1.0] [--sample-rate 250] [--seed 0] [--speed 1.0]
-                      [--id-prefix hc] [--ack-timeout 10] [--window 50]
+                      [--id-prefix hc] [--ack-timeout 10] [--resend-cap 300] [--window 50]
                       [--ecg-source ecgsyn|synthetic] [--history | --no-history]
                       [--recording continuous|strip] [--strip-seconds 30]
                       [--strips-per-day 3] [--strip-chunks 1] [--keepalive 10]
@@ -57,8 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     p.add_argument("--id-prefix", default="hc", help="device ids are PREFIX-0000, PREFIX-0001...")
     p.add_argument("--ack-timeout", type=float, default=10.0,
-                   help="end-to-end: real seconds (whatever --speed) before an unacked "
-                        "reading is re-sent")
+                   help="end-to-end: real seconds (whatever --speed) without a confirmation "
+                        "before the newest reading in flight is sent again as a probe; the wait "
+                        "doubles up to --resend-cap")
+    p.add_argument("--resend-cap", type=float, default=300.0,
+                   help="end-to-end: the probe's longest wait, real seconds")
     p.add_argument("--window", type=int, default=50, help="readings in flight per device")
     p.add_argument("--ecg-source", choices=SOURCES, default="ecgsyn",
                    help="ecgsyn (neurokit2, cached) or synthetic (cheap, for tests)")
@@ -108,7 +111,7 @@ def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
             delivery=ns.delivery, outbox_capacity=ns.outbox_capacity,
             outbox_policy=ns.outbox_policy, chunk_seconds=ns.chunk_seconds,
             sample_rate=ns.sample_rate, seed=ns.seed, speed=ns.speed, id_prefix=ns.id_prefix,
-            ack_timeout=ns.ack_timeout, window=ns.window, ecg_source=ns.ecg_source,
+            ack_timeout=ns.ack_timeout, resend_cap=ns.resend_cap, window=ns.window, ecg_source=ns.ecg_source,
             history=ns.history, recording=ns.recording, strip_seconds=ns.strip_seconds,
             strips_per_day=ns.strips_per_day, strip_chunks=ns.strip_chunks,
             keepalive=ns.keepalive, reconnect_backoff=ns.reconnect_backoff, backoff_cap=ns.backoff_cap,

@@ -62,7 +62,8 @@ from __future__ import annotations
 
 import collections
 import math
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -72,6 +73,7 @@ from devices.errors import ConfigError
 from devices.history import DeviceHistory, NoHistory
 from devices.outbox import Outbox
 from devices.profile import PatientProfile
+from devices.resend import InFlight
 from devices.schedule import StripSchedule
 from ecgcore.clock import Clock
 from ecgcore.modes import RECORDINGS, Delivery, Recording
@@ -100,6 +102,7 @@ class DeviceConfig:
     strip_seconds: float = 30.0
     strips_per_day: int = 3
     strip_chunks: int = 1
+    resend_cap: float = 300.0  # end-to-end: the probe's longest wait, real seconds (devices/resend.py)
     backlog_pace: float | None = None  # backlog readings per simulated second (None: unpaced)
     record_until: float | None = None  # simulated Unix time: nothing ending later is recorded
 
@@ -141,6 +144,8 @@ class DeviceConfig:
             )
         if not (math.isfinite(self.ack_timeout) and self.ack_timeout > 0):
             raise ConfigError(f"ack timeout must be positive, got {self.ack_timeout}")
+        if not (math.isfinite(self.resend_cap) and self.resend_cap > 0):
+            raise ConfigError(f"re-send cap must be positive, got {self.resend_cap}")
         if self.window < 1:
             raise ConfigError(f"window must be at least 1, got {self.window}")
         if self.max_catchup < 1:
@@ -163,6 +168,8 @@ class DeviceStats:
     published_live: int = 0
     published_backlog: int = 0
     resent: int = 0
+    resent_by_reason: collections.Counter[str] = field(default_factory=collections.Counter)
+    gaps: int = 0  # readings found missing from an ingest confirmation (devices/resend.py)
     released: int = 0
     evicted: int = 0
     skipped_chunks: int = 0
@@ -176,7 +183,8 @@ class Device:
 
     def __init__(self, device_id: str, profile: PatientProfile, stream: EcgStream,
                  outbox: Outbox, publisher: Publisher, clock: Clock, config: DeviceConfig,
-                 *, start_offset: float = 0.0, history: DeviceHistory | None = None) -> None:
+                 *, start_offset: float = 0.0, history: DeviceHistory | None = None,
+                 rng: random.Random | None = None) -> None:
         self.device_id = device_id
         self.profile = profile
         self.config = config
@@ -187,8 +195,6 @@ class Device:
         self._topic = ecg_topic(device_id)
         self._qos = config.delivery.qos
         self._history: DeviceHistory = history if history is not None else NoHistory()
-        # the ack timeout is real time: in simulated seconds it grows with the clock's speed
-        self._ack_timeout = config.ack_timeout * clock.speed
         booted_at = clock.now()
         # recording stops at config.record_until (simulated wall time), kept as monotonic time
         self._until_mono = (math.inf if config.record_until is None
@@ -209,9 +215,15 @@ class Device:
             self._slot = schedule.first_at_or_after(booted_at)
             self._set_next_strip(schedule)
         self.connected = False
-        self._cursor = -1  # every outbox row with seq <= cursor is in _sent (or released)
-        self._sent: dict[int, float] = {}  # seq -> monotonic deadline for a resend
+        self._cursor = -1  # every outbox row with seq <= cursor is in flight (or released)
+        # what is in flight and what goes again (devices/resend.py); its timers are simulated
+        # seconds, scaled like the ack timeout (a network round trip is real time)
+        self._flights = InFlight(probe_base=config.ack_timeout * clock.speed,
+                                 probe_cap=max(config.resend_cap, config.ack_timeout) * clock.speed,
+                                 rng=rng if rng is not None else random.Random(profile.seed))
         self._mids: dict[int, tuple[int, int]] = {}  # mid -> (seq, boot) (QoS 1, this connection)
+        self.ingest_online: bool | None = None  # end-to-end: the ingest service's last status
+        self._ingest_session: str | None = None
         self._fresh: list[tuple[int, bytes]] = []  # generated this tick, not yet published
         # backlog pacing: a token bucket in simulated time, one second's worth deep
         self._pace = config.backlog_pace
@@ -310,7 +322,7 @@ class Device:
             self._history.evicted(now, self.device_id, eviction.boot_epoch, eviction.seq,
                                   eviction.reason)
             self.stats.evicted += 1
-            self._sent.pop(eviction.seq, None)
+            self._flights.pop(eviction.seq)
             self._fresh = [f for f in self._fresh if f[0] != eviction.seq]
         if result.stored:
             self._fresh.append((reading.seq, payload))
@@ -320,12 +332,17 @@ class Device:
     @property
     def in_flight(self) -> int:
         """Readings sent and not yet released (PUBACK or ack)."""
-        return len(self._sent)
+        return len(self._flights)
 
     @property
     def unsent(self) -> int:
-        """Outbox rows not sent on the current connection."""
-        return self._outbox.count(self.device_id) - len(self._sent)
+        """Outbox rows never sent in this boot."""
+        return self._outbox.count(self.device_id) - len(self._flights)
+
+    @property
+    def paused(self) -> bool:
+        """End-to-end holds everything in the outbox while the ingest service is known offline."""
+        return self.config.delivery is Delivery.END_TO_END and self.ingest_online is False
 
     def pump(self) -> int:
         """Publish what the window allows: due re-sends first, then unsent rows oldest-first.
@@ -335,10 +352,12 @@ class Device:
         now = self._clock.monotonic()
         self._refill(now)
         self._held_back = False
-        if not self.connected:
+        if not self.connected or self.paused:
             return 0
+        if self.config.delivery is Delivery.END_TO_END:
+            self._flights.probe(now)
         sent = self._resend_due(now)
-        room = self.config.window - len(self._sent)
+        room = self.config.window - len(self._flights)
         unsent = self.unsent
         if room <= 0 or unsent <= 0:
             return sent
@@ -372,22 +391,30 @@ class Device:
         self._tokens_at = now
 
     def _resend_due(self, now: float) -> int:
-        due = [seq for seq, deadline in self._sent.items() if deadline <= now]
-        if self._pace and len(due) > int(self._tokens):
-            due = due[:int(self._tokens)]
+        limit = len(self._flights)
+        if self._pace:
+            limit = min(limit, int(self._tokens))
+        due = self._flights.due(now, limit)
+        if self._pace and self._flights.next_due <= now:
             self._held_back = True
         if not due:
             return 0
-        payloads = self._outbox.payloads(self.device_id, due)
-        for seq in due:
+        payloads = self._outbox.payloads(self.device_id, [seq for seq, _ in due])
+        for seq, _ in due:
             if seq not in payloads:
-                del self._sent[seq]  # evicted or released meanwhile
-        rows = [(seq, payloads[seq]) for seq in due if seq in payloads]
-        n = self._send(rows, live=False, now=now)
+                self._flights.pop(seq)  # evicted or released meanwhile
+        n = 0
+        for seq, reason in due:
+            if seq in payloads:
+                if self._send([(seq, payloads[seq])], live=False, now=now, reason=reason) == 0:
+                    break
+                n += 1
+                self.stats.resent_by_reason[reason] += 1
         self.stats.resent += n
         return n
 
-    def _send(self, rows: list[tuple[int, bytes]], *, live: bool, now: float) -> int:
+    def _send(self, rows: list[tuple[int, bytes]], *, live: bool, now: float,
+              reason: str | None = None) -> int:
         accepted: list[int] = []
         at = self._clock.now()
         for seq, payload in rows:
@@ -400,18 +427,13 @@ class Device:
             if mid is None:
                 self.stats.rejected_publishes += 1
                 break
-            self._history.published(at, self.device_id, boot, seq, self._qos, not live)
+            self._history.published(at, self.device_id, boot, seq, self._qos, not live, reason)
             accepted.append(seq)
             self._cursor = max(self._cursor, seq)
             if self.config.delivery is Delivery.FIRE_AND_FORGET:
                 continue
             self._mids[mid] = (seq, boot)
-            self._sent.pop(seq, None)  # re-insert: _sent stays ordered by send time
-            self._sent[seq] = (
-                now + self._ack_timeout
-                if self.config.delivery is Delivery.END_TO_END
-                else math.inf  # broker-ack waits for the PUBACK or the disconnect
-            )
+            self._flights.sent(seq, now)
         if live:
             self.stats.published_live += len(accepted)
         else:
@@ -426,36 +448,39 @@ class Device:
 
     def wake_at(self) -> float:
         """Simulated monotonic time at which this device next needs the fleet's tick:
-        its next chunk/strip, its earliest re-send deadline, or at once (-inf) if it is
+        its next chunk/strip, its earliest re-send or probe, or at once (-inf) if it is
         connected with unsent rows and room in its window."""
         t = self.next_due if self.next_due <= self._until_mono else math.inf
-        if self.connected:
-            if self.unsent > 0 and len(self._sent) < self.config.window:
+        if self.connected and not self.paused:
+            if self.unsent > 0 and len(self._flights) < self.config.window:
                 if not self._pace:
                     return -math.inf
                 need = self._batch(self.unsent)
                 if self._tokens >= need:
                     return -math.inf
                 t = min(t, self._tokens_at + (need - self._tokens) / self._pace)  # paced
-            if self._sent:
-                t = min(t, *self._sent.values())
+            t = min(t, self._flights.next_due)
+            if self.config.delivery is Delivery.END_TO_END and len(self._flights):
+                t = min(t, self._flights.probe_at)
         return t
 
     # --- link events --------------------------------------------------------------------
 
-    def on_connected(self) -> None:
-        """A new connection: everything still in the outbox is unsent on it."""
+    def on_connected(self, session_present: bool = False) -> None:
+        """A new connection. End-to-end keeps a broker session: if the broker did not have it
+        any more, it lost what it held, and everything in flight is sent again."""
         self.connected = True
-        self._forget()
+        now = self._clock.monotonic()
+        if self.config.delivery is Delivery.END_TO_END:
+            if not session_present:
+                self._flights.session_lost(now)
+            self._flights.restart_probe(now)
 
     def on_disconnected(self) -> None:
+        """Message ids die with the connection; copies the broker never PUBACKed go again."""
         self.connected = False
-        self._forget()
-
-    def _forget(self) -> None:
-        self._cursor = -1
-        self._sent.clear()
         self._mids.clear()
+        self._flights.connection_lost(self._clock.monotonic())
 
     def on_puback(self, mid: int, ok: bool = True) -> None:
         """The broker acknowledged a QoS 1 publish (ok=False: with a failure reason code)."""
@@ -465,20 +490,21 @@ class Device:
         seq, boot = entry
         if ok:
             self._history.broker_acked(self._clock.now(), self.device_id, boot, seq)
-        if seq not in self._sent:
+        if seq not in self._flights:
             return
-        if not ok:
-            self._sent[seq] = self._clock.monotonic() + self._ack_timeout
-        elif self.config.delivery is Delivery.BROKER_ACK:
-            del self._sent[seq]
+        self._flights.broker_acked(seq, ok, self._clock.monotonic())
+        if ok and self.config.delivery is Delivery.BROKER_ACK:
+            self._flights.pop(seq)
             self.stats.released += self._outbox.delete(self.device_id, [seq])
 
     def on_ack(self, ranges: list[tuple[int, int]]) -> int:
-        """The ingest service confirmed these seq ranges as stored. Returns rows released."""
+        """The ingest service confirmed these seq ranges as stored. Returns rows released.
+        Readings whose latest copy went out before the first copy of a confirmed one are due
+        again (devices/resend.py, "gap")."""
         if self.config.delivery is not Delivery.END_TO_END or not ranges:
             return 0
-        for seq in [s for s in self._sent if any(a <= s <= b for a, b in ranges)]:
-            del self._sent[seq]
+        confirmed = [s for s in self._flights.flights if any(a <= s <= b for a, b in ranges)]
+        self.stats.gaps += self._flights.confirmed(confirmed, self._clock.monotonic())
         released = self._outbox.release_ranges(self.device_id, ranges)
         if released:
             at = self._clock.now()
@@ -486,3 +512,20 @@ class Device:
                 self._history.ingest_acked(at, self.device_id, boot, seq)
         self.stats.released += len(released)
         return len(released)
+
+    def on_ingest_status(self, online: bool, session: str) -> None:
+        """The ingest service's retained status (ingest/announce.py). Offline: hold everything
+        in the outbox. Online under a broker session this device did not know: what the broker
+        held for ingest before it is gone, so everything in flight goes again."""
+        if self.config.delivery is not Delivery.END_TO_END:
+            return
+        now = self._clock.monotonic()
+        was_online = self.ingest_online
+        self.ingest_online = online
+        if not online:
+            return
+        if self._ingest_session is not None and session != self._ingest_session:
+            self._flights.ingest_session_changed(now)
+        self._ingest_session = session
+        if not was_online:
+            self._flights.restart_probe(now)

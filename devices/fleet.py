@@ -89,7 +89,7 @@ from ecgcore.modes import (
     OutboxPolicy,
     Recording,
 )
-from wire import WireError, decode_ack
+from wire import INGEST_STATUS_TOPIC, WireError, decode_ack, decode_service_status
 from wire.reading import DEVICE_ID_RE
 
 SOURCES = ("ecgsyn", "synthetic")
@@ -114,6 +114,7 @@ class FleetConfig:
     speed: float = 1.0
     id_prefix: str = "hc"
     ack_timeout: float = 10.0
+    resend_cap: float = 300.0  # end-to-end: the re-send probe's longest wait, real seconds
     window: int = 50
     ecg_source: str = "ecgsyn"
     keepalive: int = 10
@@ -155,6 +156,7 @@ class FleetConfig:
         object.__setattr__(self, "device", DeviceConfig(
             delivery=self.delivery, chunk_seconds=self.chunk_seconds,
             sample_rate=self.sample_rate, ack_timeout=self.ack_timeout, window=self.window,
+            resend_cap=self.resend_cap,
             recording=self.recording, strip_seconds=self.strip_seconds,
             strips_per_day=self.strips_per_day, strip_chunks=self.strip_chunks,
             backlog_pace=self.backlog_pace, record_until=self.record_until,
@@ -375,9 +377,11 @@ class Fleet:
             if ev.kind == "puback":
                 device.on_puback(ev.mid, ev.ok)
             elif ev.kind == "connected":
-                device.on_connected()
+                device.on_connected(ev.session_present)
             elif ev.kind == "disconnected":
                 device.on_disconnected()
+            elif ev.kind == "message" and ev.topic == INGEST_STATUS_TOPIC:
+                self._ingest_status(device, ev.payload)
             elif ev.kind == "message":
                 try:
                     device_id, ranges = decode_ack(ev.payload)
@@ -388,6 +392,16 @@ class Fleet:
                     self._bad_ack(ev.topic, f"it names {device_id}")
                     continue
                 device.on_ack(ranges)
+
+    def _ingest_status(self, device: Device, payload: bytes) -> None:
+        if not payload:
+            return  # the retained status was cleared
+        try:
+            doc = decode_service_status(payload)
+        except WireError as exc:
+            self._bad_ack(INGEST_STATUS_TOPIC, str(exc))
+            return
+        device.on_ingest_status(doc["state"] == "online", str(doc["session"]))
 
     def _bad_ack(self, topic: str, why: str) -> None:
         self.bad_acks += 1

@@ -6,10 +6,13 @@ line with short, fixed keys, in this order:
     {"t":...,"ev":"boot","dev":"hc-0001","boot":2,"next_seq":118}
     {"t":...,"ev":"generated","dev":"hc-0001","boot":2,"seq":118,"cap":1700000000.0}
     {"t":...,"ev":"published","dev":"hc-0001","boot":2,"seq":118,"qos":1,"backlog":false}
+    {"t":...,"ev":"published","dev":"hc-0001","boot":2,"seq":97,"qos":1,"backlog":true,"resend":"gap"}
     {"t":...,"ev":"broker_acked","dev":"hc-0001","boot":2,"seq":118}
     {"t":...,"ev":"ingest_acked","dev":"hc-0001","boot":2,"seq":118}
     {"t":...,"ev":"evicted","dev":"hc-0001","boot":2,"seq":3,"reason":"outbox-full:drop-oldest"}
 
+A `published` line with "resend" is a copy sent again, with the reason (devices/resend.py);
+without it, the reading's first copy in this boot.
 `boot` is the boot epoch of the *reading* (a backlog row of an earlier boot keeps its own),
 except in `boot` events, where it is the epoch that starts. Times are the injected clock's
 simulated Unix seconds, rounded to whole microseconds like the wire's captured_at, so `cap`
@@ -49,7 +52,7 @@ class DeviceHistory(Protocol):
     def generated(self, t: float, dev: str, boot: int, seq: int, cap: float) -> None: ...
 
     def published(self, t: float, dev: str, boot: int, seq: int, qos: int,
-                  backlog: bool) -> None: ...
+                  backlog: bool, resend: str | None = None) -> None: ...
 
     def broker_acked(self, t: float, dev: str, boot: int, seq: int) -> None: ...
 
@@ -68,7 +71,7 @@ class NoHistory:
         pass
 
     def published(self, t: float, dev: str, boot: int, seq: int, qos: int,
-                  backlog: bool) -> None:
+                  backlog: bool, resend: str | None = None) -> None:
         pass
 
     def broker_acked(self, t: float, dev: str, boot: int, seq: int) -> None:
@@ -126,10 +129,11 @@ class HistoryFile:
                            f'"seq":{seq},"cap":{_us(cap)!r}}}\n')
 
     def published(self, t: float, dev: str, boot: int, seq: int, qos: int,
-                  backlog: bool) -> None:
+                  backlog: bool, resend: str | None = None) -> None:
         flag = "true" if backlog else "false"
+        why = f',"resend":"{resend}"' if resend else ""
         self._lines.append(f'{{"t":{_us(t)!r},"ev":"published","dev":"{dev}","boot":{boot},'
-                           f'"seq":{seq},"qos":{qos},"backlog":{flag}}}\n')
+                           f'"seq":{seq},"qos":{qos},"backlog":{flag}{why}}}\n')
 
     def broker_acked(self, t: float, dev: str, boot: int, seq: int) -> None:
         self._lines.append(f'{{"t":{_us(t)!r},"ev":"broker_acked","dev":"{dev}",'

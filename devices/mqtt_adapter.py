@@ -12,14 +12,20 @@ Threading rule: paho's MQTT callbacks (`on_connect`, `on_disconnect`, `on_publis
 the selector's registrations. `MqttHub.drain()`, called by the loop, turns the raw tuples
 into link state changes and `LinkEvent`s for the devices.
 
-Each connection attempt uses a fresh paho Client (MQTT 5, clean start), so nothing of a
-previous connection (message ids, paho's in-RAM queue) survives a disconnect: the outbox
-is the only memory. Connection generations (`MqttLink.gen`) make late events of an abandoned
-client harmless.
+Each connection attempt uses a fresh paho Client (MQTT 5), so nothing of a previous
+connection (message ids, paho's in-RAM queue) survives a disconnect in the process: the
+outbox and the device's own bookkeeping are the only memory. Connection generations
+(`MqttLink.gen`) make late events of an abandoned client harmless. Fire-and-forget and
+broker-ack connect with clean start. End-to-end keeps a broker session (clean start off,
+Session Expiry `session_expiry` s), so the acks published while a device is away wait for it,
+and the CONNACK's session_present (passed on in the "connected" event) tells the device
+whether the broker still knew it: if not, the broker lost its state (a restart without
+persistence, an expired session) and the device re-sends what it had in flight.
 
 On connect a device publishes a retained "online" status on heartcheck/<id>/status (its
-Last Will, retained QoS 1, says "offline") and, in end-to-end mode, subscribes to
-heartcheck/<id>/ack at QoS 1. A failed or lost connection is retried after an exponential
+Last Will, retained QoS 1, says "offline") and, in end-to-end mode, subscribes at QoS 1 to
+heartcheck/<id>/ack and to the ingest service's retained status (wire.INGEST_STATUS_TOPIC).
+A failed or lost connection is retried after an exponential
 backoff with equal jitter (half fixed, half random from the injected generator), reset by
 a successful CONNACK; or, with `FixedRetry` (`--reconnect-backoff none`), every second in
 lockstep, which is what makes a thundering herd.
@@ -47,9 +53,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from ecgcore.clock import Clock
-from wire import ack_topic, encode_status, status_topic
+from wire import INGEST_STATUS_TOPIC, ack_topic, encode_status, status_topic
 
 if TYPE_CHECKING:
     from _typeshed import FileDescriptorLike
@@ -74,6 +82,7 @@ class LinkEvent:
     index: int
     mid: int = 0
     ok: bool = True
+    session_present: bool = False  # "connected": the broker still had this device's session
     topic: str = ""
     payload: bytes = b""
 
@@ -142,13 +151,14 @@ class MqttHub:
     def __init__(self, host: str, port: int, clock: Clock, rng: np.random.Generator, *,
                  keepalive: int = 10, backoff: JitterBackoff | FixedRetry | None = None, inflight: int = 20,
                  subscribe_acks: bool = False, connects_per_pass: int = 100,
-                 connect_timeout: float = 5.0,
+                 connect_timeout: float = 5.0, session_expiry: int = 86_400,
                  real_clock: Callable[[], float] = time.monotonic) -> None:
         self.host = host
         self.port = port
         self.keepalive = keepalive
         self.inflight = inflight
         self.subscribe_acks = subscribe_acks
+        self.session_expiry = session_expiry
         self.connects_per_pass = connects_per_pass
         self.connect_timeout = connect_timeout
         self.backoff = backoff or JitterBackoff()
@@ -185,9 +195,10 @@ class MqttHub:
 
     # --- paho callbacks: append only ----------------------------------------------------
 
-    def _on_connect(self, _c: mqtt.Client, ud: tuple[MqttLink, int], _flags: Any,
+    def _on_connect(self, _c: mqtt.Client, ud: tuple[MqttLink, int], flags: Any,
                     reason: Any, _props: Any) -> None:
-        self.events.append(("connect", ud[0], ud[1], not reason.is_failure, str(reason)))
+        self.events.append(("connect", ud[0], ud[1], not reason.is_failure, str(reason),
+                            bool(getattr(flags, "session_present", False))))
 
     def _on_disconnect(self, _c: mqtt.Client, ud: tuple[MqttLink, int], _flags: Any,
                        reason: Any, _props: Any) -> None:
@@ -281,7 +292,13 @@ class MqttHub:
         link.client = client
         link.state = LinkState.CONNECTING
         try:
-            client.connect(self.host, self.port, keepalive=self.keepalive, clean_start=True)
+            if self.subscribe_acks:  # end-to-end: a broker session that outlives the connection
+                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: unannotated
+                props.SessionExpiryInterval = self.session_expiry
+                client.connect(self.host, self.port, keepalive=self.keepalive, clean_start=False,
+                               properties=props)
+            else:
+                client.connect(self.host, self.port, keepalive=self.keepalive, clean_start=True)
         except (OSError, ValueError) as exc:  # ConnectionRefusedError, timeouts, DNS
             link.last_error = f"{type(exc).__name__}: {exc}"
             self._lost(link)
@@ -322,10 +339,10 @@ class MqttHub:
             if gen != link.gen:
                 continue  # from a client that was already abandoned
             if kind == "connect":
-                ok, reason = args
+                ok, reason, session_present = args
                 if ok:
                     self._connected(link)
-                    out.append(LinkEvent("connected", link.index))
+                    out.append(LinkEvent("connected", link.index, session_present=session_present))
                 else:
                     link.last_error = f"CONNACK {reason}"  # the broker closes; a disconnect follows
             elif kind == "disconnect":
@@ -355,7 +372,7 @@ class MqttHub:
                        encode_status(link.device_id, "online", link.boot_epoch, link.since),
                        qos=1, retain=True)
         if self.subscribe_acks:
-            client.subscribe(ack_topic(link.device_id), qos=1)
+            client.subscribe([(ack_topic(link.device_id), 1), (INGEST_STATUS_TOPIC, 1)])
 
     # --- shutdown -----------------------------------------------------------------------
 

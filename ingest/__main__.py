@@ -78,10 +78,36 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--speed", default=1.0, type=_speed,
                    help="simulated-clock speed; timestamps come from this clock"
                    " (default: %(default)s)")
+    p.add_argument("--keepalive", default=30, type=_keepalive, metavar="SECONDS",
+                   help="MQTT keepalive, real seconds: the broker says ingest is offline (its "
+                        "Last Will) after 1.5 times this without a packet (default 30)")
+    p.add_argument("--session-expiry", default=86_400, type=_session_expiry, metavar="SECONDS",
+                   help="how long the broker keeps ingest's session (its queue) while ingest is "
+                        "away, real seconds (default 86400)")
     p.add_argument("--reconnect-max", default=4.0, type=_reconnect, metavar="SECONDS",
                    help="longest wait between attempts to reach the broker again, real seconds;"
                    " the first wait is a quarter of it, doubling (default: %(default)s: 1, 2, 4, 4, ...)")
     return p
+
+
+def _keepalive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"keepalive must be whole seconds, not {text!r}") from None
+    if not 1 <= value <= 65_535:
+        raise argparse.ArgumentTypeError(f"keepalive {value} is not in 1..65535")
+    return value
+
+
+def _session_expiry(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"session expiry must be whole seconds, not {text!r}") from None
+    if not 0 <= value <= 2**32 - 1:
+        raise argparse.ArgumentTypeError(f"session expiry {value} is out of range")
+    return value
 
 
 def _reconnect(text: str) -> float:
@@ -103,6 +129,7 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     config = ServiceConfig(
         state_dir=args.state_dir, host=args.host, port=args.port,
         client_id=args.client_id, acks=args.acks, reconnect_max_s=args.reconnect_max,
+        keepalive_s=args.keepalive, session_expiry_s=args.session_expiry,
     )
     try:
         service = IngestService(config, make_clock(args.speed))

@@ -36,6 +36,7 @@ from typing import Protocol, TextIO
 from ecgcore.clock import Clock
 from ecgcore.files import write_json_atomic
 from ingest.acker import build_acks
+from ingest.announce import SESSION_NAME, Announcer
 from ingest.handoff import BatchQueue
 from ingest.store import BatchResult, SqliteStore, Store
 from ingest.subscriber import InboundMessage, Subscriber, SubscriberConfig, SubscriberStats
@@ -76,6 +77,8 @@ class ServiceConfig:
     poll_s: float = 0.2  # real seconds; bounds how late a stop request or a stats line can be
     stats_interval_s: float = 10.0  # real seconds (scaled by the clock's speed)
     reconnect_max_s: float = 4.0  # real seconds between attempts to reach the broker again, at most
+    keepalive_s: int = 30  # MQTT keepalive, real seconds
+    session_expiry_s: int = 86_400  # how long the broker keeps our session while we are away
 
     @property
     def ingest_dir(self) -> Path:
@@ -122,8 +125,11 @@ class IngestService:
         self.store: Store = store if store is not None else SqliteStore(config.db_path)
         self.source: Source = source if source is not None else Subscriber(
             SubscriberConfig(config.host, config.port, config.client_id,
+                             keepalive_s=config.keepalive_s,
+                             session_expiry_s=config.session_expiry_s,
                              reconnect_min_s=config.reconnect_max_s / 4,
-                             reconnect_max_s=config.reconnect_max_s), clock, log=self.log
+                             reconnect_max_s=config.reconnect_max_s), clock, log=self.log,
+            announcer=Announcer(config.ingest_dir / SESSION_NAME),
         )
         self.stats = ServiceStats()
         self._stop = threading.Event()

@@ -42,9 +42,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ecgcore.clock import Clock
+from ingest.announce import Announcer
 from ingest.errors import ConfigError, ConnectError, PublishError
 from ingest.handoff import BatchQueue
-from wire.topics import ECG_SUBSCRIPTION
+from wire.topics import ECG_SUBSCRIPTION, INGEST_STATUS_TOPIC
 
 # Published once at QoS 1 when stopping (see Subscriber.stop); nobody needs to subscribe to it.
 SYNC_TOPIC = "ecgpipe/ingest/stopping"
@@ -115,10 +116,11 @@ class Subscriber:
     """One MQTT v5 client with manual PUBACK, feeding a bounded queue of Deliveries."""
 
     def __init__(self, config: SubscriberConfig, clock: Clock,
-                 log: Callable[[str], None] = _no_log) -> None:
+                 log: Callable[[str], None] = _no_log, announcer: Announcer | None = None) -> None:
         self.config = config
         self.clock = clock
         self.log = log
+        self.announcer = announcer
         self.queue: BatchQueue[InboundMessage] = BatchQueue(maxsize=config.queue_size)
         self.ready = threading.Event()  # set after each successful SUBACK, cleared on disconnect
         self.stats = SubscriberStats()
@@ -163,6 +165,9 @@ class Subscriber:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: unannotated
         props.SessionExpiryInterval = self.config.session_expiry_s
         props.ReceiveMaximum = self.config.receive_maximum
+        if self.announcer is not None:  # the broker says "offline" for us if the link dies
+            self._client.will_set(INGEST_STATUS_TOPIC, self.announcer.offline(self.clock.now()),
+                                  qos=1, retain=True)
         try:
             self._client.connect_async(
                 self.config.host, self.config.port, keepalive=self.config.keepalive_s,
@@ -189,6 +194,9 @@ class Subscriber:
         if not self._started:
             return
         if self._connected:
+            if self.announcer is not None:  # a clean DISCONNECT discards the Last Will
+                self._client.publish(INGEST_STATUS_TOPIC, self.announcer.offline(self.clock.now()),
+                                     qos=1, retain=True)
             self.stats.flushed_on_stop = self._flush(flush_timeout_s)
         self._client.disconnect()
         self._client.loop_stop()
@@ -267,6 +275,21 @@ class Subscriber:
         rc, _mid = client.subscribe(ECG_SUBSCRIPTION, qos=1)
         if rc != mqtt.MQTT_ERR_SUCCESS:
             self.log(f"subscribe to {ECG_SUBSCRIPTION} failed to send: {mqtt.error_string(rc)}")
+        if self.announcer is not None:
+            self._announce(client, bool(flags.session_present))
+
+    def _announce(self, client: mqtt.Client, session_present: bool) -> None:
+        """The retained online status, after the SUBSCRIBE on the same connection (ingest/announce.py)."""
+        ann = self.announcer
+        if ann is None:
+            return
+        before = ann.session
+        session = ann.connected(session_present)
+        client.publish(INGEST_STATUS_TOPIC, ann.online(session_present, self.clock.now()),
+                       qos=1, retain=True)
+        if session != before:
+            self.log(f"announced a new broker session {session} (the broker had none for us: "
+                     "devices re-send what they had in flight)")
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
         self.stats.connect_failures += 1

@@ -8,11 +8,12 @@ from wire.acks import decode_ack, encode_ack, seqs_to_ranges
 from wire.codec import MAX_PAYLOAD_BYTES, WIRE_VERSION, decode_reading, encode_reading
 from wire.errors import WireError
 from wire.reading import FLAG_BACKLOG, Reading
-from wire.status import decode_status, encode_status
-from wire.topics import ack_topic, device_from_topic, ecg_topic, status_topic
+from wire.status import decode_service_status, decode_status, encode_service_status, encode_status
+from wire.topics import INGEST_STATUS_TOPIC, ack_topic, device_from_topic, ecg_topic, status_topic
 
 __all__ = [
     "FLAG_BACKLOG",
+    "INGEST_STATUS_TOPIC",
     "MAX_PAYLOAD_BYTES",
     "WIRE_VERSION",
     "Reading",
@@ -20,11 +21,13 @@ __all__ = [
     "ack_topic",
     "decode_ack",
     "decode_reading",
+    "decode_service_status",
     "decode_status",
     "device_from_topic",
     "ecg_topic",
     "encode_ack",
     "encode_reading",
+    "encode_service_status",
     "encode_status",
     "seqs_to_ranges",
     "status_topic",

@@ -30,3 +30,43 @@ def decode_status(payload: bytes) -> dict[str, object]:
         raise FieldError("status has no valid state")
     check_device_id(str(doc.get("device_id", "")))
     return doc
+
+
+# --- the ingest service's retained status ---------------------------------------------------
+#
+# On INGEST_STATUS_TOPIC (wire/topics.py), retained, QoS 1; its Last Will says "offline":
+#
+#     {"v": 1, "service": "ingest", "state": "online", "boot": "3f2a9c01b7e4",
+#      "session": "9d1e0c44a2b8", "session_present": false, "at": 1700000000.0}
+#
+# `session` names the ingest service's broker session (its subscription and queue). It changes
+# exactly when the broker did not have the session any more (session_present false on connect:
+# a first connect, a broker restart without persistence, an expired session): whatever was
+# published for ingest before then and not yet delivered is gone. It survives ingest restarts
+# while the broker keeps the session. `boot` changes on every ingest process start.
+
+SERVICE_VERSION = 1
+
+
+def encode_service_status(state: str, boot: str, session: str, session_present: bool,
+                          at: float) -> bytes:
+    if state not in STATES:
+        raise FieldError(f"status state {state!r} not in {STATES}")
+    doc = {"v": SERVICE_VERSION, "service": "ingest", "state": state, "boot": str(boot),
+           "session": str(session), "session_present": bool(session_present), "at": round(at, 3)}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_service_status(payload: bytes) -> dict[str, object]:
+    """The status document; FieldError when it is not one (wrong version, state or fields)."""
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FieldError(f"service status is not JSON: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("v") != SERVICE_VERSION:
+        raise FieldError("service status has no supported version")
+    if doc.get("state") not in STATES:
+        raise FieldError("service status has no valid state")
+    if not isinstance(doc.get("session"), str) or not isinstance(doc.get("boot"), str):
+        raise FieldError("service status names no boot and session")
+    return doc

@@ -8,6 +8,8 @@ from wire.reading import check_device_id
 ROOT = "heartcheck"
 ECG_SUBSCRIPTION = f"{ROOT}/+/ecg"
 STATUS_SUBSCRIPTION = f"{ROOT}/+/status"
+# four levels, so it can never be a device's topic (heartcheck/<id>/<kind>)
+INGEST_STATUS_TOPIC = f"{ROOT}/service/ingest/status"
 
 
 def ecg_topic(device_id: str) -> str:

@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from lab.checker.classify import BrokerDrops, classify
+from lab.checker.cost import cost
 from lab.checker.counts import count
 from lab.checker.expect import Expectation, verdict
 from lab.checker.index import ReadingIndex
@@ -64,13 +65,15 @@ def check(history: History, expect: Expectation | str | Iterable[Expectation | s
     devices, totals = count(ix, classified.outcomes, unexpected, reordered(history))
     latency, backlog_latency = latencies(ix)
     outbox, queue = outbox_levels(ix), broker_queue(history.broker)
+    high = backlog(outbox, queue)
     result = CheckResult(
         delivery=ix.mode, totals=totals, devices=devices, outcomes=classified.outcomes,
         losses=tuple(classified.losses), uncommitted=tuple(classified.uncommitted),
         unexpected=tuple(unexpected), latency=latency, backlog_latency=backlog_latency,
-        backlog=backlog(outbox, queue),
+        backlog=high,
         windows=window_reports(fw, classified.losses, window_drains(fw.windows, outbox.series, queue.series)),
         broker_dropped=drops.total,
+        cost=cost(history, totals.generated, totals.stored, outbox.series, high),
     )
     if expect is None:
         return result

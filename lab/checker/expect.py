@@ -41,7 +41,8 @@ METRICS = re.compile(
     r"|evicted\.[A-Za-z0-9_:.-]+"
     rf"|(?:latency|backlog_latency)\.(?:{_Q_RE})"
     r"|hwm\.(?:outbox|outbox_device|broker)"
-    r"|broker\.dropped|drain\.max"
+    r"|broker\.dropped|drain\.max|sent|resent|amplification|hwm\.broker_over_outbox"
+    r"|resent\.[a-z-]+"
     rf"|window\.[A-Za-z0-9_-]+\.(?:lost|drain|cause\.(?:{_CAUSE_RE}))"
 )
 _EXPECTATION = re.compile(
@@ -51,7 +52,8 @@ _EXPECTATION = re.compile(
 METRIC_HELP = ("generated, committed, stored, duplicated, duplicates, recovered, buffered, "
                "evicted, lost, unexpected, reordered, quarantined, cause.<cause>, "
                "evicted.<reason>, latency.p50|p90|p99|max, backlog_latency.<q>, "
-               "hwm.outbox|outbox_device|broker, broker.dropped, drain.max, "
+               "hwm.outbox|outbox_device|broker|broker_over_outbox, broker.dropped, drain.max, "
+               "sent, resent, resent.<reason>, amplification, "
                "window.<id>.lost|drain|cause.<cause>")
 
 

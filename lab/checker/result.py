@@ -132,6 +132,24 @@ class Backlog:
 
 
 @dataclass(frozen=True)
+class Cost:
+    """What delivery cost (lab/checker/cost.py)."""
+
+    sent: int = 0
+    first: int = 0
+    resent: int = 0
+    amplification: float | None = None
+    sent_per_stored: float | None = None
+    resent_by_reason: dict[str, int] = field(default_factory=dict)
+    duplicates_by_origin: dict[str, int] = field(default_factory=dict)
+    outbox_at_broker_hwm: float | None = None
+    broker_over_outbox: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
 class WindowReport:
     id: str
     fault: str
@@ -166,6 +184,7 @@ class CheckResult:
     backlog: Backlog
     windows: tuple[WindowReport, ...]
     broker_dropped: int
+    cost: Cost = field(default_factory=Cost)
     ok: bool | None = None  # the verdict, when check() was given expectations
     verdict_lines: tuple[str, ...] = ()
 
@@ -190,6 +209,12 @@ class CheckResult:
         m["hwm.outbox_device"] = float(self.backlog.outbox_device_hwm)
         m["hwm.broker"] = self.backlog.broker_hwm
         m["broker.dropped"] = float(self.broker_dropped)
+        m["sent"] = float(self.cost.sent)
+        m["resent"] = float(self.cost.resent)
+        m["amplification"] = self.cost.amplification
+        m["hwm.broker_over_outbox"] = self.cost.broker_over_outbox
+        for r, n in self.cost.resent_by_reason.items():
+            m[f"resent.{r}"] = float(n)
         drains = [w.outbox_drain_s for w in self.windows if w.end is not None]
         m["drain.max"] = (math.inf if any(d is None for d in drains)
                           else max((d for d in drains if d is not None), default=0.0))
@@ -224,6 +249,7 @@ class CheckResult:
             "backlog": self.backlog.as_dict(),
             "windows": [w.as_dict() for w in self.windows],
             "broker": {"dropped": self.broker_dropped},
+            "cost": self.cost.as_dict(),
         }
         if self.ok is not None:
             out["verdict"] = {"ok": self.ok, "lines": list(self.verdict_lines)}

@@ -54,6 +54,7 @@ class Generated(ReadingEvent):
 class Published(ReadingEvent):
     qos: int = 1
     backlog: bool = False
+    resend: str | None = None  # why this copy was sent again (devices/resend.py); None: a first copy
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,9 @@ def parse_device_event(rec: Mapping[str, Any]) -> DeviceEvent:
         cap = rec.get("cap")
         return Generated(t, dev, boot, seq, None if cap is None else as_float(cap))
     if ev == "published":
-        return Published(t, dev, boot, seq, as_int(rec.get("qos", 1)), bool(rec.get("backlog", False)))
+        resend = rec.get("resend")
+        return Published(t, dev, boot, seq, as_int(rec.get("qos", 1)), bool(rec.get("backlog", False)),
+                         None if resend is None else as_str(resend))
     if ev == "broker_acked":
         return BrokerAcked(t, dev, boot, seq)
     if ev == "ingest_acked":

@@ -9,8 +9,9 @@ import numpy as np
 
 from devices import outbox_view as dev_inspect
 from ingest import store_view as ing_inspect
-from lab.checker import seq_ranges
+from lab.checker import check, seq_ranges
 from lab.errors import LabError
+from lab.history import load_history
 from lab.history.brokerstats import broker_stats
 from lab.report.ledger import FIELDS, Ledger, build_ledger
 from lab.stack.statedir import StateDir
@@ -45,6 +46,7 @@ def build_report(sd: StateDir) -> dict[str, Any]:
         # the ledger does not need it
         cfg = {}
     quarantine = ing_inspect.quarantine_counts(sd.ingest_db)
+    checked = check(load_history(sd.root))
     return {
         "state_dir": str(sd.root),
         "stack": cfg,
@@ -58,6 +60,9 @@ def build_report(sd: StateDir) -> dict[str, Any]:
         "broker": {"dropped": broker["dropped"], "restarts_seen": broker["restarts_seen"],
                    "stored_messages": broker["stored_messages"]},
         "quarantined": {"total": sum(quarantine.values()), "by_reason": quarantine},
+        # what delivery cost, from the history (lab/checker/cost.py)
+        "cost": {**checked.cost.as_dict(), "broker_hwm": checked.backlog.broker_hwm,
+                 "outbox_hwm": checked.backlog.outbox_hwm},
         # from the end of capture (the moment the reading could first be sent) to its commit
         "latency_s": {**latency_quantiles(ing_inspect.latencies(sd.ingest_db, from_end_of_chunk=True)),
                       "from": "capture end"},
@@ -87,8 +92,28 @@ def format_report(rep: dict[str, Any], max_devices: int = 20) -> str:
     if q["total"]:
         lines.append(f"quarantined messages: {q['total']} ("
                      + ", ".join(f"{k}: {v}" for k, v in q["by_reason"].items()) + ")")
+    lines += _cost_lines(rep.get("cost") or {})
     lat = rep["latency_s"]
     if lat["n"]:
         lines.append(f"capture-end->store latency: p50 {lat['p50']:.3f} s, p99 {lat['p99']:.3f} s, "
                      f"max {lat['max']:.3f} s over {lat['n']} readings")
     return "\n".join(lines)
+
+
+def _cost_lines(cost: dict[str, Any]) -> list[str]:
+    """What delivery cost: copies per reading, re-sends by reason, duplicates by origin, the
+    broker's backlog beside the outboxes'."""
+    if not cost.get("sent"):
+        return []
+    why = ", ".join(f"{k} {v}" for k, v in cost["resent_by_reason"].items())
+    lines = [f"copies sent: {cost['sent']} ({cost['amplification']} per reading generated, "
+             f"{cost['sent_per_stored']} per reading stored): {cost['first']} first, "
+             f"{cost['resent']} re-sent" + (f" ({why})" if why else "")]
+    if cost["duplicates_by_origin"]:
+        lines.append("duplicates stored, by origin: "
+                     + ", ".join(f"{k} {v}" for k, v in cost["duplicates_by_origin"].items()))
+    if cost.get("broker_hwm") is not None:
+        lines.append(f"backlog high-water marks: broker {cost['broker_hwm']:g} (device outboxes then "
+                     f"{cost['outbox_at_broker_hwm']:g}, ratio {cost['broker_over_outbox']}), "
+                     f"device outboxes {cost['outbox_hwm']}")
+    return lines

@@ -115,4 +115,5 @@ def stack_config(scn: Scenario, var: Variant, speed: float) -> StackConfig:
         keepalive=real_keepalive(f.keepalive, speed), reconnect_backoff=f.reconnect_backoff,
         backlog_pace=f.backlog_pace, cohorts=cohort_specs(f), backoff_cap=real_backoff_cap(speed),
         ingest_reconnect_max=real_ingest_reconnect(speed),
+        ingest_keepalive=30 if b.ingest_keepalive is None else real_keepalive(b.ingest_keepalive, speed),
     )

@@ -203,9 +203,17 @@ class FleetSpec:
 class Broker:
     max_queued: int = 1000
     persistence: bool = True
+    # ingest's MQTT keepalive, simulated s: the broker publishes ingest's Last Will (offline)
+    # after 1.5 times this without a packet. None: ingest's 30 real seconds, unscaled
+    ingest_keepalive: float | None = None
 
     def __post_init__(self) -> None:
         _at_least_one(self, "max_queued")
+        if self.ingest_keepalive is not None and not (
+                isinstance(self.ingest_keepalive, int | float) and self.ingest_keepalive >= 1
+                and float(self.ingest_keepalive).is_integer()):
+            raise _fail("ingest_keepalive",
+                        f"ingest_keepalive must be whole seconds, at least 1, got {self.ingest_keepalive!r}")
         if not isinstance(self.persistence, bool):
             raise _fail("persistence", f"persistence must be true or false, got {self.persistence!r}")
 

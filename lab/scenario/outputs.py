@@ -101,6 +101,19 @@ def summary(runs: list[VariantRun]) -> str:
         lines.append(f"{r.variant:<16} {'PASS' if r.ok else 'FAIL'}  generated {t.generated}, "
                      f"stored {t.stored}, buffered {t.buffered}, evicted {t.evicted}, lost {t.lost}"
                      + (f" ({causes})" if causes else "") + f", duplicates {t.duplicates}")
+        lines.append(f"    {_cost_line(r.result)}")
         lines += [f"    {v}" for v in r.verdict_lines]
         lines.append(f"    report: {r.out_dir / 'report.json'}")
     return "\n".join(lines)
+
+
+def _cost_line(result: CheckResult) -> str:
+    """Copies sent per reading, re-sends by reason, and the broker's backlog beside the outboxes'."""
+    c, b = result.cost, result.backlog
+    why = ", ".join(f"{k} {v}" for k, v in c.resent_by_reason.items())
+    line = (f"sent {c.sent} copies ({c.amplification} per reading), re-sent {c.resent}"
+            + (f" ({why})" if why else ""))
+    if b.broker_hwm is not None and c.outbox_at_broker_hwm is not None:
+        line += (f"; broker backlog peak {b.broker_hwm:g} beside {c.outbox_at_broker_hwm:g} in the "
+                 f"outboxes (x{c.broker_over_outbox})")
+    return line

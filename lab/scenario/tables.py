@@ -100,7 +100,7 @@ FLEET: Spec = {
     "backlog_pace": as_num, "profiles": as_is,
 }
 PROFILE: Spec = {"name": as_str, "devices": as_int, "hr_bpm": as_hr, "strips_per_day": as_int}
-BROKER: Spec = {"max_queued": as_int, "persistence": as_bool}
+BROKER: Spec = {"max_queued": as_int, "persistence": as_bool, "ingest_keepalive": as_duration}
 FAULT: Spec = {
     "id": as_str, "kind": as_str, "target": as_str, "start": as_duration, "end": as_duration,
     "latency": as_duration, "jitter": as_duration, "bandwidth": as_rate, "up": as_duration,

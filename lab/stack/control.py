@@ -68,7 +68,9 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
     if name == "ingest":
         acks = "--acks" if Delivery(cfg.delivery).ingest_confirms else "--no-acks"
         return python_argv("ingest", *common(proxy_port(cfg, "ingest")), acks,
-                           "--reconnect-max", repr(cfg.ingest_reconnect_max))
+                           "--reconnect-max", repr(cfg.ingest_reconnect_max),
+                           "--keepalive", str(cfg.ingest_keepalive),
+                           "--session-expiry", str(cfg.ingest_session_expiry))
     if name == "devices":
         return python_argv(
             "devices", *common(proxy_port(cfg, "devices")), "--devices", str(cfg.devices),

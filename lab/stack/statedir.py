@@ -78,6 +78,8 @@ class StackConfig:
     reconnect_backoff: str = "jitter"  # or "none": every device retries every second, in step
     backlog_pace: float | None = None  # backlog readings per simulated second per device
     backoff_cap: float = 30.0  # the devices' longest reconnect wait, real seconds
+    ingest_keepalive: int = 30  # ingest's MQTT keepalive, real seconds (the broker's LWT after 1.5x)
+    ingest_session_expiry: int = 86_400  # real seconds the broker keeps ingest's session
     ingest_reconnect_max: float = 4.0  # real seconds: ingest's longest wait to reach the broker again
     record_until: float | None = None  # simulated Unix time after which the devices record nothing
     cohorts: tuple[str, ...] = ()  # devices' --cohort NAME:COUNT[:hr=LO-HI][:strips=N] specs
@@ -101,8 +103,9 @@ class StackConfig:
     def _check_numbers(self) -> None:
         if self.backlog_pace is not None and not self.backlog_pace > 0:
             raise ConfigError(f"backlog pace must be more than 0, got {self.backlog_pace}")
-        if not 1 <= self.keepalive <= 65535:
-            raise ConfigError(f"keepalive must be 1..65535 s, got {self.keepalive}")
+        for name, alive in (("keepalive", self.keepalive), ("ingest keepalive", self.ingest_keepalive)):
+            if not 1 <= alive <= 65535:
+                raise ConfigError(f"{name} must be 1..65535 s, got {alive}")
         if not self.backoff_cap >= 0.5:
             raise ConfigError(f"backoff cap must be at least 0.5 s, got {self.backoff_cap}")
         for name, value, lo in (("devices", self.devices, 1), ("max_queued", self.max_queued, 1),

@@ -144,26 +144,109 @@ def test_broker_ack_failed_puback_is_resent_after_the_timeout(tmp_path: Path) ->
     assert rig.pub.seqs().count(0) == 2 and rig.buffered() >= {0}
 
 
-def test_end_to_end_waits_for_the_ack_and_resends_after_the_timeout(tmp_path: Path) -> None:
-    rig = make_rig(tmp_path, "end-to-end", ack_timeout=5.0)
-    rig.device.on_connected()
-    rig.tick(1.0)
-    rig.tick(1.0)
+def puback_all(rig: Rig) -> None:
     for mid in rig.pub.mids().values():
-        rig.device.on_puback(mid)  # the broker's PUBACK does not release a row here
+        rig.device.on_puback(mid)
+
+
+def test_end_to_end_waits_for_the_ack_and_never_resends_on_a_fixed_timer(tmp_path: Path) -> None:
+    """The broker's PUBACK does not release a row; a silent ingest costs one probe copy (the
+    newest reading) per backoff step, not the window every ack_timeout."""
+    rig = make_rig(tmp_path, "end-to-end", ack_timeout=5.0, resend_cap=40.0, window=3, capacity=1000)
+    rig.device.on_connected(session_present=True)
+    rig.tick(1.0)
+    rig.tick(1.0)
+    puback_all(rig)
     rig.outbox.commit()
-    assert rig.buffered() == {0, 1}
-    rig.tick(4.0)  # 6 s: seq 0 was sent at 1 s (due again at 6 s), seq 1 at 2 s
-    assert rig.pub.seqs() == [0, 1, 0, 2, 3, 4, 5]
-    resent = rig.pub.sent[2][1]
-    assert resent.seq == 0 and resent.backlog and resent.boot_epoch == 1
-    assert not rig.pub.sent[0][1].backlog
-    assert {r["seq"]: r["attempts"] for r in buffered_readings(rig.path, "hc-0001")}[0] == 2
-    assert rig.device.on_ack([(0, 2), (5, 5)]) == 4
+    assert rig.buffered() == {0, 1} and rig.pub.seqs() == [0, 1]
+    for _ in range(60):  # 60 s of silence; the window (3) is full after seq 2
+        rig.tick(1.0)
+    seqs = rig.pub.seqs()
+    assert seqs[:3] == [0, 1, 2] and set(seqs[3:]) == {2}  # only the newest goes again
+    # probes after 5, 10, 20, 40 s of silence, each half fixed and half jitter: 3 to 5 in 60 s
+    assert 3 <= len(seqs) - 3 <= 5, seqs
+    assert rig.device.stats.resent_by_reason == {"probe": len(seqs) - 3}
+    assert rig.pub.sent[3][1].backlog and not rig.pub.sent[0][1].backlog
+    assert rig.device.on_ack([(0, 2)]) == 3  # released by the ingest service only
     rig.outbox.commit()
-    assert rig.buffered() == {3, 4}
-    rig.tick(30.0)  # acked seqs are never sent again; unacked ones keep coming
-    assert rig.pub.seqs().count(1) == 1 and rig.pub.seqs().count(3) >= 2
+    assert rig.buffered() == set(range(3, 62))
+
+
+def test_a_confirmation_of_a_later_reading_resends_the_earlier_ones_it_skipped(tmp_path: Path) -> None:
+    """seq 3 confirmed while 0..2, published before it, are not: they arrived first or never."""
+    rig = make_rig(tmp_path, "end-to-end", ack_timeout=50.0)
+    rig.device.on_connected(session_present=True)
+    for _ in range(5):
+        rig.tick(1.0)
+    puback_all(rig)
+    assert rig.pub.seqs() == [0, 1, 2, 3, 4]
+    assert rig.device.on_ack([(3, 3)]) == 1
+    rig.tick(0.0)
+    assert rig.pub.seqs()[5:] == [0, 1, 2] and rig.device.stats.resent_by_reason == {"gap": 3}
+    assert rig.device.on_ack([(0, 2)]) == 3  # the copies arrive: no further re-send
+    rig.tick(0.0)
+    assert rig.pub.seqs()[8:] == [] and rig.device.in_flight == 1  # seq 4 waits: sent after 3
+
+
+def test_a_gap_is_judged_by_the_first_copy_of_the_confirmed_reading(tmp_path: Path) -> None:
+    """Which copy of a re-sent reading was confirmed is unknown: readings sent after its first
+    copy may still be on their way, and are not re-sent."""
+    rig = make_rig(tmp_path, "end-to-end", ack_timeout=50.0)
+    rig.device.on_connected(session_present=True)
+    rig.tick(1.0)
+    rig.tick(1.0)  # 0, 1
+    puback_all(rig)
+    rig.device.on_disconnected()  # both PUBACKed: nothing to re-send on reconnect
+    rig.device.on_connected(session_present=True)
+    rig.tick(0.0)
+    assert rig.pub.seqs() == [0, 1]
+    assert rig.device.on_ack([(1, 1)]) == 1  # 0 was sent before 1's first copy: a gap
+    rig.tick(1.0)  # 0 again, and 2 new
+    assert rig.pub.seqs() == [0, 1, 0, 2]
+    assert rig.device.on_ack([(0, 0)]) == 1  # (either copy)
+    rig.tick(0.0)
+    assert rig.pub.seqs() == [0, 1, 0, 2]  # 2 went out after 0's first copy: not a gap
+
+
+def test_reconnect_resends_only_what_the_broker_did_not_puback_or_lost(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, "end-to-end", ack_timeout=50.0)
+    rig.device.on_connected(session_present=True)
+    rig.tick(1.0)
+    rig.tick(1.0)
+    rig.tick(1.0)  # 0, 1, 2
+    mids = rig.pub.mids()
+    rig.device.on_puback(mids[0])
+    rig.device.on_puback(mids[1])  # 2 has no PUBACK when the link drops
+    rig.device.on_disconnected()
+    rig.device.on_connected(session_present=True)
+    rig.tick(0.0)
+    assert rig.pub.seqs() == [0, 1, 2, 2] and rig.device.stats.resent_by_reason == {"no-puback": 1}
+    puback_all(rig)
+    rig.device.on_disconnected()
+    rig.device.on_connected(session_present=False)  # the broker lost its state: all again
+    rig.tick(0.0)
+    assert rig.pub.seqs()[4:] == [0, 1, 2]
+    assert rig.device.stats.resent_by_reason == {"no-puback": 1, "session-lost": 3}
+
+
+def test_ingest_offline_holds_everything_and_a_new_ingest_session_resends(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, "end-to-end", ack_timeout=50.0)
+    rig.device.on_connected(session_present=True)
+    rig.device.on_ingest_status(True, "s1")
+    rig.tick(1.0)
+    rig.tick(1.0)  # 0, 1
+    puback_all(rig)
+    rig.device.on_ingest_status(False, "s1")  # its Last Will: ingest is gone
+    for _ in range(20):
+        rig.tick(1.0)
+    assert rig.pub.seqs() == [0, 1] and rig.device.paused and rig.device.wake_at() > rig.clock.monotonic()
+    rig.device.on_ingest_status(True, "s1")  # back, same broker session: nothing was lost
+    rig.tick(0.0)
+    assert rig.pub.seqs() == [0, 1, *range(2, 22)] and rig.device.stats.resent == 0
+    rig.device.on_ingest_status(True, "s2")  # a new session: what the broker held is gone
+    rig.tick(0.0)
+    assert sorted(rig.pub.seqs()[22:]) == list(range(22)) and rig.device.stats.resent == 22
+    assert rig.device.stats.resent_by_reason == {"ingest-session-lost": 22}
 
 
 def test_reconnect_resends_everything_unreleased_oldest_first(tmp_path: Path) -> None:
@@ -266,17 +349,17 @@ def test_device_config_validates() -> None:
     assert Delivery("end-to-end").qos == 1 and Delivery.FIRE_AND_FORGET.qos == 0
 
 
-def test_the_ack_timeout_is_real_time_under_compression(tmp_path: Path) -> None:
-    """At --speed 100, a 5-s ack timeout is 500 simulated seconds (a network round trip
-    does not get faster with the recording's clock)."""
+def test_the_probe_wait_is_real_time_under_compression(tmp_path: Path) -> None:
+    """At --speed 100, a 5-s ack timeout is 250..500 simulated seconds of silence before the
+    first probe (a network round trip does not get faster with the recording's clock)."""
     rig = make_rig(tmp_path, "end-to-end", clock=ManualClock(start=T0, speed=100.0),
-                   ack_timeout=5.0, window=1000, capacity=1000)
-    rig.device.on_connected()
+                   ack_timeout=5.0, window=1, capacity=1000)
+    rig.device.on_connected(session_present=True)
     rig.tick(1.0)
-    rig.tick(98.0)  # 99 simulated seconds: far beyond 5, well within 500
-    assert rig.pub.seqs().count(0) == 1
-    rig.tick(402.0)  # 500 s after seq 0 went out (at 1 s)
-    assert rig.pub.seqs().count(0) == 2
+    rig.tick(240.0)  # 241 simulated seconds: far beyond 5, within the first probe's wait
+    assert rig.pub.seqs() == [0]
+    rig.tick(260.0)  # 501 s after seq 0 went out
+    assert rig.pub.seqs() == [0, 0]
 
 
 def test_nothing_ending_after_record_until_is_recorded_but_the_outbox_still_drains(tmp_path: Path) -> None:

@@ -63,20 +63,21 @@ def test_a_paced_device_catches_up_and_goes_live(tmp_path: Path) -> None:
 
 
 def test_re_sends_count_against_the_pace(tmp_path: Path) -> None:
-    rig = make_rig(tmp_path, "end-to-end", window=50, backlog_pace=2.0, ack_timeout=1.0)
+    rig = make_rig(tmp_path, "end-to-end", window=50, backlog_pace=2.0, ack_timeout=100.0)
     rig.tick(10.0)
-    rig.device.on_connected()
-    rig.tick(0.0)
-    assert rig.pub.seqs() == [0, 1]
+    rig.device.on_connected(session_present=True)
+    for _ in range(3):
+        rig.tick(1.0)  # 2/s: six backlog readings
+    assert rig.pub.seqs() == [0, 1, 2, 3, 4, 5]
+    rig.device.on_ack([(5, 5)])  # 0..4 went out before 5: gaps, due at once
     for _ in range(4):
         rig.tick(0.5)
-    sent = rig.pub.seqs()
-    # 2/s in all: the unacked 0 and 1 are re-sent every (1-s) timeout and use the whole pace,
-    # so nothing newer goes out until they are acked
-    assert sent == [0, 1, 0, 1, 0, 1]
-    rig.device.on_ack([(0, 1)])
+    # 2/s in all: the five re-sends take the whole pace, so nothing newer goes out until done
+    assert rig.pub.seqs()[6:] == [0, 1, 2, 3]
     rig.tick(1.0)
-    assert rig.pub.seqs()[6:] == [2, 3]
+    assert rig.pub.seqs()[10:] == [4]  # the second token waits for a batch of two
+    rig.tick(1.0)
+    assert rig.pub.seqs()[11:13] == [6, 7]
 
 
 def test_wake_at_says_when_the_bucket_allows_the_next_batch(tmp_path: Path) -> None:

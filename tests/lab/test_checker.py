@@ -64,8 +64,9 @@ class H:
         self.dev.append(Generated(t, dev, boot, seq, t - 1.0 if cap is None else cap))
         return self
 
-    def pub(self, t: float, seq: int, qos: int = 1, dev: str = "a", boot: int = 1) -> H:
-        self.dev.append(Published(t, dev, boot, seq, qos))
+    def pub(self, t: float, seq: int, qos: int = 1, dev: str = "a", boot: int = 1,
+            resend: str | None = None) -> H:
+        self.dev.append(Published(t, dev, boot, seq, qos, resend is not None, resend))
         return self
 
     def back(self, t: float, seq: int, dev: str = "a", boot: int = 1) -> H:
@@ -625,3 +626,38 @@ def test_identity_holds_on_any_history(history: History, grace: float) -> None:
     assert r.totals.unexpected == len(r.unexpected)
     assert r.backlog.outbox_hwm >= 0
     assert check(history, grace_s=grace).as_dict() == r.as_dict()  # pure: same in, same out
+
+
+# --- what delivery cost -----------------------------------------------------------------------
+
+
+def test_cost_counts_copies_reasons_and_where_duplicates_came_from() -> None:
+    h = H("end-to-end")
+    for seq in range(4):
+        h.gen(float(seq), seq).pub(seq + 0.1, seq)
+    h.pub(5.0, 1, resend="gap").pub(6.0, 2, resend="probe").pub(7.0, 2, resend="probe")
+    for seq in range(4):
+        h.store(8.0 + seq, seq).iack(8.5 + seq, seq)
+    h.dup(9.5, 2).dup(9.6, 3)  # 2 was published three times; 3 once: the broker delivered it twice
+    r = h.check()
+    c = r.cost
+    assert (c.sent, c.first, c.resent) == (7, 4, 3)
+    assert c.amplification == 1.75 and c.sent_per_stored == 1.75
+    assert c.resent_by_reason == {"gap": 1, "probe": 2}
+    assert c.duplicates_by_origin == {"broker-redelivery": 1, "device-resend": 1}
+    m = r.metrics()
+    assert m["amplification"] == 1.75 and m["resent.probe"] == 2.0 and m["sent"] == 7.0
+    ok, lines = verdict(r, ["amplification <= 1.2", "resent.no-puback = 0"])
+    assert not ok and lines[0].startswith("FAIL") and lines[1].startswith("ok")
+    assert_identity(r)
+
+
+def test_the_broker_backlog_peak_is_set_beside_the_outboxes_at_that_moment() -> None:
+    h = H("end-to-end")
+    for seq in range(6):
+        h.gen(float(seq), seq).pub(seq + 0.1, seq).back(seq + 0.2, seq)
+    h.sample(0.0, stored=10.0).sample(3.5, stored=14.0).sample(5.5, stored=19.0)
+    r = h.check()
+    assert r.backlog.broker_hwm == 9.0 and r.backlog.broker_hwm_at == 5.5
+    assert r.cost.outbox_at_broker_hwm == 6.0 and r.cost.broker_over_outbox == 1.5
+    assert r.metrics()["hwm.broker_over_outbox"] == 1.5

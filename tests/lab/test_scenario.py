@@ -25,7 +25,7 @@ from lab.scenario import (
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 SHIPPED = ["blackhole-vs-cut", "broker-restart-no-persistence", "cardiocomm-72h", "device-reboot",
-           "ingest-crash-loop", "thundering-herd"]
+           "ingest-crash-loop", "ingest-freeze-broker-restart", "thundering-herd"]
 
 # A valid file; the tests below break one line of it at a time. Line numbers are 1-based.
 GOOD = textwrap.dedent('''\
@@ -110,7 +110,7 @@ def test_the_example_in_the_architecture_doc_parses() -> None:
     assert [v.name for v in s.variants] == ["persistence"] and s.faults[0].id == "outage"
 
 
-def test_list_scenarios_shows_the_six_with_one_line_each() -> None:
+def test_list_scenarios_shows_every_shipped_one_with_one_line_each() -> None:
     listed = list_scenarios(SCENARIOS)
     assert [n for n, _ in listed] == SHIPPED
     assert all(d and "\n" not in d and not d.startswith("invalid") for _, d in listed)

@@ -53,6 +53,8 @@ JOBS: dict[str, tuple[str, ...]] = {
     "cardiocomm-slow-e2e": ("cardiocomm-72h", *CARDIOCOMM, "--speed", "4000", "--variant", "end-to-end"),
     "cardiocomm-slow-ba": ("cardiocomm-72h", *CARDIOCOMM, "--speed", "4000", "--variant", "broker-ack"),
     "broker-restart-no-persistence": ("broker-restart-no-persistence", *CONTINUOUS),
+    # 20 simulated minutes at 20x: the 7-min freeze is 21 real s, its 30-s (simulated) keepalive 2 s
+    "ingest-freeze": ("ingest-freeze-broker-restart", "--devices", "10", "--speed", "20"),
     "device-reboot": ("device-reboot", *CONTINUOUS),
     "cardiocomm": ("cardiocomm-72h", *CARDIOCOMM, "--speed", "20000"),
     **{f"crash-{v}": ("ingest-crash-loop", *CONTINUOUS, "--variant", v)
@@ -235,6 +237,41 @@ def test_thundering_herd_drops_for_an_online_subscriber_and_the_fixes_work(runs:
     # window even keeps the flush within the queue: 1,000 in flight at most)
     assert e2e["totals"]["lost"] == 0 and e2e["totals"]["evicted"] == 0
     assert runs.get("herd-paced").variant("paced")["stack"]["backlog_pace"] == pytest.approx(0.75)
+
+
+def test_a_frozen_ingest_and_a_broker_restart_cost_end_to_end_a_few_copies_not_a_flood(
+        runs: RunPool) -> None:
+    run = runs.get("ingest-freeze")
+    passed(run)
+    ba = run.variant("broker-ack")["check"]
+    assert ba["totals"]["lost_by_cause"]["broker-restart-no-persistence"] > 0
+    e2e = run.variant("end-to-end")["check"]
+    assert e2e["totals"]["lost"] == 0 and e2e["totals"]["evicted"] == 0
+    cost = e2e["cost"]
+    # the broker's restart showed in the devices' CONNACK or in ingest's new session: what
+    # was in flight went again, and nothing else did
+    lost_and_found = cost["resent_by_reason"].get("session-lost", 0) + \
+        cost["resent_by_reason"].get("ingest-session-lost", 0)
+    assert lost_and_found > 0 and cost["resent"] <= lost_and_found + 10 * 10, cost
+    assert cost["amplification"] <= 1.2 and cost["broker_over_outbox"] <= 1.2, cost
+
+
+E2E_JOBS = ("cardiocomm", "broker-restart-no-persistence", "device-reboot", "crash-end-to-end",
+            "herd-end-to-end", "blackhole-end-to-end", "ingest-freeze", "realtime-1x-end-to-end")
+
+
+@pytest.mark.parametrize("job", E2E_JOBS)
+def test_every_end_to_end_variant_loses_nothing_without_a_flood(runs: RunPool, job: str) -> None:
+    """lost = 0; copies sent / readings generated <= 1.2; the broker's backlog peak no more than
+    1.2 times what the device outboxes held at that moment."""
+    run = runs.get(job)
+    rep = run.variant("end-to-end")["check"]
+    cost = rep["cost"]
+    assert rep["totals"]["lost"] == 0, rep["totals"]
+    assert cost["amplification"] is not None and cost["amplification"] <= 1.2, cost
+    if rep["backlog"]["broker_hwm"]:  # a broker peak above its baseline
+        assert cost["broker_over_outbox"] is not None and cost["broker_over_outbox"] <= 1.2, \
+            (cost, rep["backlog"])
 
 
 def test_blackhole_costs_what_keepalive_takes_to_notice(runs: RunPool) -> None:

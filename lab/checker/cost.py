@@ -1,0 +1,51 @@
+"""What delivery cost: copies sent per reading, re-sends by reason, duplicates by origin, and the
+broker's backlog beside the device outboxes'. Pure, over the history.
+
+    sent                  every `published` event (each copy a device handed to the network)
+    first / resent        copies without / with a re-send reason (devices/resend.py); a device
+                          that rebooted sends its outbox again as first copies of that boot
+    amplification         sent / generated (the generated readings the checker classifies)
+    sent_per_stored       sent / stored
+    resent_by_reason      no-puback, session-lost, ingest-session-lost, gap, probe, refused
+    duplicates_by_origin  each duplicate the ingest service stored, by where its extra copy came
+                          from: "device-resend" when the device published that reading more than
+                          once, else "broker-redelivery" (the broker delivered one publish twice:
+                          an ingest restart before its PUBACK reached the broker)
+    outbox_at_broker_hwm  the device outboxes' total at the moment of the broker's high-water mark
+    broker_over_outbox    broker_hwm / outbox_at_broker_hwm: above 1, the broker held more copies
+                          than there were readings still to deliver (re-sends inflating it)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from lab.checker.measures import Series
+from lab.checker.result import Backlog, Cost
+from lab.history import History, Key, Published
+
+DEVICE_RESEND = "device-resend"
+BROKER_REDELIVERY = "broker-redelivery"
+
+
+def cost(history: History, generated: int, stored: int, outbox: Series, backlog: Backlog) -> Cost:
+    copies: Counter[Key] = Counter()
+    reasons: Counter[str] = Counter()
+    for ev in history.events(Published):
+        copies[ev.key] += 1
+        if ev.resend:
+            reasons[ev.resend] += 1
+    sent = sum(copies.values())
+    resent = sum(reasons.values())
+    origins = Counter(DEVICE_RESEND if copies[d.key] > 1 else BROKER_REDELIVERY
+                      for d in history.duplicates)
+    at_hwm = None if backlog.broker_hwm_at is None else outbox.at(backlog.broker_hwm_at)
+    ratio = None
+    if backlog.broker_hwm is not None and at_hwm is not None:
+        ratio = round(backlog.broker_hwm / max(at_hwm, 1.0), 3)
+    return Cost(sent=sent, first=sent - resent, resent=resent,
+                amplification=round(sent / generated, 4) if generated else None,
+                sent_per_stored=round(sent / stored, 4) if stored else None,
+                resent_by_reason=dict(sorted(reasons.items())),
+                duplicates_by_origin=dict(sorted(origins.items())),
+                outbox_at_broker_hwm=at_hwm, broker_over_outbox=ratio)
