@@ -33,13 +33,14 @@ The identity
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from lab.checker.classify import BrokerDrops, classify
 from lab.checker.cost import cost
 from lab.checker.counts import count
 from lab.checker.expect import Expectation, verdict
+from lab.checker.fidelity import fidelity, no_story_drain
 from lab.checker.index import ReadingIndex
 from lab.checker.measures import (
     backlog,
@@ -55,7 +56,8 @@ from lab.history import History
 
 
 def check(history: History, expect: Expectation | str | Iterable[Expectation | str] | None = None,
-          *, grace_s: float = 1.0) -> CheckResult:
+          *, grace_s: float = 1.0, max_lag_s: float | None = None,
+          story_drain_s: Callable[[float], float] = no_story_drain) -> CheckResult:
     """Classify every reading of `history`; with `expect`, also give the verdict."""
     ix = ReadingIndex(history)
     fw = FaultWindows(history, grace_s)
@@ -66,14 +68,17 @@ def check(history: History, expect: Expectation | str | Iterable[Expectation | s
     latency, backlog_latency = latencies(ix)
     outbox, queue = outbox_levels(ix), broker_queue(history.broker)
     high = backlog(outbox, queue)
+    drains = window_drains(fw.windows, outbox.series, queue.series)
     result = CheckResult(
         delivery=ix.mode, totals=totals, devices=devices, outcomes=classified.outcomes,
         losses=tuple(classified.losses), uncommitted=tuple(classified.uncommitted),
         unexpected=tuple(unexpected), latency=latency, backlog_latency=backlog_latency,
         backlog=high,
-        windows=window_reports(fw, classified.losses, window_drains(fw.windows, outbox.series, queue.series)),
+        windows=window_reports(fw, classified.losses, drains),
         broker_dropped=drops.total,
         cost=cost(history, totals.generated, totals.stored, outbox.series, high),
+        fidelity=fidelity(ix, fw.windows, drains, outbox.series, queue.series,
+                          end=history.ended_at or 0.0, max_lag_s=max_lag_s, story_drain_s=story_drain_s),
     )
     if expect is None:
         return result

@@ -12,8 +12,11 @@ broker's backlog beside the device outboxes'. Pure, over the history.
                           once, else "broker-redelivery" (the broker delivered one publish twice:
                           an ingest restart before its PUBACK reached the broker)
     outbox_at_broker_hwm  the device outboxes' total at the moment of the broker's high-water mark
-    broker_over_outbox    broker_hwm / outbox_at_broker_hwm: above 1, the broker held more copies
-                          than there were readings still to deliver (re-sends inflating it)
+    broker_over_outbox    broker_hwm / max(outbox_at_broker_hwm, NOISE_FLOOR): above 1, the broker
+                          held more copies than there were readings still to deliver (re-sends
+                          inflating it). The broker's count also holds whatever is in flight at
+                          the sample (acks to the devices, readings to ingest, $SYS), a few dozen
+                          messages, so below NOISE_FLOOR outbox readings the floor is the yardstick
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from lab.checker.measures import Series
 from lab.checker.result import Backlog, Cost
 from lab.history import History, Key, Published
 
+NOISE_FLOOR = 100.0  # messages: below this the broker's count is mostly what is in flight
 DEVICE_RESEND = "device-resend"
 BROKER_REDELIVERY = "broker-redelivery"
 
@@ -42,7 +46,7 @@ def cost(history: History, generated: int, stored: int, outbox: Series, backlog:
     at_hwm = None if backlog.broker_hwm_at is None else outbox.at(backlog.broker_hwm_at)
     ratio = None
     if backlog.broker_hwm is not None and at_hwm is not None:
-        ratio = round(backlog.broker_hwm / max(at_hwm, 1.0), 3)
+        ratio = round(backlog.broker_hwm / max(at_hwm, NOISE_FLOOR), 3)
     return Cost(sent=sent, first=sent - resent, resent=resent,
                 amplification=round(sent / generated, 4) if generated else None,
                 sent_per_stored=round(sent / stored, 4) if stored else None,

@@ -42,6 +42,7 @@ METRICS = re.compile(
     rf"|(?:latency|backlog_latency)\.(?:{_Q_RE})"
     r"|hwm\.(?:outbox|outbox_device|broker)"
     r"|broker\.dropped|drain\.max|sent|resent|amplification|hwm\.broker_over_outbox"
+    r"|fidelity\.lag|faithful"
     r"|resent\.[a-z-]+"
     rf"|window\.[A-Za-z0-9_-]+\.(?:lost|drain|cause\.(?:{_CAUSE_RE}))"
 )
@@ -53,7 +54,7 @@ METRIC_HELP = ("generated, committed, stored, duplicated, duplicates, recovered,
                "evicted, lost, unexpected, reordered, quarantined, cause.<cause>, "
                "evicted.<reason>, latency.p50|p90|p99|max, backlog_latency.<q>, "
                "hwm.outbox|outbox_device|broker|broker_over_outbox, broker.dropped, drain.max, "
-               "sent, resent, resent.<reason>, amplification, "
+               "sent, resent, resent.<reason>, amplification, fidelity.lag, faithful, "
                "window.<id>.lost|drain|cause.<cause>")
 
 

@@ -150,6 +150,26 @@ class Cost:
 
 
 @dataclass(frozen=True)
+class Fidelity:
+    """Whether the stack kept up with the timeline (lab/checker/fidelity.py)."""
+
+    max_lag_s: float | None = None  # the bound, simulated seconds (None: not judged)
+    lag_s: float = 0.0  # the worst steady lag seen
+    lag_at: float | None = None  # when the stack was that far behind
+    judged: int = 0  # readings captured outside disturbed periods
+    outbox_at_lag: float = 0.0
+    broker_at_lag: float | None = None
+    faithful: bool | None = None
+    reasons: tuple[str, ...] = ()
+    speed_factor: float | None = None  # a speed this many times the run's would have kept up
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["reasons"] = list(self.reasons)
+        return d
+
+
+@dataclass(frozen=True)
 class WindowReport:
     id: str
     fault: str
@@ -185,6 +205,7 @@ class CheckResult:
     windows: tuple[WindowReport, ...]
     broker_dropped: int
     cost: Cost = field(default_factory=Cost)
+    fidelity: Fidelity = field(default_factory=Fidelity)
     ok: bool | None = None  # the verdict, when check() was given expectations
     verdict_lines: tuple[str, ...] = ()
 
@@ -209,6 +230,8 @@ class CheckResult:
         m["hwm.outbox_device"] = float(self.backlog.outbox_device_hwm)
         m["hwm.broker"] = self.backlog.broker_hwm
         m["broker.dropped"] = float(self.broker_dropped)
+        m["fidelity.lag"] = self.fidelity.lag_s
+        m["faithful"] = None if self.fidelity.faithful is None else float(self.fidelity.faithful)
         m["sent"] = float(self.cost.sent)
         m["resent"] = float(self.cost.resent)
         m["amplification"] = self.cost.amplification
@@ -250,6 +273,7 @@ class CheckResult:
             "windows": [w.as_dict() for w in self.windows],
             "broker": {"dropped": self.broker_dropped},
             "cost": self.cost.as_dict(),
+            "fidelity": self.fidelity.as_dict(),
         }
         if self.ok is not None:
             out["verdict"] = {"ok": self.ok, "lines": list(self.verdict_lines)}

@@ -231,12 +231,13 @@ def scenario_run(args: argparse.Namespace) -> int:
 
     from lab.scenario import load_scenario
     from lab.scenario.files import auto_speed, resolve_scenario
+    from lab.scenario.outputs import exit_code
     from lab.scenario.runner import run_variant, summary, with_chunk, with_devices
 
     scn = load_scenario(resolve_scenario(args.file))
-    speed = _speed(args.speed, partial(auto_speed, scn))
     variants = [with_chunk(with_devices(scn.variant(v), args.devices), args.chunk_seconds)
                 for v in (args.variant or [v.name for v in scn.variants])]
+    speed = _speed(args.speed, partial(auto_speed, scn, variants))
     out = Path(args.out or Path("ecgpipe-runs") / scn.name).resolve()
     progress = quiet if args.json else say
     runs = [run_variant(scn, v, speed, out, progress) for v in variants]
@@ -246,7 +247,7 @@ def scenario_run(args: argparse.Namespace) -> int:
         say(f"\n=== {scn.name}: {scn.description}")
         say(summary(runs))
         say(f"figures: timeline.png, gaps.png, strip.png under {out}/<variant>/")
-    return 0 if all(r.ok for r in runs) else 1
+    return exit_code(runs)
 
 
 def ingest_run(args: argparse.Namespace) -> int:

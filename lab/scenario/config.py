@@ -12,8 +12,10 @@ floor below which a busy 2-core machine breaks healthy links.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
+from lab.checker.fidelity import no_story_drain
 from lab.errors import ConfigError
 from lab.scenario.model import FleetSpec, Scenario, Variant
 from lab.stack.statedir import StackConfig
@@ -21,6 +23,8 @@ from lab.stack.statedir import StackConfig
 SCENARIO_ORIGIN = 1_688_947_200.0  # 2023-07-10T00:00:00Z: the week of the CardioComm outage
 MIN_KEEPALIVE_S = 2  # real seconds: below this a busy 2-core machine drops healthy links
 BACKOFF_CAP_S = 30.0  # simulated: the devices' longest wait between reconnect attempts
+LAG_REAL_S = 5.0  # fidelity: real seconds the stack may be behind outside faults
+MIN_LAG_SIM_S = 15.0  # ... but never less than this many simulated seconds
 INGEST_RECONNECT_S = 4.0  # simulated: ingest's longest wait to reach the broker again
 
 
@@ -62,6 +66,34 @@ def sim_to_real(sim_s: float, speed: float, floor_s: float) -> float:
     real seconds, but at least floor_s (shorter real timers break on a busy 2-core machine
     or become a reconnect storm)."""
     return max(floor_s, sim_s / speed)
+
+
+def max_lag_s(scn: Scenario, speed: float) -> float:
+    """How far (simulated seconds) the stack may fall behind outside faults before the run is not
+    faithful (lab/checker/fidelity.py): the scenario's max_lag, else LAG_REAL_S real seconds at
+    this speed, at least MIN_LAG_SIM_S. A fleet tick, an ingest batch and a proxy poll are
+    fractions of a real second; a stack that is several real seconds behind is not following."""
+    if scn.max_lag is not None:
+        return float(scn.max_lag)
+    return max(MIN_LAG_SIM_S, LAG_REAL_S * speed)
+
+
+def story_drain(var: Variant) -> Callable[[float], float]:
+    """The drain time a fault window of `length` simulated seconds implies by the story itself:
+    with a backlog pace, each device's backlog (its readings of the window) goes out at the
+    pace, less its live readings meanwhile. Without one, 0: what the devices hold they send at
+    once, and how long that takes is the machine's."""
+    f = var.fleet
+    pace = f.backlog_pace
+    per_device = f.readings_per_second / f.devices if f.devices else 0.0
+    if not pace or per_device <= 0:
+        return no_story_drain
+    rate = pace - per_device if pace > per_device else pace
+
+    def drain_s(length: float) -> float:
+        return per_device * length / rate
+
+    return drain_s
 
 
 def real_keepalive(keepalive: float | None, speed: float) -> int:

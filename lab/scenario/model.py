@@ -304,6 +304,9 @@ class Scenario:
     faults: tuple[Fault, ...]
     variants: tuple[Variant, ...]
     path: Path | None = field(default=None, compare=False)
+    # fidelity: how far (simulated s) the stack may fall behind outside faults (None: the
+    # runner's default, a few real seconds at the run's speed; lab/checker/fidelity.py)
+    max_lag: float | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.description, str) and self.description.strip()
@@ -313,6 +316,8 @@ class Scenario:
             raise _fail("duration", f"duration must be more than 0, got {self.duration!r}")
         if not (_is_int(self.seed) and self.seed >= 0):
             raise _fail("seed", f"seed must be a whole number ≥ 0, got {self.seed!r}")
+        if self.max_lag is not None and not (_is_num(self.max_lag) and self.max_lag > 0):
+            raise _fail("max_lag", f"max_lag must be more than 0, got {self.max_lag!r}")
         object.__setattr__(self, "faults", tuple(sorted(self.faults, key=lambda f: (f.start, f.id))))
         object.__setattr__(self, "variants", tuple(self.variants))
         fault_ids = self._check_faults()

@@ -15,11 +15,36 @@ from pathlib import Path
 from typing import Any
 
 from lab.checker import CheckResult
+from lab.checker.fidelity import suggest_speed
 from lab.history import Generated, History
 from lab.report.summary import build_report
 from lab.scenario.model import Scenario, Variant
 from lab.stack.control import Progress
 from lab.stack.statedir import StackConfig, StateDir
+
+PASS, FAIL, UNFAITHFUL = "PASS", "FAIL", "UNFAITHFUL"
+EXIT_CODES = {PASS: 0, FAIL: 1, UNFAITHFUL: 3}  # 2 is a usage error
+
+
+def outcome(result: CheckResult) -> str:
+    """UNFAITHFUL when the stack did not keep up with the timeline (whatever the expectations
+    say: they are about a different story then), else PASS or FAIL by the expectations."""
+    if result.fidelity.faithful is False:
+        return UNFAITHFUL
+    return PASS if result.ok else FAIL
+
+
+def exit_code(runs: list[VariantRun]) -> int:
+    """The worst outcome's code: UNFAITHFUL (3) over FAIL (1) over PASS (0)."""
+    return max((EXIT_CODES[r.outcome] for r in runs), default=0)
+
+
+def advice(result: CheckResult, speed: float) -> str | None:
+    """What to try instead of a run that was not faithful."""
+    suggested = suggest_speed(speed, result.fidelity)
+    if suggested is None:
+        return None
+    return f"run it at --speed {suggested:g} or slower, or with fewer --devices"
 
 
 @dataclass(frozen=True)
@@ -30,6 +55,7 @@ class VariantRun:
     result: CheckResult
     report: dict[str, Any]
     out_dir: Path
+    outcome: str = PASS
 
 
 STACK_FIELDS = ("devices", "delivery", "recording", "chunk_seconds", "max_queued", "persistence",
@@ -44,7 +70,8 @@ def report_doc(scn: Scenario, var: Variant, speed: float, cfg: StackConfig, resu
     stack_doc.update(cohorts=list(cfg.cohorts), keepalive_real_s=cfg.keepalive,
                      backoff_cap_real_s=cfg.backoff_cap, ingest_reconnect_max_real_s=cfg.ingest_reconnect_max)
     return {"scenario": scn.name, "description": scn.description, "variant": var.name, "speed": speed,
-            "seed": scn.seed, "duration_s": scn.duration, "ok": bool(result.ok),
+            "seed": scn.seed, "duration_s": scn.duration, "ok": outcome(result) == PASS,
+            "outcome": outcome(result), "advice": advice(result, speed),
             "verdict": list(result.verdict_lines), "check": result.as_dict(max_listed=200),
             "ledger": {k: ledger[k] for k in ("totals", "broker", "latency_s", "balanced")},
             "stack": stack_doc}
@@ -77,10 +104,12 @@ def write_ledger(hist: History, result: CheckResult, path: Path) -> int:
 
 
 def write_outputs(scn: Scenario, var: Variant, speed: float, cfg: StackConfig, sd: StateDir,
-                  hist: History, result: CheckResult, vdir: Path, say: Progress) -> VariantRun:
+                  hist: History, result: CheckResult, vdir: Path, say: Progress,
+                  drained: dict[str, Any] | None = None) -> VariantRun:
     """report.json, ledger.jsonl and the figures of one variant in `vdir`. A figure that cannot
     be drawn is a note: it never hides the verdict."""
     report = report_doc(scn, var, speed, cfg, result, build_report(sd))
+    report["drain"] = drained
     vdir.mkdir(parents=True, exist_ok=True)
     (vdir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True, default=str))
     write_ledger(hist, result, vdir / "ledger.jsonl")
@@ -90,7 +119,8 @@ def write_outputs(scn: Scenario, var: Variant, speed: float, cfg: StackConfig, s
         write_figures(hist, result, sd, vdir, title=f"{scn.name} / {var.name}")
     except Exception as exc:  # noqa: BLE001 - whatever breaks a figure must not hide the verdict
         say(f"      note: figures not written: {type(exc).__name__}: {exc}")
-    return VariantRun(var.name, bool(result.ok), tuple(result.verdict_lines), result, report, vdir)
+    return VariantRun(var.name, outcome(result) == PASS, tuple(result.verdict_lines), result, report,
+                      vdir, outcome(result))
 
 
 def summary(runs: list[VariantRun]) -> str:
@@ -98,10 +128,11 @@ def summary(runs: list[VariantRun]) -> str:
     for r in runs:
         t = r.result.totals
         causes = ", ".join(f"{c} {n}" for c, n in t.lost_by_cause.items() if n)
-        lines.append(f"{r.variant:<16} {'PASS' if r.ok else 'FAIL'}  generated {t.generated}, "
+        lines.append(f"{r.variant:<16} {r.outcome}  generated {t.generated}, "
                      f"stored {t.stored}, buffered {t.buffered}, evicted {t.evicted}, lost {t.lost}"
                      + (f" ({causes})" if causes else "") + f", duplicates {t.duplicates}")
         lines.append(f"    {_cost_line(r.result)}")
+        lines += _fidelity_lines(r)
         lines += [f"    {v}" for v in r.verdict_lines]
         lines.append(f"    report: {r.out_dir / 'report.json'}")
     return "\n".join(lines)
@@ -117,3 +148,17 @@ def _cost_line(result: CheckResult) -> str:
         line += (f"; broker backlog peak {b.broker_hwm:g} beside {c.outbox_at_broker_hwm:g} in the "
                  f"outboxes (x{c.broker_over_outbox})")
     return line
+
+
+def _fidelity_lines(r: VariantRun) -> list[str]:
+    f = r.result.fidelity
+    if f.faithful is None:
+        return []
+    if f.faithful:
+        return [(f"    faithful: the stack kept up (worst lag outside faults {f.lag_s:g} s simulated, "
+                f"allowed {f.max_lag_s:g} s)")]
+    lines = [f"    NOT FAITHFUL: {reason}" for reason in f.reasons]
+    hint = r.report.get("advice")
+    if hint:
+        lines.append(f"    the verdict below is about a run that did not play its timeline; {hint}")
+    return lines

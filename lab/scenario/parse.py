@@ -130,7 +130,8 @@ def _load(err: Errors, doc: dict[str, Any], scenario_name: str) -> Scenario:
     variants = _variants(err, top, base, broker_base, {f.id for f in timeline})
     try:
         return Scenario(name=scenario_name, description=top["description"], duration=duration,
-                        seed=seed, faults=tuple(timeline), variants=tuple(variants), path=err.file)
+                        seed=seed, faults=tuple(timeline), variants=tuple(variants), path=err.file,
+                        max_lag=top.get("max_lag"))
     except ScenarioError as exc:
         raise err.relocate((), exc) from None
 

@@ -90,7 +90,8 @@ def as_is(v: Any) -> Any:
 Conv = Callable[[Any], Any]
 Spec = Mapping[str, Conv | None]  # key -> its conversion (None: the caller converts)
 
-TOP: Spec = {"description": as_str, "duration": as_duration, "seed": as_int, "fleet": None,
+TOP: Spec = {"description": as_str, "duration": as_duration, "seed": as_int, "max_lag": as_duration,
+             "fleet": None,
              "broker": None, "faults": None, "variants": None, "expect": None}
 FLEET: Spec = {
     "devices": as_int, "delivery": as_delivery, "recording": as_str, "strip_length": as_duration,

@@ -14,24 +14,25 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
-from ecgcore.clock import ScaledClock
+from ecgcore.clock import ScaledClock, SystemClock
 from ecgcore.waiting import wait_until
 from lab.checker import check
 from lab.history import label_windows, load_history
 from lab.nemesis import proxyctl
 from lab.nemesis.process import ProcessAction, ProcessNemesis, ProcessOp
-from lab.scenario.config import MIN_KEEPALIVE_S, SCENARIO_ORIGIN, stack_config
+from lab.scenario.config import MIN_KEEPALIVE_S, SCENARIO_ORIGIN, max_lag_s, stack_config, story_drain
+from lab.scenario.drain import DELIVERED, OUT_OF_TIME, DrainRule
 from lab.scenario.model import Scenario, Variant
 from lab.scenario.outputs import VariantRun, write_outputs
 from lab.scenario.plan import Step, plan
 from lab.stack import control as stack
 from lab.stack.control import Progress
-from lab.stack.levels import Drained, Stable, buffered_total
+from lab.stack.levels import Stable, buffered_total, stored_total
 from lab.stack.procs import RUNNING
 from lab.stack.statedir import StackConfig, StateDir
 
-DRAIN_DEADLINE_S = 120.0  # real seconds the drain phase may take at most
 NOTE_EVERY_S = 5.0  # real seconds between two progress lines while the timeline runs
 
 
@@ -53,21 +54,33 @@ def apply_step(step: Step, sd: StateDir, clock: ScaledClock, nemesis: ProcessNem
         nemesis.apply(process_op(step))
 
 
-def drain(sd: StateDir, say: Progress) -> None:
+def drain(sd: StateDir, say: Progress) -> dict[str, Any]:
     """The drain phase. Under compression the network is not compressed: a backlog that a
     real-time run would deliver in seconds of its last simulated hours gets only
     milliseconds of real time. So the fleet records nothing after the timeline's end
     (--record-until, exact in simulated time, so every speed records the same readings)
-    and the runner lets it deliver until its outboxes are empty (or nothing has moved for
-    10 s, or DRAIN_DEADLINE_S pass); what is still buffered then is reported as buffered.
+    and the runner lets it deliver for as long as the backlog is moving (lab/scenario/drain.py);
+    what is still buffered then is reported as buffered (and `buffered = 0` expectations fail).
     Every fault has ended by then (the plan heals each at its end)."""
     if sd.component("devices").state() != RUNNING:
-        return
-    t0 = time.monotonic()
-    done = wait_until(Drained(sd, quiet_s=1.0, stall_s=10.0), DRAIN_DEADLINE_S, poll_s=0.2)
+        return {"ended": "fleet not running", "real_s": 0.0, "left": buffered_total(sd)}
+    rule = DrainRule(SystemClock())
+    ended: list[str] = []
+
+    def over() -> bool:
+        why = rule.observe(stored_total(sd), buffered_total(sd))
+        if why is not None:
+            ended.append(why)
+        return why is not None
+
+    wait_until(over, rule.limits.max_limit_s + 5.0, poll_s=0.25)
     left = buffered_total(sd)
-    say(f"      drained in {time.monotonic() - t0:.1f} s real" + (f"; {left} readings still buffered"
-                                                                  if left or not done else ""))
+    why = ended[0] if ended else OUT_OF_TIME
+    if why == DELIVERED:
+        say(f"      drained in {rule.elapsed():.1f} s real")
+    else:
+        say(f"      drain {why} after {rule.elapsed():.1f} s real; {left} readings still buffered")
+    return {"ended": why, "real_s": round(rule.elapsed(), 3), "left": left}
 
 
 def _snapshot(sd: StateDir) -> str:
@@ -123,7 +136,7 @@ def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Progr
     try:
         _play(plan(scn, speed, var.name), sd, clock, nemesis, say)
         say("      run over: the devices record nothing more and deliver what they hold")
-        drain(sd, say)
+        drained = drain(sd, say)
         stack.kill(sd, "devices", "TERM")
         wait_until(Stable(sd, quiet_s=2.0), 60.0, poll_s=0.2)
     finally:
@@ -132,5 +145,6 @@ def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Progr
     hist = load_history(sd.root)
     names = [(f.id, f.kind, f.target, SCENARIO_ORIGIN + f.start) for f in scn.faults]
     hist = label_windows(hist, names, tolerance_s=max(2.0, 2.0 * speed))
-    result = check(hist, var.expect, grace_s=0.1 * speed + 1.0)
-    return write_outputs(scn, var, speed, cfg, sd, hist, result, vdir, say)
+    result = check(hist, var.expect, grace_s=0.1 * speed + 1.0, max_lag_s=max_lag_s(scn, speed),
+                   story_drain_s=story_drain(var))
+    return write_outputs(scn, var, speed, cfg, sd, hist, result, vdir, say, drained)

@@ -110,7 +110,8 @@ class H:
     def check(self, **kw: Any) -> CheckResult:
         grace = kw.pop("grace_s", 1.0)
         expect = kw.pop("expect", None)
-        return check(self.history(**kw), expect, grace_s=grace)
+        max_lag = kw.pop("max_lag_s", None)
+        return check(self.history(**kw), expect, grace_s=grace, max_lag_s=max_lag)
 
 
 def outcome(r: CheckResult, seq: int, dev: str = "a", boot: int = 1) -> tuple[Any, ...]:
@@ -656,8 +657,65 @@ def test_the_broker_backlog_peak_is_set_beside_the_outboxes_at_that_moment() -> 
     h = H("end-to-end")
     for seq in range(6):
         h.gen(float(seq), seq).pub(seq + 0.1, seq).back(seq + 0.2, seq)
-    h.sample(0.0, stored=10.0).sample(3.5, stored=14.0).sample(5.5, stored=19.0)
+    h.sample(0.0, stored=10.0).sample(3.5, stored=14.0).sample(5.5, stored=319.0)
     r = h.check()
-    assert r.backlog.broker_hwm == 9.0 and r.backlog.broker_hwm_at == 5.5
-    assert r.cost.outbox_at_broker_hwm == 6.0 and r.cost.broker_over_outbox == 1.5
-    assert r.metrics()["hwm.broker_over_outbox"] == 1.5
+    assert r.backlog.broker_hwm == 309.0 and r.backlog.broker_hwm_at == 5.5
+    # 6 readings in the outboxes then: below the noise floor, the floor (100) is the yardstick
+    assert r.cost.outbox_at_broker_hwm == 6.0 and r.cost.broker_over_outbox == 3.09
+    assert r.metrics()["hwm.broker_over_outbox"] == 3.09
+
+
+# --- fidelity -----------------------------------------------------------------------------------
+
+
+def steady(h: H, seqs: range, delay: float) -> H:
+    """Readings of 1 s captured at seq, generated at its end, stored `delay` later."""
+    for seq in seqs:
+        h.gen(seq + 1.0, seq, cap=float(seq)).pub(seq + 1.1, seq).back(seq + 1.2, seq)
+        h.store(seq + 1.0 + delay, seq, cap=float(seq)).iack(seq + 1.1 + delay, seq)
+    return h
+
+
+def test_a_stack_that_keeps_up_is_faithful_and_without_a_bound_nothing_is_judged() -> None:
+    h = steady(H("end-to-end"), range(20), delay=0.5)
+    assert h.check().fidelity.faithful is None
+    r = h.check(max_lag_s=5.0)
+    f = r.fidelity
+    assert f.faithful is True and f.lag_s == 0.5 and f.judged == 20 and f.reasons == ()
+    assert r.metrics()["faithful"] == 1.0 and r.metrics()["fidelity.lag"] == 0.5
+
+
+def test_falling_behind_outside_any_fault_is_not_faithful() -> None:
+    h = steady(H("end-to-end"), range(10), delay=0.5)
+    steady(h, range(10, 20), delay=60.0)  # no fault: the stack simply could not follow
+    r = h.check(max_lag_s=5.0)
+    f = r.fidelity
+    assert f.faithful is False and f.lag_s == 60.0 and f.lag_at == 20.0 + 60.0
+    assert "fell 60.0 s behind" in f.reasons[0] and f.speed_factor is not None
+    assert f.speed_factor < 5.0 / 60.0 + 1e-9
+    ok, lines = verdict(r, ["faithful = 1"])
+    assert not ok and lines[0].startswith("FAIL")
+
+
+def test_what_a_fault_delays_is_the_fault_s_doing_if_its_backlog_drains_in_time() -> None:
+    h = steady(H("end-to-end"), range(10), delay=0.5)
+    h.fault("cut", "cut", "ingest", 10.0, 40.0)
+    for seq in range(10, 40):  # captured during the cut, stored after it within 5 s
+        h.gen(seq + 1.0, seq, cap=float(seq)).pub(seq + 1.1, seq).back(seq + 1.2, seq)
+    for i, seq in enumerate(range(10, 40)):
+        h.store(40.0 + i * 0.1, seq, cap=float(seq)).iack(40.05 + i * 0.1, seq)
+    steady(h, range(45, 60), delay=0.5)
+    r = h.check(max_lag_s=5.0)
+    assert r.fidelity.faithful is True, r.fidelity
+    # the 30 captured in the cut (and the one ending as it starts) and its drain are not judged
+    assert r.fidelity.judged == 24
+
+
+def test_a_backlog_that_never_drains_is_not_faithful() -> None:
+    h = steady(H("end-to-end"), range(10), delay=0.5)
+    h.fault("cut", "cut", "ingest", 10.0, 20.0)
+    for seq in range(10, 30):  # generated, never stored: still in the outboxes at the end
+        h.gen(seq + 1.0, seq, cap=float(seq)).pub(seq + 1.1, seq).back(seq + 1.2, seq)
+    r = h.check(max_lag_s=5.0, final_buffered={"a": frozenset(range(10, 30))})
+    f = r.fidelity
+    assert f.faithful is False and any("never drained" in x for x in f.reasons), f

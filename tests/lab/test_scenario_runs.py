@@ -29,6 +29,7 @@ CARDIOCOMM = ("--devices", "200")
 HERD = ("--devices", "20", "--speed", "30")
 BLACKHOLE = ("--chunk-seconds", "2", "--speed", "20")
 REALTIME = str(Path(__file__).parent / "data" / "realtime-check.toml")
+SLOW_DRAIN = str(Path(__file__).parent / "data" / "slow-drain.toml")
 PARALLEL = 5  # runs at once: each is mostly idle, waiting for simulated time
 
 
@@ -50,6 +51,9 @@ class Run:
 JOBS: dict[str, tuple[str, ...]] = {
     # the longest first
     **{f"realtime-1x-{v}": (REALTIME, "--speed", "1", "--variant", v) for v in ("end-to-end", "broker-ack")},
+    "slow-drain": (SLOW_DRAIN, "--speed", "1"),
+    # far too many strip monitors for the speed: their outage backlog cannot drain in its allowance
+    "unfaithful": ("cardiocomm-72h", "--devices", "400", "--speed", "60000", "--variant", "end-to-end"),
     "cardiocomm-slow-e2e": ("cardiocomm-72h", *CARDIOCOMM, "--speed", "4000", "--variant", "end-to-end"),
     "cardiocomm-slow-ba": ("cardiocomm-72h", *CARDIOCOMM, "--speed", "4000", "--variant", "broker-ack"),
     "broker-restart-no-persistence": ("broker-restart-no-persistence", *CONTINUOUS),
@@ -272,6 +276,28 @@ def test_every_end_to_end_variant_loses_nothing_without_a_flood(runs: RunPool, j
     if rep["backlog"]["broker_hwm"]:  # a broker peak above its baseline
         assert cost["broker_over_outbox"] is not None and cost["broker_over_outbox"] <= 1.2, \
             (cost, rep["backlog"])
+
+
+def test_a_run_the_machine_could_not_follow_is_unfaithful_never_a_pass(runs: RunPool) -> None:
+    run = runs.get("unfaithful")
+    assert run.rc == 3, (run.rc, run.stderr[-2000:])  # UNFAITHFUL's own exit code
+    rep = run.variant("end-to-end")
+    assert rep["outcome"] == "UNFAITHFUL" and rep["ok"] is False
+    fid = rep["check"]["fidelity"]
+    assert fid["faithful"] is False and fid["reasons"], fid
+    assert "outage" in " ".join(fid["reasons"])  # the outage's backlog drained too late
+    assert rep["advice"] and "--speed" in rep["advice"]
+    suggested = float(rep["advice"].split("--speed ")[1].split()[0])
+    assert suggested < 60000 / 4, rep["advice"]
+
+
+def test_a_slow_but_steady_drain_is_waited_for_not_cut_off(runs: RunPool) -> None:
+    run = runs.get("slow-drain")
+    passed(run)
+    rep = run.variant("end-to-end")
+    assert rep["drain"]["ended"] == "delivered", rep["drain"]
+    assert rep["drain"]["real_s"] > 20.0  # steps 12 s apart: the old 10-s rule stopped at the first
+    assert rep["check"]["totals"]["buffered"] == 0 and rep["check"]["totals"]["stored"] >= 5
 
 
 def test_blackhole_costs_what_keepalive_takes_to_notice(runs: RunPool) -> None:
