@@ -14,6 +14,7 @@ import math
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
@@ -32,14 +33,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"port {text!r} is not an integer") from None
-    if not 1 <= value <= 65_535:
-        raise argparse.ArgumentTypeError(f"port {value} is not in 1..65535")
-    return value
+def _int_in(what: str, lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in lo..hi, or one clear line naming `what`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} {text!r} is not an integer") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{what} {value} is not in {lo}..{hi}")
+        return value
+
+    return parse
+
+
+_port = _int_in("port", 1, 65_535)
+_keepalive = _int_in("keepalive", 1, 65_535)
+_session_expiry = _int_in("session expiry", 0, 2**32 - 1)
 
 
 def _speed(text: str) -> float:
@@ -88,26 +98,6 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                    help="longest wait between attempts to reach the broker again, real seconds;"
                    " the first wait is a quarter of it, doubling (default: %(default)s: 1, 2, 4, 4, ...)")
     return p
-
-
-def _keepalive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"keepalive must be whole seconds, not {text!r}") from None
-    if not 1 <= value <= 65_535:
-        raise argparse.ArgumentTypeError(f"keepalive {value} is not in 1..65535")
-    return value
-
-
-def _session_expiry(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"session expiry must be whole seconds, not {text!r}") from None
-    if not 0 <= value <= 2**32 - 1:
-        raise argparse.ArgumentTypeError(f"session expiry {value} is out of range")
-    return value
 
 
 def _reconnect(text: str) -> float:
