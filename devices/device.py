@@ -70,6 +70,7 @@ import numpy as np
 
 from devices.ecg_source import GAIN_UV, EcgStream
 from devices.errors import ConfigError
+from devices.flow import CongestionWindow
 from devices.history import DeviceHistory, NoHistory
 from devices.outbox import Outbox
 from devices.profile import PatientProfile
@@ -222,6 +223,9 @@ class Device:
                                  probe_cap=max(config.resend_cap, config.ack_timeout) * clock.speed,
                                  rng=rng if rng is not None else random.Random(profile.seed))
         self._mids: dict[int, tuple[int, int]] = {}  # mid -> (seq, boot) (QoS 1, this connection)
+        # end-to-end: how much may be in flight (devices/flow.py); its spread is real time, too
+        self._cwnd = CongestionWindow(config.window, spread=config.ack_timeout * clock.speed,
+                                      rng=random.Random(profile.seed + 1))
         self.ingest_online: bool | None = None  # end-to-end: the ingest service's last status
         self._ingest_session: str | None = None
         self._fresh: list[tuple[int, bytes]] = []  # generated this tick, not yet published
@@ -340,6 +344,12 @@ class Device:
         return self._outbox.count(self.device_id) - len(self._flights)
 
     @property
+    def resume_at(self) -> float:
+        """Simulated monotonic time before which an end-to-end device sends nothing after ingest
+        came back online (devices/flow.py: the fleet's answers are spread); -inf if none."""
+        return self._cwnd.resume_at
+
+    @property
     def paused(self) -> bool:
         """End-to-end holds everything in the outbox while the ingest service is known offline."""
         return self.config.delivery is Delivery.END_TO_END and self.ingest_online is False
@@ -352,12 +362,12 @@ class Device:
         now = self._clock.monotonic()
         self._refill(now)
         self._held_back = False
-        if not self.connected or self.paused:
+        if not self.connected or self.paused or now < self._cwnd.resume_at:
             return 0
         if self.config.delivery is Delivery.END_TO_END:
             self._flights.probe(now)
         sent = self._resend_due(now)
-        room = self.config.window - len(self._flights)
+        room = self._window() - len(self._flights)
         unsent = self.unsent
         if room <= 0 or unsent <= 0:
             return sent
@@ -371,9 +381,15 @@ class Device:
         rows = self._outbox.pending(self.device_id, limit=budget, after_seq=self._cursor)
         return sent + self._send(rows, live=False, now=now)
 
+    def _window(self) -> int:
+        """Readings that may be in flight: end-to-end follows its congestion window."""
+        if self.config.delivery is Delivery.END_TO_END:
+            return min(self.config.window, self._cwnd.allowed)
+        return self.config.window
+
     def _batch(self, unsent: int) -> int:
         """Backlog rows worth one outbox query: a quarter window (paced: at most a bucketful)."""
-        batch = min(unsent, max(1, self.config.window // 4))
+        batch = min(unsent, max(1, self._window() // 4))
         if self._pace:
             batch = min(batch, max(1, int(self._pace)))
         return batch
@@ -451,8 +467,10 @@ class Device:
         its next chunk/strip, its earliest re-send or probe, or at once (-inf) if it is
         connected with unsent rows and room in its window."""
         t = self.next_due if self.next_due <= self._until_mono else math.inf
+        if self.connected and not self.paused and self._cwnd.resume_at > self._clock.monotonic():
+            return min(t, self._cwnd.resume_at)
         if self.connected and not self.paused:
-            if self.unsent > 0 and len(self._flights) < self.config.window:
+            if self.unsent > 0 and len(self._flights) < self._window():
                 if not self._pace:
                     return -math.inf
                 need = self._batch(self.unsent)
@@ -475,6 +493,7 @@ class Device:
             if not session_present:
                 self._flights.session_lost(now)
             self._flights.restart_probe(now)
+            self._cwnd.restart(now, herd=False)
 
     def on_disconnected(self) -> None:
         """Message ids die with the connection; copies the broker never PUBACKed go again."""
@@ -504,7 +523,11 @@ class Device:
         if self.config.delivery is not Delivery.END_TO_END or not ranges:
             return 0
         confirmed = [s for s in self._flights.flights if any(a <= s <= b for a, b in ranges)]
-        self.stats.gaps += self._flights.confirmed(confirmed, self._clock.monotonic())
+        gaps = self._flights.confirmed(confirmed, self._clock.monotonic())
+        self._cwnd.confirmed(len(confirmed))
+        if gaps:
+            self._cwnd.gap()
+        self.stats.gaps += gaps
         released = self._outbox.release_ranges(self.device_id, ranges)
         if released:
             at = self._clock.now()
@@ -529,3 +552,7 @@ class Device:
         self._ingest_session = session
         if not was_online:
             self._flights.restart_probe(now)
+            # back from offline (with everyone else): start small, at a random moment of the
+            # next ack timeout; at first sight of the status, nothing changes
+            if was_online is False:
+                self._cwnd.restart(now, herd=True)

@@ -241,12 +241,21 @@ def test_ingest_offline_holds_everything_and_a_new_ingest_session_resends(tmp_pa
         rig.tick(1.0)
     assert rig.pub.seqs() == [0, 1] and rig.device.paused and rig.device.wake_at() > rig.clock.monotonic()
     rig.device.on_ingest_status(True, "s1")  # back, same broker session: nothing was lost
+    now = rig.clock.monotonic()
+    resume = rig.device.resume_at  # every device of the fleet at its own moment of the spread
+    assert now <= resume <= now + 50.0 and rig.device.wake_at() <= resume
+    rig.tick(resume - now)
+    assert rig.pub.seqs() == [0, 1] and rig.device.stats.resent == 0  # a small window: full
+    assert rig.device.on_ack([(0, 1)]) == 2  # confirmations open it (slow start: 2 -> 4 -> 8)
     rig.tick(0.0)
-    assert rig.pub.seqs() == [0, 1, *range(2, 22)] and rig.device.stats.resent == 0
+    assert rig.pub.seqs()[2:] == [2, 3, 4, 5]
+    assert rig.device.on_ack([(2, 5)]) == 4
+    rig.tick(0.0)
+    assert rig.pub.seqs()[6:] == list(range(6, 14))
     rig.device.on_ingest_status(True, "s2")  # a new session: what the broker held is gone
     rig.tick(0.0)
-    assert sorted(rig.pub.seqs()[22:]) == list(range(22)) and rig.device.stats.resent == 22
-    assert rig.device.stats.resent_by_reason == {"ingest-session-lost": 22}
+    assert rig.pub.seqs()[14:] == list(range(6, 14)) and rig.device.stats.resent == 8
+    assert rig.device.stats.resent_by_reason == {"ingest-session-lost": 8}
 
 
 def test_reconnect_resends_everything_unreleased_oldest_first(tmp_path: Path) -> None:
