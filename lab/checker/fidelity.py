@@ -39,15 +39,35 @@ DRAIN_SHARE = 0.25  # a window's backlog may take up to a quarter of the window'
 MARGIN = 0.7  # suggested speeds aim this far under what the run suggests would just fit
 
 
-def _disturbed(windows: Sequence[FaultWindow], drains: Sequence[Drain],
-               end: float) -> list[tuple[float, float]]:
+def _disturbed(windows: Sequence[FaultWindow], drains: Sequence[Drain], end: float,
+               lead_s: float) -> list[tuple[float, float]]:
+    """Each window from `lead_s` before its start (a reading still on its way when the fault
+    began is the fault's too) until its drain ended."""
     spans = []
     for w, d in zip(windows, drains, strict=True):
         if w.end is None or d.outbox_drain_s is None:
-            spans.append((w.start, math.inf))
+            spans.append((w.start - lead_s, math.inf))
         else:
-            spans.append((w.start, w.end + d.outbox_drain_s))
+            spans.append((w.start - lead_s, w.end + d.outbox_drain_s))
     return sorted(spans) if spans else [(end + 1.0, end + 1.0)]
+
+
+def _cluster_ends(windows: Sequence[FaultWindow]) -> dict[str, float]:
+    """Per window, the end of the group of overlapping windows it belongs to (transitively):
+    a window inside another (a broker restart during an ingest freeze) drains only once the
+    outer one has ended."""
+    ends: dict[str, float] = {}
+    group: list[FaultWindow] = []
+    reach = -math.inf
+    for w in sorted(windows, key=lambda w: w.start):
+        w_end = math.inf if w.end is None else w.end
+        if group and w.start > reach:
+            ends.update({g.id: reach for g in group})
+            group, reach = [], -math.inf
+        group.append(w)
+        reach = max(reach, w_end)
+    ends.update({g.id: reach for g in group})
+    return ends
 
 
 def _lags(ix: ReadingIndex, spans: list[tuple[float, float]],
@@ -72,13 +92,15 @@ def _drain_failures(windows: Sequence[FaultWindow], drains: Sequence[Drain], max
                     story_drain_s: Callable[[float], float]) -> list[tuple[FaultWindow, float | None, float]]:
     """(window, drain seconds or None for never, allowance) of every window that drained late."""
     late = []
+    cluster_end = _cluster_ends(windows)
     for w, d in zip(windows, drains, strict=True):
         if w.end is None:
             continue
-        length = w.end - w.start
+        length = cluster_end[w.id] - w.start
         allowed = max(DRAIN_SHARE * length, story_drain_s(length)) + max_lag_s
-        if d.outbox_drain_s is None or d.outbox_drain_s > allowed:
-            late.append((w, d.outbox_drain_s, allowed))
+        took = None if d.outbox_drain_s is None else w.end + d.outbox_drain_s - cluster_end[w.id]
+        if took is None or took > allowed:
+            late.append((w, took, allowed))
     return late
 
 
@@ -91,7 +113,7 @@ def fidelity(ix: ReadingIndex, windows: Sequence[FaultWindow], drains: Sequence[
              outbox: Series, broker: Series | None, *, end: float, max_lag_s: float | None,
              story_drain_s: Callable[[float], float] = no_story_drain) -> Fidelity:
     """The worst steady lag (and when, and the levels then) and, with a bound, the verdict."""
-    lags = _lags(ix, _disturbed(windows, drains, end), end)
+    lags = _lags(ix, _disturbed(windows, drains, end, max_lag_s or 0.0), end)
     worst, at = max(lags, default=(0.0, None))
     worst_at = None if at is None else at + worst
     levels_at = worst_at if worst_at is not None else end
@@ -104,8 +126,10 @@ def fidelity(ix: ReadingIndex, windows: Sequence[FaultWindow], drains: Sequence[
     late = _drain_failures(windows, drains, max_lag_s, story_drain_s)
     reasons = []
     if worst > max_lag_s and worst_at is not None:
-        reasons.append(f"the stack fell {_span(worst)} behind at t = {_span(worst_at - ix_start(ix))} "
-                       f"(outboxes {fid.outbox_at_lag:g}, broker "
+        captured = worst_at - worst - ix_start(ix)
+        reasons.append(f"the stack fell {_span(worst)} behind: a reading captured at "
+                       f"t = {_span(captured)} was stored {_span(worst)} later (then: outboxes "
+                       f"{fid.outbox_at_lag:g}, broker "
                        f"{'?' if fid.broker_at_lag is None else f'{fid.broker_at_lag:g}'}); "
                        f"allowed {_span(max_lag_s)}")
     for w, took, allowed in late:

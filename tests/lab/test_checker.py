@@ -707,8 +707,9 @@ def test_what_a_fault_delays_is_the_fault_s_doing_if_its_backlog_drains_in_time(
     steady(h, range(45, 60), delay=0.5)
     r = h.check(max_lag_s=5.0)
     assert r.fidelity.faithful is True, r.fidelity
-    # the 30 captured in the cut (and the one ending as it starts) and its drain are not judged
-    assert r.fidelity.judged == 24
+    # the 30 captured in the cut and its drain are not judged, nor those that ended within
+    # max_lag (5 s) before it began: they may have been on their way when it did
+    assert r.fidelity.judged == 19
 
 
 def test_a_backlog_that_never_drains_is_not_faithful() -> None:

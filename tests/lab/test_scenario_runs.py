@@ -30,6 +30,7 @@ HERD = ("--devices", "20", "--speed", "30")
 BLACKHOLE = ("--chunk-seconds", "2", "--speed", "20")
 REALTIME = str(Path(__file__).parent / "data" / "realtime-check.toml")
 SLOW_DRAIN = str(Path(__file__).parent / "data" / "slow-drain.toml")
+OVERLOAD = str(Path(__file__).parent / "data" / "overload.toml")
 PARALLEL = 5  # runs at once: each is mostly idle, waiting for simulated time
 
 
@@ -52,8 +53,8 @@ JOBS: dict[str, tuple[str, ...]] = {
     # the longest first
     **{f"realtime-1x-{v}": (REALTIME, "--speed", "1", "--variant", v) for v in ("end-to-end", "broker-ack")},
     "slow-drain": (SLOW_DRAIN, "--speed", "1"),
-    # far too many strip monitors for the speed: their outage backlog cannot drain in its allowance
-    "unfaithful": ("cardiocomm-72h", "--devices", "400", "--speed", "60000", "--variant", "end-to-end"),
+    # 20,000 readings a real second asked of a stack that carries a few thousand
+    "unfaithful": (OVERLOAD, "--speed", "200"),
     "cardiocomm-slow-e2e": ("cardiocomm-72h", *CARDIOCOMM, "--speed", "4000", "--variant", "end-to-end"),
     "cardiocomm-slow-ba": ("cardiocomm-72h", *CARDIOCOMM, "--speed", "4000", "--variant", "broker-ack"),
     "broker-restart-no-persistence": ("broker-restart-no-persistence", *CONTINUOUS),
@@ -281,20 +282,21 @@ def test_every_end_to_end_variant_loses_nothing_without_a_flood(runs: RunPool, j
 def test_a_run_the_machine_could_not_follow_is_unfaithful_never_a_pass(runs: RunPool) -> None:
     run = runs.get("unfaithful")
     assert run.rc == 3, (run.rc, run.stderr[-2000:])  # UNFAITHFUL's own exit code
-    rep = run.variant("end-to-end")
+    rep = run.variant("default")
     assert rep["outcome"] == "UNFAITHFUL" and rep["ok"] is False
+    assert rep["check"]["totals"]["lost"] == 0  # its expectation held: not what decides here
     fid = rep["check"]["fidelity"]
-    assert fid["faithful"] is False and fid["reasons"], fid
-    assert "outage" in " ".join(fid["reasons"])  # the outage's backlog drained too late
+    assert fid["faithful"] is False and fid["lag_s"] > fid["max_lag_s"], fid
+    assert "fell" in fid["reasons"][0] and "behind" in fid["reasons"][0]  # no fault: the stack's own lag
     assert rep["advice"] and "--speed" in rep["advice"]
     suggested = float(rep["advice"].split("--speed ")[1].split()[0])
-    assert suggested < 60000 / 4, rep["advice"]
+    assert suggested < 200 / 2, rep["advice"]
 
 
 def test_a_slow_but_steady_drain_is_waited_for_not_cut_off(runs: RunPool) -> None:
     run = runs.get("slow-drain")
     passed(run)
-    rep = run.variant("end-to-end")
+    rep = run.variant("default")
     assert rep["drain"]["ended"] == "delivered", rep["drain"]
     assert rep["drain"]["real_s"] > 20.0  # steps 12 s apart: the old 10-s rule stopped at the first
     assert rep["check"]["totals"]["buffered"] == 0 and rep["check"]["totals"]["stored"] >= 5
