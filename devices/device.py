@@ -42,10 +42,15 @@ Letting go (the delivery modes of docs/architecture.md):
     fire-and-forget  QoS 0; the row is deleted when the publisher accepts the publish
     broker-ack       QoS 1; the row is deleted at the PUBACK of its message id
     end-to-end       QoS 1; the row is deleted when an ack on heartcheck/<id>/ack covers
-                     its seq; sent readings not acked within `ack_timeout` REAL seconds
-                     (a network round trip, so it does not shrink under time compression:
-                     the deadline is `ack_timeout * clock.speed` simulated seconds) are
-                     sent again
+                     its seq. A reading in flight is sent again only when a copy may have
+                     been lost (devices/resend.py: no PUBACK before the link dropped, a lost
+                     broker session, a new ingest session, a gap in ingest's confirmations,
+                     or the last-resort probe after `ack_timeout` REAL seconds doubling to
+                     `resend_cap`; real because a round trip does not shrink under time
+                     compression, kept as × clock.speed simulated seconds). Nothing is sent
+                     while the ingest service's status says offline, and after it comes back
+                     the device resumes at a random moment with a small congestion window
+                     (devices/flow.py)
 
 History. Every step above is recorded on the injected `DeviceHistory` (devices/history.py):
 `boot` at construction, `generated` just before the outbox append (the fleet flushes the
@@ -54,8 +59,9 @@ accepted publish (live or backlog, first send or re-send), `broker_acked` for ev
 successful PUBACK of a known message id, `ingest_acked` once per row an end-to-end ack
 deleted. Events carry the reading's own boot epoch.
 
-On disconnect every message id is forgotten and every unreleased row becomes unsent again;
-after the next connect the outbox is re-sent from its oldest row.
+On disconnect every message id is forgotten, and what the broker had not PUBACKed is due
+again (broker-ack: everything in flight); after the next connect those go first, then the
+unsent rows oldest-first.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ Each loop iteration:
 
 When the ticks come. Continuous recording: every `tick_seconds` of real time. Strip
 recording: the loop sleeps until the next tick is needed, i.e. the earliest of every
-device's `wake_at()` (its next strip's end, its next re-send deadline; at once if it has
+device's `wake_at()` (its next strip's end, its next re-send or probe; at once if it has
 unsent rows and window room), converted to real seconds with `clock.to_wall()`, and a
 routed event (connect, PUBACK, ack) brings the next tick forward to at most
 `tick_seconds` after the last one. So an idle strip fleet only wakes for the network's
@@ -36,15 +36,15 @@ be derived from the other:
     every timestamp: history `t`, outbox     PINGREQs), paho's own keepalive/connect timers
       enqueued_at/evicted_at, devices.json  the reconnect backoff (devices/mqtt_adapter.py)
       updated_at/since, status messages     devices.json and log cadence, eviction log
-    the end-to-end ack timeout, kept as     the selector's timeout
+    the end-to-end probe and resume waits,  the selector's timeout
       ack_timeout * speed simulated s
 
 Network timers are real because the broker and the network are: compressing a 30-s
 backoff to 8 ms at --speed 3600 would be a reconnect storm. They do not read the
 simulated clock at all, so they also keep running while a lab's shared clock stands still
 before its anchor (ecgcore.clock.ScaledClock): the devices connect, ping and report
-online while nothing is recorded yet. The ack timeout is real too (an ack timeout shorter
-than a real round trip would re-send everything), but it is a device timer, kept in
+online while nothing is recorded yet. The ack timeout is real too (a probe sooner than a real
+round trip would re-send what is on its way), but it is a device timer, kept in
 simulated seconds as ack_timeout * speed; nothing is sent while the clock stands still.
 
 SIGTERM/SIGINT (installed by `__main__`, or `request_stop()`): stop generating, commit,
