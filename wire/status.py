@@ -14,18 +14,29 @@ STATES = ("online", "offline")
 
 
 def encode_status(device_id: str, state: str, boot_epoch: int, at: float) -> bytes:
-    if state not in STATES:
-        raise FieldError(f"status state {state!r} not in {STATES}")
-    doc = {"v": 1, "device_id": check_device_id(device_id), "state": state,
-           "boot_epoch": boot_epoch, "at": round(at, 3)}
+    _check_state(state)
+    return _json_dumps({"v": 1, "device_id": check_device_id(device_id), "state": state,
+                        "boot_epoch": boot_epoch, "at": round(at, 3)})
+
+
+def _document(payload: bytes, what: str) -> object:
+    try:
+        return json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FieldError(f"{what} is not JSON: {exc}") from exc
+
+
+def _json_dumps(doc: dict[str, object]) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
+def _check_state(state: str) -> None:
+    if state not in STATES:
+        raise FieldError(f"status state {state!r} not in {STATES}")
+
+
 def decode_status(payload: bytes) -> dict[str, object]:
-    try:
-        doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FieldError(f"status is not JSON: {exc}") from exc
+    doc = _document(payload, "status")
     if not isinstance(doc, dict) or doc.get("state") not in STATES:
         raise FieldError("status has no valid state")
     check_device_id(str(doc.get("device_id", "")))
@@ -50,19 +61,15 @@ SERVICE_VERSION = 1
 
 def encode_service_status(state: str, boot: str, session: str, session_present: bool,
                           at: float) -> bytes:
-    if state not in STATES:
-        raise FieldError(f"status state {state!r} not in {STATES}")
-    doc = {"v": SERVICE_VERSION, "service": "ingest", "state": state, "boot": str(boot),
-           "session": str(session), "session_present": bool(session_present), "at": round(at, 3)}
-    return json.dumps(doc, separators=(",", ":")).encode()
+    _check_state(state)
+    return _json_dumps({"v": SERVICE_VERSION, "service": "ingest", "state": state, "boot": str(boot),
+                        "session": str(session), "session_present": bool(session_present),
+                        "at": round(at, 3)})
 
 
 def decode_service_status(payload: bytes) -> dict[str, object]:
     """The status document; FieldError when it is not one (wrong version, state or fields)."""
-    try:
-        doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FieldError(f"service status is not JSON: {exc}") from exc
+    doc = _document(payload, "service status")
     if not isinstance(doc, dict) or doc.get("v") != SERVICE_VERSION:
         raise FieldError("service status has no supported version")
     if doc.get("state") not in STATES:
