@@ -87,6 +87,8 @@ from ecgcore.modes import RECORDINGS, Delivery, Recording
 from wire import FLAG_BACKLOG, Reading, decode_reading, ecg_topic, encode_reading
 from wire.reading import MAX_SAMPLE_RATE, MAX_SAMPLES
 
+RESUME_SPREAD = 0.2  # after ingest's return, devices resume within this share of the ack timeout
+
 
 class Publisher(Protocol):
     """Hands a message to the transport. Returns a message id, or None if it cannot."""
@@ -230,7 +232,7 @@ class Device:
                                  rng=rng if rng is not None else random.Random(profile.seed))
         self._mids: dict[int, tuple[int, int]] = {}  # mid -> (seq, boot) (QoS 1, this connection)
         # end-to-end: how much may be in flight (devices/flow.py); its spread is real time, too
-        self._cwnd = CongestionWindow(config.window, spread=config.ack_timeout * clock.speed,
+        self._cwnd = CongestionWindow(config.window, spread=RESUME_SPREAD * config.ack_timeout * clock.speed,
                                       rng=random.Random(profile.seed + 1))
         self.ingest_online: bool | None = None  # end-to-end: the ingest service's last status
         self._ingest_session: str | None = None
@@ -558,7 +560,7 @@ class Device:
         self._ingest_session = session
         if not was_online:
             self._flights.restart_probe(now)
-            # back from offline (with everyone else): start small, at a random moment of the
-            # next ack timeout; at first sight of the status, nothing changes
+            # back from offline (with everyone else): start small, at a random moment within a
+            # fifth of the ack timeout; at first sight of the status, nothing changes
             if was_online is False:
                 self._cwnd.restart(now, herd=True)

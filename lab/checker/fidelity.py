@@ -52,6 +52,18 @@ def _disturbed(windows: Sequence[FaultWindow], drains: Sequence[Drain], end: flo
     return sorted(spans) if spans else [(end + 1.0, end + 1.0)]
 
 
+def _settled(windows: Sequence[FaultWindow], drains: Sequence[Drain], outbox: Series,
+             slack: float) -> list[Drain]:
+    """The windows' outbox drains, ending when the level is back within `slack` of where it was
+    (one reading a device: with live readings in flight, the fleet's outboxes are rarely all
+    empty at the same instant, and "back to exactly its level" would wait for that chance)."""
+    out = []
+    for w, d in zip(windows, drains, strict=True):
+        took = None if w.end is None else outbox.drain(w.end, d.outbox_before + slack)
+        out.append(d._replace(outbox_drain_s=took))
+    return out
+
+
 def _cluster_ends(windows: Sequence[FaultWindow]) -> dict[str, float]:
     """Per window, the end of the group of overlapping windows it belongs to (transitively):
     a window inside another (a broker restart during an ingest freeze) drains only once the
@@ -113,6 +125,7 @@ def fidelity(ix: ReadingIndex, windows: Sequence[FaultWindow], drains: Sequence[
              outbox: Series, broker: Series | None, *, end: float, max_lag_s: float | None,
              story_drain_s: Callable[[float], float] = no_story_drain) -> Fidelity:
     """The worst steady lag (and when, and the levels then) and, with a bound, the verdict."""
+    drains = _settled(windows, drains, outbox, slack=float(len(ix.devices)))
     lags = _lags(ix, _disturbed(windows, drains, end, max_lag_s or 0.0), end)
     worst, at = max(lags, default=(0.0, None))
     worst_at = None if at is None else at + worst
