@@ -76,7 +76,7 @@ def check(history: History, expect: Expectation | str | Iterable[Expectation | s
         backlog=high,
         windows=window_reports(fw, classified.losses, drains),
         broker_dropped=drops.total,
-        cost=cost(history, totals.generated, totals.stored, outbox.series, high),
+        cost=cost(history, totals.generated, totals.stored, outbox.series, high, len(ix.devices)),
         fidelity=fidelity(ix, fw.windows, drains, outbox.series, queue.series,
                           end=history.ended_at or 0.0, max_lag_s=max_lag_s, story_drain_s=story_drain_s),
     )

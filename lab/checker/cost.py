@@ -12,11 +12,12 @@ broker's backlog beside the device outboxes'. Pure, over the history.
                           once, else "broker-redelivery" (the broker delivered one publish twice:
                           an ingest restart before its PUBACK reached the broker)
     outbox_at_broker_hwm  the device outboxes' total at the moment of the broker's high-water mark
-    broker_over_outbox    broker_hwm / max(outbox_at_broker_hwm, NOISE_FLOOR): above 1, the broker
-                          held more copies than there were readings still to deliver (re-sends
+    broker_over_outbox    broker_hwm / max(outbox_at_broker_hwm, floor): above 1, the broker held
+                          more copies than there were readings still to deliver (re-sends
                           inflating it). The broker's count also holds whatever is in flight at
-                          the sample (acks to the devices, readings to ingest, $SYS), a few dozen
-                          messages, so below NOISE_FLOOR outbox readings the floor is the yardstick
+                          the sample (acks to each device, readings to ingest, $SYS), so below
+                          floor = max(NOISE_FLOOR, NOISE_PER_DEVICE × devices) outbox readings
+                          the floor is the yardstick
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from lab.checker.result import Backlog, Cost
 from lab.history import History, Key, Published
 
 NOISE_FLOOR = 100.0  # messages: below this the broker's count is mostly what is in flight
+NOISE_PER_DEVICE = 3.0  # ... and a few acks per device may be in flight to it at any moment
 DEVICE_RESEND = "device-resend"
 BROKER_REDELIVERY = "broker-redelivery"
 
 
-def cost(history: History, generated: int, stored: int, outbox: Series, backlog: Backlog) -> Cost:
+def cost(history: History, generated: int, stored: int, outbox: Series, backlog: Backlog,
+         devices: int = 0) -> Cost:
     copies: Counter[Key] = Counter()
     reasons: Counter[str] = Counter()
     for ev in history.events(Published):
@@ -46,7 +49,8 @@ def cost(history: History, generated: int, stored: int, outbox: Series, backlog:
     at_hwm = None if backlog.broker_hwm_at is None else outbox.at(backlog.broker_hwm_at)
     ratio = None
     if backlog.broker_hwm is not None and at_hwm is not None:
-        ratio = round(backlog.broker_hwm / max(at_hwm, NOISE_FLOOR), 3)
+        floor = max(NOISE_FLOOR, NOISE_PER_DEVICE * devices)
+        ratio = round(backlog.broker_hwm / max(at_hwm, floor), 3)
     return Cost(sent=sent, first=sent - resent, resent=resent,
                 amplification=round(sent / generated, 4) if generated else None,
                 sent_per_stored=round(sent / stored, 4) if stored else None,
