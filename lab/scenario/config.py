@@ -23,7 +23,7 @@ from lab.stack.statedir import StackConfig
 SCENARIO_ORIGIN = 1_688_947_200.0  # 2023-07-10T00:00:00Z: the week of the CardioComm outage
 MIN_KEEPALIVE_S = 2  # real seconds: below this a busy 2-core machine drops healthy links
 BACKOFF_CAP_S = 30.0  # simulated: the devices' longest wait between reconnect attempts
-LAG_REAL_S = 5.0  # fidelity: real seconds the stack may be behind outside faults
+LAG_REAL_S = 10.0  # fidelity: real seconds the stack may be behind outside faults (one ack timeout)
 MIN_LAG_SIM_S = 15.0  # ... but never less than this many simulated seconds
 INGEST_RECONNECT_S = 4.0  # simulated: ingest's longest wait to reach the broker again
 
@@ -72,7 +72,8 @@ def max_lag_s(scn: Scenario, speed: float) -> float:
     """How far (simulated seconds) the stack may fall behind outside faults before the run is not
     faithful (lab/checker/fidelity.py): the scenario's max_lag, else LAG_REAL_S real seconds at
     this speed, at least MIN_LAG_SIM_S. A fleet tick, an ingest batch and a proxy poll are
-    fractions of a real second; a stack that is several real seconds behind is not following."""
+    fractions of a real second; a reading whose copies were dropped waits one probe round (an
+    ack timeout) in a stack that keeps up; more than that, and it is not following."""
     if scn.max_lag is not None:
         return float(scn.max_lag)
     return max(MIN_LAG_SIM_S, LAG_REAL_S * speed)
