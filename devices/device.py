@@ -76,7 +76,7 @@ import numpy as np
 
 from devices.ecg_source import GAIN_UV, EcgStream
 from devices.errors import ConfigError
-from devices.flow import CongestionWindow
+from devices.flow import RESUME_SPREAD, CongestionWindow
 from devices.history import DeviceHistory, NoHistory
 from devices.outbox import Outbox
 from devices.profile import PatientProfile
@@ -86,8 +86,6 @@ from ecgcore.clock import Clock
 from ecgcore.modes import RECORDINGS, Delivery, Recording
 from wire import FLAG_BACKLOG, Reading, decode_reading, ecg_topic, encode_reading
 from wire.reading import MAX_SAMPLE_RATE, MAX_SAMPLES
-
-RESUME_SPREAD = 0.2  # after ingest's return, devices resume within this share of the ack timeout
 
 
 class Publisher(Protocol):
@@ -560,7 +558,7 @@ class Device:
         self._ingest_session = session
         if not was_online:
             self._flights.restart_probe(now)
-            # back from offline (with everyone else): start small, at a random moment within a
-            # fifth of the ack timeout; at first sight of the status, nothing changes
+            # back from offline (with everyone else): start small, at a random moment within
+            # the ack timeout; at first sight of the status, nothing changes
             if was_online is False:
                 self._cwnd.restart(now, herd=True)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 import random
 
+RESUME_SPREAD = 1.0  # after ingest's return, devices resume within this share of the ack timeout
+
 
 class CongestionWindow:
     def __init__(self, limit: int, *, initial: float = 2.0, spread: float = 0.0,

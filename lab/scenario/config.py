@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+from devices.flow import RESUME_SPREAD
+from ecgcore.modes import Delivery
 from lab.checker.fidelity import no_story_drain
 from lab.errors import ConfigError
 from lab.scenario.model import FleetSpec, Scenario, Variant
@@ -79,22 +81,23 @@ def max_lag_s(scn: Scenario, speed: float) -> float:
     return max(MIN_LAG_SIM_S, LAG_REAL_S * speed)
 
 
-def story_drain(var: Variant) -> Callable[[float], float]:
-    """The drain time a fault window of `length` simulated seconds implies by the story itself:
+def story_drain(var: Variant, speed: float) -> Callable[[float], float]:
+    """The drain time a fault window of `length` simulated seconds implies by the design itself:
     with a backlog pace, each device's backlog (its readings of the window) goes out at the
-    pace, less its live readings meanwhile. Without one, 0: what the devices hold they send at
+    pace, less its live readings meanwhile; end-to-end devices resume at a random moment
+    within their ack timeout after ingest's return (devices/flow.py), real seconds that
+    compression stretches like the network's. Otherwise 0: what the devices hold they send at
     once, and how long that takes is the machine's."""
     f = var.fleet
     pace = f.backlog_pace
     per_device = f.readings_per_second / f.devices if f.devices else 0.0
-    if not pace or per_device <= 0:
-        return no_story_drain
-    rate = pace - per_device if pace > per_device else pace
+    resume = RESUME_SPREAD * f.ack_timeout * speed if f.delivery == Delivery.END_TO_END else 0.0
+    rate = pace - per_device if pace and pace > per_device else pace
 
     def drain_s(length: float) -> float:
-        return per_device * length / rate
+        return resume + (per_device * length / rate if rate else 0.0)
 
-    return drain_s
+    return drain_s if (resume or rate) else no_story_drain
 
 
 def real_keepalive(keepalive: float | None, speed: float) -> int:

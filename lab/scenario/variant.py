@@ -146,5 +146,5 @@ def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Progr
     names = [(f.id, f.kind, f.target, SCENARIO_ORIGIN + f.start) for f in scn.faults]
     hist = label_windows(hist, names, tolerance_s=max(2.0, 2.0 * speed))
     result = check(hist, var.expect, grace_s=0.1 * speed + 1.0, max_lag_s=max_lag_s(scn, speed),
-                   story_drain_s=story_drain(var))
+                   story_drain_s=story_drain(var, speed))
     return write_outputs(scn, var, speed, cfg, sd, hist, result, vdir, say, drained)
