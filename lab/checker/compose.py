@@ -78,7 +78,8 @@ def check(history: History, expect: Expectation | str | Iterable[Expectation | s
         broker_dropped=drops.total,
         cost=cost(history, totals.generated, totals.stored, outbox.series, high, len(ix.devices)),
         fidelity=fidelity(ix, fw.windows, drains, outbox.series, queue.series,
-                          end=history.ended_at or 0.0, max_lag_s=max_lag_s, story_drain_s=story_drain_s),
+                          end=history.ended_at or 0.0, max_lag_s=max_lag_s, story_drain_s=story_drain_s,
+                          restored=fw.restored),
     )
     if expect is None:
         return result

@@ -11,7 +11,9 @@ broker's backlog beside the device outboxes'. Pure, over the history.
                           from: "device-resend" when the device published that reading more than
                           once, else "broker-redelivery" (the broker delivered one publish twice:
                           an ingest restart before its PUBACK reached the broker)
-    outbox_at_broker_hwm  the device outboxes' total at the moment of the broker's high-water mark
+    outbox_at_broker_hwm  the device outboxes' highest total between the $SYS sample before the
+                          broker's high-water mark and it (the broker reports its count once a
+                          real second, a long time under compression)
     broker_over_outbox    broker_hwm / max(outbox_at_broker_hwm, floor): above 1, the broker held
                           more copies than there were readings still to deliver (re-sends
                           inflating it). The broker's count also holds whatever is in flight at
@@ -22,6 +24,7 @@ broker's backlog beside the device outboxes'. Pure, over the history.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 
 from lab.checker.measures import Series
@@ -46,7 +49,7 @@ def cost(history: History, generated: int, stored: int, outbox: Series, backlog:
     resent = sum(reasons.values())
     origins = Counter(DEVICE_RESEND if copies[d.key] > 1 else BROKER_REDELIVERY
                       for d in history.duplicates)
-    at_hwm = None if backlog.broker_hwm_at is None else outbox.at(backlog.broker_hwm_at)
+    at_hwm = None if backlog.broker_hwm_at is None else _highest(outbox, history, backlog.broker_hwm_at)
     ratio = None
     if backlog.broker_hwm is not None and at_hwm is not None:
         floor = max(NOISE_FLOOR, NOISE_PER_DEVICE * devices)
@@ -57,3 +60,12 @@ def cost(history: History, generated: int, stored: int, outbox: Series, backlog:
                 resent_by_reason=dict(sorted(reasons.items())),
                 duplicates_by_origin=dict(sorted(origins.items())),
                 outbox_at_broker_hwm=at_hwm, broker_over_outbox=ratio)
+
+
+def _highest(outbox: Series, history: History, t: float) -> float:
+    """The outboxes' highest level in (the broker sample before t, t]."""
+    before = [s.t for s in history.broker if s.t < t]
+    since = max(before) if before else t
+    i = bisect.bisect_right(outbox.times, since)
+    j = bisect.bisect_right(outbox.times, t)
+    return max([outbox.at(since), *outbox.values[i:j]])

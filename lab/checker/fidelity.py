@@ -28,7 +28,7 @@ the speed, so a speed scaled by (allowed / measured), with a margin, would have 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from lab.checker.index import ReadingIndex
 from lab.checker.measures import Drain, Series
@@ -53,13 +53,19 @@ def _disturbed(windows: Sequence[FaultWindow], drains: Sequence[Drain], end: flo
 
 
 def _settled(windows: Sequence[FaultWindow], drains: Sequence[Drain], outbox: Series,
-             slack: float) -> list[Drain]:
-    """The windows' outbox drains, ending when the level is back within `slack` of where it was
-    (one reading a device: with live readings in flight, the fleet's outboxes are rarely all
-    empty at the same instant, and "back to exactly its level" would wait for that chance)."""
+             slack: float, restored: Mapping[str, float | None]) -> list[Drain]:
+    """The windows' outbox drains, counted from when ingest received again after the window
+    (a process restart or a reconnect is not the backlog's drain) and ending when the level is
+    back within `slack` of where it was (one reading a device: with live readings in flight,
+    the fleet's outboxes are rarely all empty at the same instant). The result is measured
+    from the window's end, like every drain."""
     out = []
     for w, d in zip(windows, drains, strict=True):
-        took = None if w.end is None else outbox.drain(w.end, d.outbox_before + slack)
+        took = None
+        if w.end is not None:
+            since = max(w.end, restored.get(w.id) or w.end)
+            rest = outbox.drain(since, d.outbox_before + slack)
+            took = None if rest is None else since - w.end + rest
         out.append(d._replace(outbox_drain_s=took))
     return out
 
@@ -101,7 +107,8 @@ def _lags(ix: ReadingIndex, spans: list[tuple[float, float]],
 
 
 def _drain_failures(windows: Sequence[FaultWindow], drains: Sequence[Drain], max_lag_s: float,
-                    story_drain_s: Callable[[float], float]) -> list[tuple[FaultWindow, float | None, float]]:
+                    story_drain_s: Callable[[float], float],
+                    restored: Mapping[str, float | None]) -> list[tuple[FaultWindow, float | None, float]]:
     """(window, drain seconds or None for never, allowance) of every window that drained late."""
     late = []
     cluster_end = _cluster_ends(windows)
@@ -110,7 +117,9 @@ def _drain_failures(windows: Sequence[FaultWindow], drains: Sequence[Drain], max
             continue
         length = cluster_end[w.id] - w.start
         allowed = max(DRAIN_SHARE * length, story_drain_s(length)) + max_lag_s
-        took = None if d.outbox_drain_s is None else w.end + d.outbox_drain_s - cluster_end[w.id]
+        restored_at = restored.get(w.id) or w.end
+        took = (None if d.outbox_drain_s is None
+                else w.end + d.outbox_drain_s - max(cluster_end[w.id], restored_at))
         if took is None or took > allowed:
             late.append((w, took, allowed))
     return late
@@ -123,9 +132,12 @@ def no_story_drain(_window_s: float) -> float:
 
 def fidelity(ix: ReadingIndex, windows: Sequence[FaultWindow], drains: Sequence[Drain],
              outbox: Series, broker: Series | None, *, end: float, max_lag_s: float | None,
-             story_drain_s: Callable[[float], float] = no_story_drain) -> Fidelity:
-    """The worst steady lag (and when, and the levels then) and, with a bound, the verdict."""
-    drains = _settled(windows, drains, outbox, slack=float(len(ix.devices)))
+             story_drain_s: Callable[[float], float] = no_story_drain,
+             restored: Mapping[str, float | None] | None = None) -> Fidelity:
+    """The worst steady lag (and when, and the levels then) and, with a bound, the verdict.
+    `restored`: per window id, when ingest received again after it (FaultWindows.restored)."""
+    restored = restored or {}
+    drains = _settled(windows, drains, outbox, float(len(ix.devices)), restored)
     lags = _lags(ix, _disturbed(windows, drains, end, max_lag_s or 0.0), end)
     worst, at = max(lags, default=(0.0, None))
     worst_at = None if at is None else at + worst
@@ -136,7 +148,7 @@ def fidelity(ix: ReadingIndex, windows: Sequence[FaultWindow], drains: Sequence[
     )
     if max_lag_s is None:
         return fid
-    late = _drain_failures(windows, drains, max_lag_s, story_drain_s)
+    late = _drain_failures(windows, drains, max_lag_s, story_drain_s, restored)
     reasons = []
     if worst > max_lag_s and worst_at is not None:
         captured = worst_at - worst - ix_start(ix)
