@@ -256,11 +256,13 @@ def test_a_frozen_ingest_and_a_broker_restart_cost_end_to_end_a_few_copies_not_a
     e2e = run.variant("end-to-end")["check"]
     assert e2e["totals"]["lost"] == 0 and e2e["totals"]["evicted"] == 0
     cost = e2e["cost"]
-    # the broker's restart showed in the devices' CONNACK or in ingest's new session: what
-    # was in flight went again, and nothing else did
+    # the broker's restart showed in the devices' CONNACK or in ingest's new session: what was
+    # in flight went again (if anything was: how much the broker held depends on how soon it
+    # published ingest's Last Will; tests/lab/test_resend_recovery.py makes sure it held some),
+    # and apart from a probe or so a device, nothing else did
     lost_and_found = cost["resent_by_reason"].get("session-lost", 0) + \
         cost["resent_by_reason"].get("ingest-session-lost", 0)
-    assert lost_and_found > 0 and cost["resent"] <= lost_and_found + 10 * 10, cost
+    assert cost["resent"] <= lost_and_found + 2 * 10, cost
     assert cost["amplification"] <= 1.2 and cost["broker_over_outbox"] <= 1.2, cost
 
 
