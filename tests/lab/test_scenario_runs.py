@@ -295,7 +295,10 @@ def test_a_run_the_machine_could_not_follow_is_unfaithful_never_a_pass(runs: Run
     assert "fell" in fid["reasons"][0] and "behind" in fid["reasons"][0]  # no fault: the stack's own lag
     assert rep["advice"] and "--speed" in rep["advice"]
     suggested = float(rep["advice"].split("--speed ")[1].split()[0])
-    assert suggested < 200 / 2, rep["advice"]
+    # slower than the run by the measured shortfall (allowed / worst lag), with the margin: how
+    # far behind the stack fell depends on the machine's load, so only the rule is fixed here
+    shortfall = fid["max_lag_s"] / fid["lag_s"]
+    assert suggested <= 200 * MARGIN * shortfall * 1.01 and suggested < 200 * MARGIN, rep["advice"]
 
 
 def test_a_slow_but_steady_drain_is_waited_for_not_cut_off(runs: RunPool) -> None:
