@@ -69,25 +69,40 @@ def _nonempty(text: str) -> str:
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    p = _Parser(
-        prog=prog,
-        description="Receive ECG readings over MQTT, validate them, store them durably in"
-        " DIR/ingest/ingest.sqlite and acknowledge them (PUBACK only after commit).",
-    )
-    p.add_argument("--state-dir", required=True, type=Path, metavar="DIR",
+    p = _Parser(prog=prog, description=DESCRIPTION)
+    add_service_options(p)
+    return p
+
+
+DESCRIPTION = ("Receive ECG readings over MQTT, validate them, store them durably in"
+               " DIR/ingest/ingest.sqlite and acknowledge them (PUBACK only after commit).")
+
+
+def add_service_options(p: argparse.ArgumentParser, *, from_stack: bool = False) -> None:
+    """The service's options. `from_stack`: `ecgpipe ingest run`, where the state dir, the
+    broker and --acks default to the stack's (so they are optional and default to None)."""
+    need = not from_stack
+    stack = " (default: the stack's)" if from_stack else ""
+    # under `ecgpipe`, the dest the lab's other commands use for a --state-dir after the command
+    p.add_argument("--state-dir", required=need, type=str if from_stack else Path, metavar="DIR",
+                   dest="state_dir_sub" if from_stack else "state_dir", default=argparse.SUPPRESS,
                    help="state dir; the store and ready.json go to DIR/ingest/"
-                   " (created if missing)")
-    p.add_argument("--host", required=True, type=_nonempty, help="broker host")
-    p.add_argument("--port", required=True, type=_port, help="broker port")
-    p.add_argument("--acks", action=argparse.BooleanOptionalAction, default=False,
+                   " (created if missing)" + (" (default ./.ecgpipe, or $ECGPIPE_STATE_DIR)"
+                                              if from_stack else ""))
+    p.add_argument("--host", required=need, type=_nonempty, help="broker host" + stack)
+    p.add_argument("--port", required=need, type=_port,
+                   help="broker port" + (" (default: the stack's ingest link, through its proxy)"
+                                         if from_stack else ""))
+    p.add_argument("--acks", action=argparse.BooleanOptionalAction, default=None if from_stack else False,
                    help="publish end-to-end acks on heartcheck/<id>/ack after commit"
-                   " (default: off)")
+                   + (" (default: on when the stack's delivery is end-to-end)" if from_stack
+                      else " (default: off)"))
     p.add_argument("--client-id", default="ecgpipe-ingest", type=_nonempty,
                    help="MQTT client id; the persistent session is keyed by it"
                    " (default: %(default)s)")
-    p.add_argument("--speed", default=1.0, type=_speed,
+    p.add_argument("--speed", default=None if from_stack else 1.0, type=_speed,
                    help="simulated-clock speed; timestamps come from this clock"
-                   " (default: %(default)s)")
+                   + (stack if from_stack else " (default: %(default)s)"))
     p.add_argument("--keepalive", default=30, type=_keepalive, metavar="SECONDS",
                    help="MQTT keepalive, real seconds: the broker says ingest is offline (its "
                         "Last Will) after 1.5 times this without a packet (default 30)")
@@ -97,7 +112,6 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--reconnect-max", default=4.0, type=_reconnect, metavar="SECONDS",
                    help="longest wait between attempts to reach the broker again, real seconds;"
                    " the first wait is a quarter of it, doubling (default: %(default)s: 1, 2, 4, 4, ...)")
-    return p
 
 
 def _reconnect(text: str) -> float:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from ecgcore.modes import DELIVERY_MODES, Delivery
-from lab.errors import LabError
+from lab.errors import LabError, UsageError
 from lab.stack.statedir import StackConfig, StateDir, resolve_state_dir
 
 Handler = Callable[[argparse.Namespace], int]
@@ -50,6 +51,7 @@ def up(args: argparse.Namespace) -> int:
                       ack_timeout=args.ack_timeout, seed=args.seed, persistence=not args.no_persistence,
                       proxies=not args.no_proxy)
     progress = quiet if args.json else say
+    _refuse_to_overwrite(sd, replace=args.replace)
     progress(f"starting {cfg.devices} devices ({cfg.delivery}) in {sd.root} ...")
     cfg = stack.up(sd, cfg, progress=progress)
     if args.json:
@@ -61,6 +63,40 @@ def up(args: argparse.Namespace) -> int:
             f"ecgpipe cut devices --for 30s | ecgpipe inspect devices | ecgpipe report | "
             f"ecgpipe down")
     return 0
+
+
+def _refuse_to_overwrite(sd: StateDir, *, replace: bool) -> None:
+    """`up` neither starts a second stack on a running one nor silently discards a finished
+    run's files (its ledger): it refuses, with what to do instead."""
+    from lab.stack.procs import RUNNING, STOPPED
+    from lab.stack.statedir import COMPONENTS
+
+    if not sd.root.is_dir():
+        return
+    live = [n for n in COMPONENTS if sd.component(n).state() in (RUNNING, STOPPED)]
+    if live:
+        raise LabError(f"a stack is already running in {sd.root} ({', '.join(live)}); run "
+                       f"`ecgpipe down --state-dir {sd.root}` first, or use another --state-dir")
+    previous = [p for p in (sd.stack_file, sd.outbox_db, sd.ingest_db) if p.exists()]
+    if previous and not replace:
+        raise LabError(f"{sd.root} holds a finished run ({', '.join(p.name for p in previous)}): "
+                       f"read it with `ecgpipe report --state-dir {sd.root}`, then `ecgpipe up "
+                       f"--replace` discards it; or pass another --state-dir")
+
+
+def status_or_watch(args: argparse.Namespace) -> int:
+    """`status`, or with --watch the same view refreshed (lab.observe.live)."""
+    if not args.watch:
+        return status(args)
+    from lab.observe.live import watch
+    from lab.report.status import format_status
+    from lab.report.status import status as stack_status
+
+    sd = state_dir(args)
+    if args.json:
+        raise UsageError("--watch shows the text view; use --json without --watch, in a loop")
+    return watch(lambda: format_status(stack_status(sd)), interval_s=args.interval,
+                 count=args.count, out=sys.stdout)
 
 
 def status(args: argparse.Namespace) -> int:
@@ -154,6 +190,37 @@ def inspect_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def inspect_devices_or_watch(args: argparse.Namespace) -> int:
+    """`inspect devices`, or with --watch the same table refreshed (lab.observe.live)."""
+    if not args.watch:
+        return inspect_devices(args)
+    from ecgcore.clock import SystemClock
+    from lab.observe.live import watch
+    from lab.report import inspection
+
+    if args.json:
+        raise UsageError("--watch shows the text view; use --json without --watch, in a loop")
+    sd, clock = state_dir(args), SystemClock()
+    return watch(lambda: inspection.format_devices(inspection.inspect_devices(sd, clock.now())),
+                 interval_s=args.interval, count=args.count, out=sys.stdout)
+
+
+def inspect_reading(args: argparse.Namespace) -> int:
+    if args.seq < 0:
+        raise UsageError(f"SEQ must be 0 or more, got {args.seq}")
+    from pathlib import Path
+
+    from ecgcore.clock import SystemClock
+    from lab.report.reading import format_reading
+    from lab.report.reading import inspect_reading as read_one
+
+    now = SystemClock().now()
+    doc = read_one(state_dir(args), args.device_id, args.seq, now=now,
+                   png=Path(args.png) if args.png else None, csv=Path(args.csv) if args.csv else None)
+    emit(doc, args.json, partial(format_reading, now=now))
+    return 0
+
+
 def inspect_device(args: argparse.Namespace) -> int:
     from lab.report import inspection
 
@@ -184,6 +251,23 @@ def report(args: argparse.Namespace) -> int:
     rep = build_report(sd)
     emit(rep, args.json, partial(format_report, max_devices=10**9 if args.all else 20))
     return 0
+
+
+# ---- watching: logs, tail
+
+
+def logs(args: argparse.Namespace) -> int:
+    from lab.observe.logs import run_logs
+
+    return run_logs(state_dir(args), args.component, follow=args.follow, lines=args.lines,
+                    out=sys.stdout)
+
+
+def tail(args: argparse.Namespace) -> int:
+    from lab.observe.tail import run_tail
+
+    return run_tail(state_dir(args), args.device, count=args.count, as_json=args.json, out=sys.stdout,
+                    timeout_s=args.for_s)
 
 
 # ---- whole runs: demo, scenario list, scenario run; the ingest service in the foreground
@@ -251,30 +335,38 @@ def scenario_run(args: argparse.Namespace) -> int:
 
 
 def ingest_run(args: argparse.Namespace) -> int:
-    """`python -m ingest`, pointed at the stack's broker unless the arguments say where."""
+    """`python -m ingest` in the foreground, pointed at the stack's broker (through the ingest
+    link's proxy while it runs, so `ecgpipe cut ingest` applies), with the stack's speed and
+    --acks for its delivery mode, unless the options say otherwise."""
     from ingest.__main__ import main as ingest_main
 
-    argv = list(args.args)
-    if argv[:1] == ["--"]:
-        argv = argv[1:]
-    if "--port" not in argv and "-h" not in argv and "--help" not in argv:
+    sd = state_dir(args)
+    argv = ["--state-dir", str(sd.root), "--client-id", args.client_id,
+            "--keepalive", str(args.keepalive), "--session-expiry", str(args.session_expiry),
+            "--reconnect-max", repr(args.reconnect_max)]
+    given = {"--host": args.host, "--port": args.port, "--speed": args.speed}
+    if None in given.values() or args.acks is None:
         from lab.stack.control import proxy_port
         from lab.stack.procs import RUNNING
 
-        sd = StateDir(resolve_state_dir(args.state_dir))
         cfg = sd.config()  # a clear error if there is no stack to take the broker from
-        # through the ingest link's proxy while it runs, so `ecgpipe cut ingest` applies
         proxied = sd.component("proxy-ingest").state() == RUNNING
-        port = proxy_port(cfg, "ingest") if proxied else cfg.port
-        acks = "--acks" if Delivery(cfg.delivery).ingest_confirms else "--no-acks"
-        argv = ["--state-dir", str(sd.root), "--host", cfg.host, "--port", str(port), acks, *argv]
-    return ingest_main(argv)
+        stack = {"--host": cfg.host, "--port": proxy_port(cfg, "ingest") if proxied else cfg.port,
+                 "--speed": cfg.speed}
+        given = {k: stack[k] if v is None else v for k, v in given.items()}
+        acks = Delivery(cfg.delivery).ingest_confirms if args.acks is None else args.acks
+    else:
+        acks = args.acks
+    for flag, value in given.items():
+        argv += [flag, str(value)]
+    return ingest_main([*argv, "--acks" if acks else "--no-acks"], prog="ecgpipe ingest run")
 
 
 HANDLERS: dict[str, Handler] = {
-    "up": up, "status": status, "down": down, "kill": kill, "start": start, "resume": resume,
+    "up": up, "status": status_or_watch, "down": down, "kill": kill, "start": start, "resume": resume,
     "cut": cut, "heal": heal, "slow": slow, "flap": flap,
-    "inspect devices": inspect_devices, "inspect device": inspect_device,
+    "inspect devices": inspect_devices_or_watch, "inspect device": inspect_device,
+    "inspect reading": inspect_reading, "logs": logs, "tail": tail,
     "inspect broker": inspect_broker, "inspect ingest": inspect_ingest,
     "report": report, "demo": demo,
     "scenario list": scenario_list, "scenario run": scenario_run,

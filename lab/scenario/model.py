@@ -3,6 +3,7 @@ and ScenarioError. Pure: nothing here reads a file, starts a process or reads a 
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -79,7 +80,9 @@ def _at_least_one(obj: Any, *names: str) -> None:
 def _choice(obj: Any, name: str, options: Sequence[str]) -> None:
     v = getattr(obj, name)
     if v not in options:
-        raise _fail(name, f"{name} must be one of {', '.join(map(repr, options))}, not {v!r}")
+        hint = difflib.get_close_matches(str(v), list(options), n=1)
+        mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise _fail(name, f"{name} must be one of {', '.join(map(repr, options))}, not {v!r}{mean}")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -127,7 +128,10 @@ def table(err: Errors, raw: Any, path: Path_, spec: Spec, required: Sequence[str
         raise err.at(path, f"{where(path)} must be a table, got {raw!r}")
     for k in raw:
         if k not in spec:
-            raise err.at((*path, k), f"unknown key {k!r} in {where(path)}; known keys: {', '.join(spec)}")
+            hint = difflib.get_close_matches(str(k), list(spec), n=1)
+            mean = f"did you mean {hint[0]!r}? " if hint else ""
+            raise err.at((*path, k), f"unknown key {k!r} in {where(path)}; {mean}"
+                                     f"known keys: {', '.join(spec)}")
     for k in required:
         if k not in raw:
             raise err.at(path, f"{where(path)} needs {k!r}")

@@ -42,6 +42,8 @@ def test_cli_session(tmp_path: Path) -> None:
         assert sa["broker"]["port"] != sb["broker"]["port"]
         assert sb["proxy-ingest"]["state"] == "dead"  # --no-proxy: a direct connection
         assert sa["devices"]["online"] == 3 and len(sa["device_states"]) == 3
+        again = cli(a, "up", "--replace", check=False)  # refused before anything starts or is discarded
+        assert again.returncode == 1 and "already running" in again.stderr and "starting" not in again.stdout
         cli(b, "down")
 
         out = cli(a, "kill", "ingest").stdout
