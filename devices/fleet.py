@@ -76,7 +76,8 @@ from devices.errors import ConfigError, ProfileError
 from devices.history import HistoryFile, NoHistory
 from devices.mqtt_adapter import FixedRetry, JitterBackoff, LinkEvent, MqttHub
 from devices.outbox import Outbox
-from devices.profile import Cohort, fleet_profiles
+from devices.profile import Cohort, PatientProfile, fleet_profiles
+from devices.profiles_file import profile_entry, write_profiles
 from ecgcore.clock import Clock, make_clock
 from ecgcore.files import write_json_atomic
 from ecgcore.modes import (
@@ -298,6 +299,7 @@ class Fleet:
                              policy=cfg.outbox_policy)
         source = make_source(cfg.ecg_source, cfg.sample_rate, cfg.seed, cfg.cache_dir)
         profiles = fleet_profiles(cfg.devices, cfg.seed, cfg.cohorts)
+        self._write_profiles(profiles)
         streams = [EcgStream.for_profile(p, source) for p in profiles]
         self.hub = MqttHub(
             cfg.host, cfg.port, self.clock, np.random.default_rng([cfg.seed, 0x6B0F]),
@@ -440,7 +442,7 @@ class Fleet:
 
     def log(self, message: str) -> None:
         at = datetime.fromtimestamp(self.clock.now(), UTC).isoformat(timespec="milliseconds")
-        print(f"{at} {message}", file=self._out, flush=True)
+        print(f"{at.replace('+00:00', 'Z')} {message}", file=self._out, flush=True)  # as `ecgpipe logs`
 
     def status(self) -> dict[str, object]:
         """The fleet/devices.json document (docs/architecture.md)."""
@@ -454,6 +456,16 @@ class Fleet:
                 for link in self.hub.links
             },
         }
+
+    def _write_profiles(self, profiles: list[PatientProfile]) -> None:
+        """fleet/profiles.json: the patient behind each device (devices/profiles_file.py)."""
+        cfg = self.config
+        strip = cfg.strip_seconds if cfg.strip_mode else None
+        write_profiles(cfg.fleet_dir, (
+            (device_id, profile_entry(p, recording=str(cfg.recording), sample_rate_hz=cfg.sample_rate,
+                                      chunk_seconds=cfg.chunk_seconds, strip_seconds=strip,
+                                      strips_per_day=cfg.strips_per_day))
+            for device_id, p in zip(cfg.device_ids(), profiles, strict=True)), self.clock.now())
 
     def _write_devices_json(self) -> None:
         write_json_atomic(self.config.devices_json, self.status())

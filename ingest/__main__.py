@@ -22,7 +22,6 @@ from typing import NoReturn
 from ecgcore.clock import make_clock
 from ecgcore.strict_warnings import apply_from_env
 from ingest.errors import ConfigError, IngestError
-from ingest.service import IngestService, ServiceConfig
 
 PROG = "python -m ingest"
 
@@ -130,6 +129,8 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         args = build_parser(prog).parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad argument (2, already reported)
         return exc.code if isinstance(exc.code, int) else 2
+    from ingest.service import IngestService, ServiceConfig  # here: `ecgpipe --help` needs only the options
+
     config = ServiceConfig(
         state_dir=args.state_dir, host=args.host, port=args.port,
         client_id=args.client_id, acks=args.acks, reconnect_max_s=args.reconnect_max,

@@ -30,6 +30,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, TextIO
 
@@ -142,7 +143,10 @@ class IngestService:
         self._stop.set()
 
     def log(self, line: str) -> None:
-        self._out.write(f"ingest {self.clock.now():.3f} {line}\n")
+        # ISO 8601 UTC with ms and Z, as `ecgpipe logs` prints (lab.observe.logs still reads the
+        # older `ingest <epoch>` lines of old state dirs)
+        at = datetime.fromtimestamp(self.clock.now(), UTC).isoformat(timespec="milliseconds")
+        self._out.write(f"{at.replace('+00:00', 'Z')} {line}\n")
         self._out.flush()
 
     # ---- the loop --------------------------------------------------------------------------
