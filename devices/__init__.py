@@ -12,6 +12,8 @@ Modules, one responsibility each:
                   backoff (JitterBackoff or FixedRetry); the only paho import
     fleet         the event loop that owns all of the above
     outbox_view   read-only views of fleet/outbox.sqlite for the lab (ecgcore.sqlite_snapshot)
+    outbox_reading  one buffered reading (row and decoded samples) for `inspect reading`
+    profiles_file   fleet/profiles.json: each device's patient profile, written at start
     errors        DeviceError and its subclasses
 
 The words its options take (delivery, outbox policy, backoff, recording) are ecgcore.modes'.

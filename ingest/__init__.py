@@ -8,5 +8,6 @@ Modules, one responsibility each:
     subscriber  the only paho import on this side: one MQTT v5 client, manual PUBACK
     service     the main loop: batch -> validate -> commit -> PUBACK -> acks
     store_view  read-only queries the lab runs on ingest.sqlite (its only way into the store)
+    store_reading  one stored reading and its duplicates, for `inspect reading` (read-only)
     errors      the one exception hierarchy (IngestError)
 """

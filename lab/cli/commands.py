@@ -100,21 +100,45 @@ def status_or_watch(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    from lab.report.status import format_status
+    """Exit 0; or 1 after showing what the pidfiles say when stack.json is missing or damaged or
+    a pidfile is damaged (the first problem is the one-line error); 1 with no view at all when
+    the state dir holds no stack."""
+    from lab.errors import StateDirError
+    from lab.report.status import format_status, problems
     from lab.report.status import status as stack_status
 
-    emit(stack_status(state_dir(args)), args.json, format_status)
+    doc = stack_status(state_dir(args))
+    emit(doc, args.json, format_status)
+    found = problems(doc)
+    if found:
+        more = f" (and {len(found) - 1} more, shown above)" if len(found) > 1 else ""
+        raise StateDirError(found[0] + more)
     return 0
 
 
 def down(args: argparse.Namespace) -> int:
+    """Stops what the pidfiles name even when stack.json is missing or damaged (and says so).
+    Exit 1 when there is no stack at all, or a pidfile is damaged (that component may still run)."""
+    from lab.errors import StateDirError
     from lab.stack import control as stack
 
     sd = state_dir(args)
-    sd.config()  # a clear error if there is no stack here
+    try:
+        sd.config()
+        stack_error = ""
+    except StateDirError as exc:
+        if not sd.has_pidfiles():
+            raise  # no stack here at all
+        stack_error = f"{exc}; "
     stopped = stack.down(sd, progress=say)
-    say(f"down: stopped {', '.join(stopped) if stopped else 'nothing (all were dead)'}; "
-        f"files kept in {sd.root}")
+    what = ", ".join(stopped) if stopped else "nothing (all had exited)"
+    if stack_error and stopped:
+        what = f"the {len(stopped)} processes the state dir's pidfiles named ({what})"
+    say(f"down: {stack_error}stopped {what}; files kept in {sd.root}")
+    damaged = stack.damaged_pidfiles(sd)
+    if damaged:
+        more = f" (and {len(damaged) - 1} more damaged pidfiles)" if len(damaged) > 1 else ""
+        raise StateDirError(f"{damaged[0]}: if that component still runs, stop it by hand{more}")
     return 0
 
 
@@ -169,7 +193,7 @@ def heal(args: argparse.Namespace) -> int:
 def slow(args: argparse.Namespace) -> int:
     state_dir(args).config()  # no stack is reported first, as by the other link commands
     if not (args.latency or args.jitter or args.bandwidth):
-        raise LabError("slow needs --latency, --jitter or --bandwidth (e.g. --latency 200ms)")
+        raise UsageError("slow needs --latency, --jitter or --bandwidth (e.g. --latency 200ms)")
     return _on_link(args, "slow", for_s=args.for_s, latency_s=args.latency, jitter_s=args.jitter,
                     bandwidth_bytes_s=args.bandwidth)
 
@@ -222,16 +246,21 @@ def inspect_reading(args: argparse.Namespace) -> int:
 
 
 def inspect_device(args: argparse.Namespace) -> int:
+    from ecgcore.clock import SystemClock
     from lab.report import inspection
 
-    emit(inspection.inspect_device(state_dir(args), args.device_id), args.json, inspection.format_device)
+    now = SystemClock().now()
+    emit(inspection.inspect_device(state_dir(args), args.device_id), args.json,
+         partial(inspection.format_device, now=now))
     return 0
 
 
 def inspect_broker(args: argparse.Namespace) -> int:
+    from ecgcore.clock import SystemClock
     from lab.report import inspection
 
-    emit(inspection.inspect_broker(state_dir(args)), args.json, inspection.format_broker)
+    now = SystemClock().now()
+    emit(inspection.inspect_broker(state_dir(args)), args.json, partial(inspection.format_broker, now=now))
     return 0
 
 
@@ -280,10 +309,10 @@ def demo(args: argparse.Namespace) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in modes if m not in DELIVERY_MODES]
     if bad or not modes:
-        raise LabError(f"--modes takes a comma-separated list of {', '.join(DELIVERY_MODES)}, "
-                       f"not {args.modes!r}")
+        raise UsageError(f"--modes takes a comma-separated list of {', '.join(DELIVERY_MODES)}, "
+                         f"not {args.modes!r}")
     if args.devices < 1 or args.outage <= 0 or args.max_queued < 1:
-        raise LabError("--devices, --outage and --max-queued must be positive")
+        raise UsageError("--devices, --outage and --max-queued must be positive")
     return run_demo(sd.root, devices=args.devices, outage_s=args.outage, max_queued=args.max_queued,
                     modes=modes, as_json=args.json)
 
@@ -304,9 +333,9 @@ def _speed(arg: str, auto: Callable[[], float]) -> float:
     try:
         speed = float(arg)
     except ValueError:
-        raise LabError(f"--speed must be a number or auto, not {arg!r}") from None
+        raise UsageError(f"--speed must be a number or auto, not {arg!r}") from None
     if not speed > 0:
-        raise LabError(f"--speed must be more than 0, got {speed:g}")
+        raise UsageError(f"--speed must be more than 0, got {speed:g}")
     return speed
 
 

@@ -56,8 +56,10 @@ def _caption(title: str, captured_at: float | None, stored_at: float | None) -> 
 
 def draw_strip(millivolts: np.ndarray, sample_rate_hz: int, path: Path, *, title: str = "",
                captured_at: float | None = None, stored_at: float | None = None,
-               row_seconds: float = 10.0, row_mv: float = 4.0, dpi: int = 150) -> Path:
-    """Write a PNG of the trace on ECG paper and return its path."""
+               row_seconds: float = 10.0, row_mv: float = 4.0, dpi: int = 150,
+               head_mm: float = 14.0) -> Path:
+    """Write a PNG of the trace on ECG paper and return its path. head_mm: the height above
+    the paper for the caption (14 mm holds two lines; give about 4 mm more a line)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,7 +72,7 @@ def draw_strip(millivolts: np.ndarray, sample_rate_hz: int, path: Path, *, title
     rows = max(1, int(np.ceil(duration / row_seconds - 1e-9)))
     row_w_mm = row_seconds * MM_PER_S
     row_h_mm = row_mv * MM_PER_MV
-    margin_mm, head_mm = 8.0, 14.0
+    margin_mm = 8.0
     width_mm = row_w_mm + 2 * margin_mm
     height_mm = rows * row_h_mm + head_mm + margin_mm
     fig = plt.figure(figsize=(width_mm / MM_PER_INCH, height_mm / MM_PER_INCH), dpi=dpi)

@@ -13,8 +13,10 @@ from lab.checker import check, seq_ranges
 from lab.errors import LabError
 from lab.history import load_history
 from lab.history.brokerstats import broker_stats
+from lab.report.inspection import duplicate_origins, duplicates_line
 from lab.report.ledger import FIELDS, Ledger, build_ledger
 from lab.stack.statedir import StateDir
+from lab.timefmt import ago
 
 
 def gather_ledger(sd: StateDir) -> Ledger:
@@ -46,7 +48,8 @@ def build_report(sd: StateDir) -> dict[str, Any]:
         # the ledger does not need it
         cfg = {}
     quarantine = ing_inspect.quarantine_counts(sd.ingest_db)
-    checked = check(load_history(sd.root))
+    history = load_history(sd.root)
+    checked = check(history)
     return {
         "state_dir": str(sd.root),
         "stack": cfg,
@@ -60,6 +63,8 @@ def build_report(sd: StateDir) -> dict[str, Any]:
         "broker": {"dropped": broker["dropped"], "restarts_seen": broker["restarts_seen"],
                    "stored_messages": broker["stored_messages"]},
         "quarantined": {"total": sum(quarantine.values()), "by_reason": quarantine},
+        # copies of stored readings that ingest discarded, and where they came from
+        "duplicates": {"total": ledger.totals["duplicates"], **duplicate_origins(history)},
         # what delivery cost, from the history (lab/checker/cost.py)
         "cost": {**checked.cost.as_dict(), "broker_hwm": checked.backlog.broker_hwm,
                  "outbox_hwm": checked.backlog.outbox_hwm},
@@ -92,26 +97,31 @@ def format_report(rep: dict[str, Any], max_devices: int = 20) -> str:
     if q["total"]:
         lines.append(f"quarantined messages: {q['total']} ("
                      + ", ".join(f"{k}: {v}" for k, v in q["by_reason"].items()) + ")")
+    dup = rep.get("duplicates") or {}
+    if dup.get("total"):
+        lines.append(duplicates_line(dup["total"], dup.get("by_origin", {}), dup.get("resent_by_reason", {})))
     lines += _cost_lines(rep.get("cost") or {})
     lat = rep["latency_s"]
     if lat["n"]:
-        lines.append(f"capture-end->store latency: p50 {lat['p50']:.3f} s, p99 {lat['p99']:.3f} s, "
-                     f"max {lat['max']:.3f} s over {lat['n']} readings")
+        lines.append(f"capture-end->store latency: p50 {_span(lat['p50'])}, p99 {_span(lat['p99'])}, "
+                     f"max {_span(lat['max'])} over {lat['n']} readings")
     return "\n".join(lines)
 
 
+def _span(seconds: float) -> str:
+    """A latency as people read it: '6.575 s' below a minute, else '3 h 12 min'."""
+    return f"{seconds:.3f} s" if abs(seconds) < 60 else ago(seconds)
+
+
 def _cost_lines(cost: dict[str, Any]) -> list[str]:
-    """What delivery cost: copies per reading, re-sends by reason, duplicates by origin, the
-    broker's backlog beside the outboxes'."""
+    """What delivery cost: copies per reading, re-sends by reason, the broker's backlog beside
+    the outboxes' (duplicates by origin: format_report's duplicates line)."""
     if not cost.get("sent"):
         return []
     why = ", ".join(f"{k} {v}" for k, v in cost["resent_by_reason"].items())
     lines = [f"copies sent: {cost['sent']} ({cost['amplification']} per reading generated, "
              f"{cost['sent_per_stored']} per reading stored): {cost['first']} first, "
              f"{cost['resent']} re-sent" + (f" ({why})" if why else "")]
-    if cost["duplicates_by_origin"]:
-        lines.append("duplicates stored, by origin: "
-                     + ", ".join(f"{k} {v}" for k, v in cost["duplicates_by_origin"].items()))
     if cost.get("broker_hwm") is not None:
         lines.append(f"backlog high-water marks: broker {cost['broker_hwm']:g} (device outboxes then "
                      f"{cost['outbox_at_broker_hwm']:g}, ratio {cost['broker_over_outbox']}), "

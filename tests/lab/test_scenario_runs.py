@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.checker.fidelity import MARGIN
+
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 # Continuous-mode scenarios compress less: each device makes `speed / chunk` readings per real
