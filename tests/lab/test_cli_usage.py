@@ -38,8 +38,8 @@ def test_version() -> None:
 def _commands(p: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...],
                                                                                        argparse.ArgumentParser]]:
     out = []
-    for action in p._actions:  # noqa: SLF001 - argparse offers no public walk of its subparsers
-        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001 - same
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 out.append(((*path, name), sub))
                 out += _commands(sub, (*path, name))
@@ -55,12 +55,12 @@ def test_every_command_shows_an_example_and_every_default(path: tuple[str, ...],
     text = parser.format_help()
     assert "example" in text and "ecgpipe " + path[0] in text.split("example")[-1], text
     assert "STATE_DIR_SUB" not in text
-    for action in parser._actions:  # noqa: SLF001 - argparse offers no public list of options
+    for action in parser._actions:
         if not action.option_strings or action.help == argparse.SUPPRESS or action.dest == "help":
             continue
         assert action.help, f"{path} {action.option_strings} has no help"
         if action.default is not None and action.default is not False and action.default != argparse.SUPPRESS:
-            assert "default" in parser._get_formatter()._expand_help(action), (  # noqa: SLF001 - same
+            assert "default" in parser._get_formatter()._expand_help(action), (
                 f"{' '.join(path)} {action.option_strings[0]}: help does not show its default")
 
 
@@ -93,7 +93,7 @@ def test_ingest_run_shows_its_own_options_and_takes_the_state_dir_after_it(tmp_p
     ["frobnicate"],
 ])
 def test_bad_usage_exits_2_with_one_line(tmp_path: Path, args: list[str]) -> None:
-    res = run(*args, "--state-dir", str(tmp_path)) if args[0] not in ("scenario",) else run(*args)
+    res = run(*args, "--state-dir", str(tmp_path)) if args[0] != "scenario" else run(*args)
     one_error_line(res)
     assert res.returncode == 2, (res.returncode, res.stderr)
 
