@@ -64,7 +64,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO, TypeVar
 
@@ -80,6 +79,7 @@ from devices.profile import Cohort, PatientProfile, fleet_profiles
 from devices.profiles_file import profile_entry, write_profiles
 from ecgcore.clock import Clock, make_clock
 from ecgcore.files import write_json_atomic
+from ecgcore.logline import stamp
 from ecgcore.modes import (
     BACKOFFS,
     DELIVERY_MODES,
@@ -441,8 +441,7 @@ class Fleet:
     # --- reporting ----------------------------------------------------------------------
 
     def log(self, message: str) -> None:
-        at = datetime.fromtimestamp(self.clock.now(), UTC).isoformat(timespec="milliseconds")
-        print(f"{at.replace('+00:00', 'Z')} {message}", file=self._out, flush=True)  # as `ecgpipe logs`
+        print(f"{stamp(self.clock)} {message}", file=self._out, flush=True)  # ecgcore.logline's style
 
     def status(self) -> dict[str, object]:
         """The fleet/devices.json document (docs/architecture.md)."""

@@ -30,12 +30,12 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, TextIO
 
 from ecgcore.clock import Clock
 from ecgcore.files import write_json_atomic
+from ecgcore.logline import stamp
 from ingest.acker import build_acks
 from ingest.announce import SESSION_NAME, Announcer
 from ingest.handoff import BatchQueue
@@ -143,10 +143,9 @@ class IngestService:
         self._stop.set()
 
     def log(self, line: str) -> None:
-        # ISO 8601 UTC with ms and Z, as `ecgpipe logs` prints (lab.observe.logs still reads the
+        # ecgcore.logline's style, as `ecgpipe logs` prints (lab.observe.logs still reads the
         # older `ingest <epoch>` lines of old state dirs)
-        at = datetime.fromtimestamp(self.clock.now(), UTC).isoformat(timespec="milliseconds")
-        self._out.write(f"{at.replace('+00:00', 'Z')} {line}\n")
+        self._out.write(f"{stamp(self.clock)} {line}\n")
         self._out.flush()
 
     # ---- the loop --------------------------------------------------------------------------

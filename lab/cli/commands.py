@@ -88,57 +88,36 @@ def status_or_watch(args: argparse.Namespace) -> int:
     """`status`, or with --watch the same view refreshed (lab.observe.live)."""
     if not args.watch:
         return status(args)
-    from lab.observe.live import watch
+    from lab.observe.live import is_terminal, watch
+    from lab.observe.views import status_table
     from lab.report.status import format_status
     from lab.report.status import status as stack_status
 
-    sd = state_dir(args)
     if args.json:
         raise UsageError("--watch shows the text view; use --json without --watch, in a loop")
-    return watch(lambda: format_status(stack_status(sd)), interval_s=args.interval,
-                 count=args.count, out=sys.stdout)
+    sd = state_dir(args)
+    # a terminal gets rich's coloured table redrawn in place; a pipe the plain text, frame by frame
+    view = status_table if is_terminal(sys.stdout) else format_status
+    return watch(lambda: view(stack_status(sd)), interval_s=args.interval, count=args.count,
+                 out=sys.stdout)
 
 
 def status(args: argparse.Namespace) -> int:
-    """Exit 0; or 1 after showing what the pidfiles say when stack.json is missing or damaged or
-    a pidfile is damaged (the first problem is the one-line error); 1 with no view at all when
-    the state dir holds no stack."""
-    from lab.errors import StateDirError
-    from lab.report.status import format_status, problems
+    """Exit 1 after the view when stack.json or a pidfile is damaged (lab.report.status)."""
+    from lab.report.status import format_status, raise_problems
     from lab.report.status import status as stack_status
 
     doc = stack_status(state_dir(args))
     emit(doc, args.json, format_status)
-    found = problems(doc)
-    if found:
-        more = f" (and {len(found) - 1} more, shown above)" if len(found) > 1 else ""
-        raise StateDirError(found[0] + more)
+    raise_problems(doc)
     return 0
 
 
 def down(args: argparse.Namespace) -> int:
-    """Stops what the pidfiles name even when stack.json is missing or damaged (and says so).
-    Exit 1 when there is no stack at all, or a pidfile is damaged (that component may still run)."""
-    from lab.errors import StateDirError
+    """Stops what the pidfiles name, whatever stack.json says (lab.stack.control.down_stack)."""
     from lab.stack import control as stack
 
-    sd = state_dir(args)
-    try:
-        sd.config()
-        stack_error = ""
-    except StateDirError as exc:
-        if not sd.has_pidfiles():
-            raise  # no stack here at all
-        stack_error = f"{exc}; "
-    stopped = stack.down(sd, progress=say)
-    what = ", ".join(stopped) if stopped else "nothing (all had exited)"
-    if stack_error and stopped:
-        what = f"the {len(stopped)} processes the state dir's pidfiles named ({what})"
-    say(f"down: {stack_error}stopped {what}; files kept in {sd.root}")
-    damaged = stack.damaged_pidfiles(sd)
-    if damaged:
-        more = f" (and {len(damaged) - 1} more damaged pidfiles)" if len(damaged) > 1 else ""
-        raise StateDirError(f"{damaged[0]}: if that component still runs, stop it by hand{more}")
+    stack.down_stack(state_dir(args), progress=say)
     return 0
 
 
@@ -219,13 +198,15 @@ def inspect_devices_or_watch(args: argparse.Namespace) -> int:
     if not args.watch:
         return inspect_devices(args)
     from ecgcore.clock import SystemClock
-    from lab.observe.live import watch
+    from lab.observe.live import is_terminal, watch
+    from lab.observe.views import devices_table
     from lab.report import inspection
 
     if args.json:
         raise UsageError("--watch shows the text view; use --json without --watch, in a loop")
     sd, clock = state_dir(args), SystemClock()
-    return watch(lambda: inspection.format_devices(inspection.inspect_devices(sd, clock.now())),
+    view = devices_table if is_terminal(sys.stdout) else inspection.format_devices
+    return watch(lambda: view(inspection.inspect_devices(sd, clock.now())),
                  interval_s=args.interval, count=args.count, out=sys.stdout)
 
 
@@ -296,7 +277,7 @@ def tail(args: argparse.Namespace) -> int:
     from lab.observe.tail import run_tail
 
     return run_tail(state_dir(args), args.device, count=args.count, as_json=args.json, out=sys.stdout,
-                    timeout_s=args.for_s)
+                    timeout_s=args.for_s, show_all=args.all)
 
 
 # ---- whole runs: demo, scenario list, scenario run; the ingest service in the foreground

@@ -22,6 +22,7 @@ from lab.stack.statedir import COMPONENTS
 from lab.units import parse_duration, parse_rate
 
 COMPONENT_CHOICES = ("ingest", "broker", "devices")
+LOG_ALIASES = ("fleet", "proxy")  # lab.observe.logs.ALIASES
 STATE_DIR_HELP = "the stack's state dir (default ./.ecgpipe, or $ECGPIPE_STATE_DIR)"
 # commands with subcommands: the attribute that holds the subcommand's name
 SUBCOMMAND_DEST = {"inspect": "what", "scenario": "scenario_cmd", "ingest": "ingest_cmd"}
@@ -265,8 +266,9 @@ def _add_observe(sub: Subparsers, common: OneLineParser) -> None:
     """logs and tail: what the stack says and what crosses the broker, as it happens."""
     lg = command(sub, "logs", "the components' logs in one stream, one timestamp style",
                  "ecgpipe logs\necgpipe logs ingest -f\necgpipe logs -n 50", (common,))
-    lg.add_argument("component", nargs="?", choices=COMPONENTS, default=None,
-                    help="only this component's log (default: all of them, merged by time)")
+    lg.add_argument("component", nargs="?", choices=(*COMPONENTS, *LOG_ALIASES), default=None,
+                    metavar="COMPONENT", help=f"only this component's log: {', '.join(COMPONENTS)}, or "
+                    "fleet (= devices), proxy (both proxies) (default: all of them, merged by time)")
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
     lg.add_argument("-n", "--lines", type=positive(int, "a whole number"), default=None, metavar="N",
                     help="only the last N lines (default: all)")
@@ -278,6 +280,8 @@ def _add_observe(sub: Subparsers, common: OneLineParser) -> None:
                     help="stop after N readings (default: until Ctrl-C)")
     tl.add_argument("--for", dest="for_s", type=unit(parse_duration), default=None, metavar="DURATION",
                     help="stop after this long, real time (5s, 2m)")
+    tl.add_argument("--all", action="store_true",
+                    help="also ingest's confirmations, the devices' and ingest's status messages")
     tl.add_argument("--json", action="store_true", help="one JSON object per reading (JSON Lines)")
 
 

@@ -55,7 +55,7 @@ def test_watching_a_running_stack(tmp_path: Path) -> None:
         devices = sorted(cj(s, "status")["device_states"])
 
         # refreshing views: two frames each, then they stop by themselves
-        for args, marker in ((("status",), "ingest"), (("inspect", "devices"), "total buffered")):
+        for args, marker in ((("status",), "proxy-devices"), (("inspect", "devices"), "total buffered")):
             res = cli(s, *args, "--watch", "--interval", "0.2", "--count", "2")
             assert res.stdout.count(marker) == 2, res.stdout
             assert "Traceback" not in res.stderr
