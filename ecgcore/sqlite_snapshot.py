@@ -6,12 +6,14 @@
 The file is opened with a `file:...?mode=ro` URI, so it is never created, locked for writing or
 altered; everything read inside the `with` comes from ONE read transaction (WAL readers see the
 last committed state and never block the writer). A missing file, or one whose tables do not
-exist yet, reads as empty. A file that is not a readable database raises SnapshotError.
+exist yet, reads as empty. A file that is not a readable database, or a path that is there but
+is not a file (a directory, a symlink loop), raises SnapshotError.
 Used by devices.outbox_view and ingest.store_view, the read APIs of the two stores.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,6 +56,8 @@ class Snapshot:
 def read_snapshot(db_path: Path | str) -> Iterator[Snapshot]:
     path = Path(db_path)
     if not path.is_file():
+        if os.path.lexists(path):  # a directory in its place, a symlink loop or a dangling one
+            raise SnapshotError(f"{path} is not a readable database: {_not_a_file(path)}")
         yield Snapshot(None, path)
         return
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
@@ -64,6 +68,20 @@ def read_snapshot(db_path: Path | str) -> Iterator[Snapshot]:
         raise SnapshotError(f"cannot open {path} read-only: {exc}") from exc
     try:
         yield Snapshot(db, path)
-        db.execute("COMMIT")
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise SnapshotError(f"{path} is not a readable database: {exc}") from exc
     finally:
         db.close()
+
+
+def _not_a_file(path: Path) -> str:
+    """Why a path that is there is not a database file."""
+    if path.is_dir():
+        return "it is a directory"
+    try:
+        path.stat()
+    except OSError as exc:
+        return f"{exc.strerror or exc}"
+    return "it is not a regular file"

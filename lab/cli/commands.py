@@ -170,8 +170,7 @@ def heal(args: argparse.Namespace) -> int:
 
 
 def slow(args: argparse.Namespace) -> int:
-    state_dir(args).config()  # no stack is reported first, as by the other link commands
-    if not (args.latency or args.jitter or args.bandwidth):
+    if not (args.latency or args.jitter or args.bandwidth):  # bad usage (2) before no stack (1)
         raise UsageError("slow needs --latency, --jitter or --bandwidth (e.g. --latency 200ms)")
     return _on_link(args, "slow", for_s=args.for_s, latency_s=args.latency, jitter_s=args.jitter,
                     bandwidth_bytes_s=args.bandwidth)

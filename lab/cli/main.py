@@ -1,19 +1,28 @@
 """The `ecgpipe` command: parse arguments, call the command's handler, turn the lab's errors into one line.
 
-Exit status: what the handler returns (0, or 1 when a scenario's check fails); 1 for a LabError
-(one line on stderr); 2 for a usage error (OneLineParser); 130 for Ctrl-C.
+Exit status: what the handler returns (0, or 1 when a scenario's check fails); 2 for bad usage:
+what argparse rejects (OneLineParser) and a UsageError (a command-line value a handler
+rejects); 1 for a failed operation: a LabError, an error of the stores' packages
+(devices.errors.DeviceError, ingest.errors.IngestError, e.g. a damaged database) or an OSError
+(the file and what is wrong with it); 130 for Ctrl-C. Each is one line on stderr,
+`ecgpipe: error: ...`. Anything else is a bug: one line `internal error: <Type>: <message>`,
+exit 1, and with ECGPIPE_DEBUG=1 the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from ecgcore.strict_warnings import apply_from_env
 from lab.cli.commands import HANDLERS
 from lab.cli.parser import build_parser, command_name
-from lab.errors import LabError
+from lab.errors import LabError, UsageError
+from lab.report.sources import DATA_ERRORS
+
+DEBUG_ENV = "ECGPIPE_DEBUG"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,9 +39,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except LabError as exc:
-        sys.stderr.write(f"ecgpipe: error: {exc}\n")
-        return 1
     except KeyboardInterrupt:
         sys.stderr.write("ecgpipe: interrupted\n")
         return 130
+    except Exception as exc:  # every failure becomes one line (see the docstring)
+        message, status = one_line(exc)
+        if status is None:
+            if os.environ.get(DEBUG_ENV) == "1":
+                raise
+            message, status = f"{message} ({DEBUG_ENV}=1 prints the traceback)", 1
+        sys.stderr.write(f"ecgpipe: error: {message.strip().replace(chr(10), ' ')}\n")
+        return status
+
+
+def one_line(exc: Exception) -> tuple[str, int | None]:
+    """An exception as the CLI's one line and exit status; status None for an internal error
+    (a bug: no handler expected it)."""
+    if isinstance(exc, UsageError):
+        return str(exc), 2
+    if isinstance(exc, (LabError, *DATA_ERRORS)):  # DATA_ERRORS: a store that cannot be read
+        return str(exc), 1
+    if isinstance(exc, OSError):
+        return _os_error(exc), 1
+    return f"internal error: {type(exc).__name__}: {exc}", None
+
+
+def _os_error(exc: OSError) -> str:
+    """An OSError as '<file>: <what is wrong>' (e.g. a directory where a state file should be)."""
+    what = exc.strerror or str(exc)
+    return f"{exc.filename}: {what}" if exc.filename else what

@@ -12,6 +12,7 @@ from lab.checker.cost import BROKER_REDELIVERY, DEVICE_RESEND
 from lab.errors import StateDirError
 from lab.history import History, Key, Published, load_history
 from lab.history.brokerstats import broker_stats
+from lab.report.sources import require_sources
 from lab.stack.statedir import StateDir
 from lab.timefmt import ago, iso, when
 
@@ -26,6 +27,7 @@ def inspect_devices(sd: StateDir, now: float) -> dict[str, Any]:
     how many of its buffered readings the ingest store already holds, which the ledger and
     the report count as stored, not buffered)."""
     require_state_dir(sd)
+    require_sources(sd, outbox=True)
     rows = dev_inspect.device_summaries(sd.outbox_db)
     buffered = {d: v["buffered"] for d, v in dev_inspect.ledger_sets(sd.outbox_db).items()}
     stored = ing_inspect.stored_seqs(sd.ingest_db)
@@ -43,6 +45,7 @@ def inspect_device(sd: StateDir, device_id: str) -> dict[str, Any]:
     the patient behind it ("profile": fleet/profiles.json's entry; None for a state dir from an
     ecgpipe older than that file)."""
     require_state_dir(sd)
+    require_sources(sd, outbox=True)
     known = [r["device_id"] for r in dev_inspect.device_summaries(sd.outbox_db)]
     if device_id not in known:
         example = f" (e.g. {known[0]})" if known else ""
@@ -66,6 +69,7 @@ def inspect_ingest(sd: StateDir) -> dict[str, Any]:
     """Per device what the store holds; with duplicates, where their copies came from (from
     the history: "duplicates" = {"total", "by_origin", "resent_by_reason"})."""
     require_state_dir(sd)
+    require_sources(sd, outbox=True, ingest=True)
     generated = {d: v["generated"] for d, v in dev_inspect.ledger_sets(sd.outbox_db).items()}
     devices = ing_inspect.device_stats(sd.ingest_db, generated=generated)
     doc = {"devices": devices,

@@ -1,34 +1,60 @@
-"""`ecgpipe status`: each component's pid and state, each link's fault, each device's online state."""
+"""`ecgpipe status`: each component's pid and state, each link's fault, each device's online state.
+
+States (lab.stack.procs): running; stopped (frozen by SIGSTOP, and only that); exited. Each
+component not running carries a `reason` ("stopped by `ecgpipe down`", "killed by SIGKILL", ...).
+
+A damaged state dir still gets a status: without a readable stack.json the components' pids
+and states come from their pidfiles alone and `stack_error` says what is wrong (the settings
+it held, such as the delivery mode and the ports, are then None); a damaged pidfile shows as
+`pidfile_error` of its component; an unreadable fleet/devices.json as `devices_error` (it is
+rewritten every second by a running fleet, so only the online counts are unknown).
+`problems(doc)` lists the first two kinds: `ecgpipe status` prints the view and then exits 1
+with the first of them as its one-line error.
+
+Text times are ISO 8601 UTC with how long ago (lab.timefmt); --json keeps Unix seconds.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from ecgcore.files import read_json
+from ecgcore.files import JsonFileError, json_type, load_json
 from ecgcore.modes import LINKS
+from lab.errors import StateDirError
 from lab.nemesis.proxyctl import link_state
 from lab.stack.control import proxy_port
-from lab.stack.procs import RUNNING
+from lab.stack.procs import RUNNING, STOPPED, Component
 from lab.stack.statedir import COMPONENTS, StackConfig, StateDir
+from lab.timefmt import when
 from lab.units import format_duration
 
 
 def status(sd: StateDir) -> dict[str, Any]:
-    cfg = sd.config()
-    doc: dict[str, Any] = {"state_dir": str(sd.root), "delivery": cfg.delivery}
+    """The status document. Raises StateDirError only when the state dir holds neither a
+    stack.json nor a pidfile (no stack at all); see the module docstring for the rest."""
+    cfg: StackConfig | None = None
+    try:
+        cfg = sd.config()
+        stack_error = None
+    except StateDirError as exc:
+        if not sd.has_pidfiles():
+            raise
+        stack_error = str(exc)
+    doc: dict[str, Any] = {"state_dir": str(sd.root), "delivery": cfg.delivery if cfg else None,
+                           "stack_error": stack_error}
     for name in COMPONENTS:
-        comp = sd.component(name)
-        info = comp.info() or {}
-        doc[name] = {"pid": info.get("pid"), "state": comp.state(), "last_signal": info.get("last_signal"),
-                     "log": str(comp.logfile)}
+        doc[name] = _component(sd.component(name))
     for link in LINKS:
         doc[f"proxy-{link}"].update(_link(sd, cfg, link, doc[f"proxy-{link}"]))
-    doc["broker"].update({"host": cfg.host, "port": cfg.port, "max_queued": cfg.max_queued,
-                          "persistence": cfg.persistence})
-    fleet = read_json(sd.devices_json) or {}
+    doc["broker"].update({"host": cfg.host if cfg else None, "port": cfg.port if cfg else None,
+                          "max_queued": cfg.max_queued if cfg else None,
+                          "persistence": cfg.persistence if cfg else None})
+    fleet, doc["devices_error"] = _fleet(sd)
     fleet_alive = doc["devices"]["state"] == RUNNING and fleet.get("pid") == doc["devices"]["pid"]
-    devs = fleet.get("devices", {})
-    doc["devices"]["count"] = cfg.devices
+    raw = fleet.get("devices")
+    devs = {d: v for d, v in raw.items() if isinstance(v, dict)} if isinstance(raw, dict) else {}
+    doc["devices"]["count"] = cfg.devices if cfg else len(devs)
     doc["devices"]["online"] = sum(1 for d in devs.values() if d.get("online")) if fleet_alive else 0
     doc["devices"]["updated_at"] = fleet.get("updated_at")
     doc["device_states"] = {
@@ -39,12 +65,68 @@ def status(sd: StateDir) -> dict[str, Any]:
     return doc
 
 
-def _link(sd: StateDir, cfg: StackConfig, link: str, comp: dict[str, Any]) -> dict[str, Any]:
+def problems(doc: dict[str, Any]) -> list[str]:
+    """What makes the status incomplete: a missing or damaged stack.json, damaged pidfiles."""
+    found = [doc["stack_error"]] if doc.get("stack_error") else []
+    return found + [doc[n]["pidfile_error"] for n in COMPONENTS if doc[n].get("pidfile_error")]
+
+
+def raise_problems(doc: dict[str, Any]) -> None:
+    """`ecgpipe status`'s exit: StateDirError with the first problem, once the view is shown."""
+    found = problems(doc)
+    if found:
+        more = f" (and {len(found) - 1} more, shown above)" if len(found) > 1 else ""
+        raise StateDirError(found[0] + more)
+
+
+def _component(comp: Component) -> dict[str, Any]:
+    info = comp.info() or {}
+    state = comp.state()
+    return {"pid": info.get("pid"), "state": state, "reason": _reason(info, state),
+            "last_signal": info.get("last_signal"), "stopped_by": info.get("stopped_by"),
+            "signalled_at": info.get("signalled_at"), "started_at": info.get("started_at"),
+            "pidfile_error": comp.damage(), "log": str(comp.logfile)}
+
+
+def _reason(info: dict[str, Any], state: str) -> str | None:
+    """Why a component is not running, in words; None while it runs."""
+    sig, by = info.get("last_signal"), info.get("stopped_by")
+    if state == RUNNING:
+        return None
+    if state == STOPPED:
+        return "frozen by SIGSTOP"
+    if not info:
+        return "never started (no pidfile)"
+    if by == "down":
+        return "stopped by `ecgpipe down`"
+    if not sig:
+        return "ended by itself (see its log)"
+    how = "killed by SIGKILL" if sig == "KILL" else f"ended after SIG{sig}"
+    return how + (" (`ecgpipe kill`)" if by == "kill" else "")
+
+
+def _fleet(sd: StateDir) -> tuple[dict[str, Any], str | None]:
+    """fleet/devices.json, or {} and what is wrong with it."""
+    try:
+        doc = load_json(sd.devices_json)
+    except JsonFileError as exc:
+        return {}, str(exc)
+    if doc is None and sd.component("devices").info():
+        return {}, f"{sd.devices_json} is missing, though the fleet ran"
+    if doc is None or isinstance(doc, dict):
+        return doc or {}, None
+    return {}, f"{sd.devices_json} is damaged: it holds {json_type(doc)}, not an object"
+
+
+def _link(sd: StateDir, cfg: StackConfig | None, link: str, comp: dict[str, Any]) -> dict[str, Any]:
     """A link proxy's ports, current fault and counters; no fault unless the proxy runs."""
     st = link_state(sd.root, link) or {}
     live = comp["state"] == RUNNING and st.get("pid") == comp["pid"]
     conns = st.get("connections") or {}
-    return {"listen_port": proxy_port(cfg, link), "upstream_port": cfg.port,
+    if not isinstance(conns, dict):
+        conns = {}
+    return {"listen_port": proxy_port(cfg, link) if cfg else None,
+            "upstream_port": cfg.port if cfg else None,
             "fault": st.get("fault") if live else None,
             "connections": conns.get("open", 0) if live else 0,
             "bytes": st.get("bytes"), "updated_at": st.get("updated_at")}
@@ -52,8 +134,8 @@ def _link(sd: StateDir, cfg: StackConfig, link: str, comp: dict[str, Any]) -> di
 
 def _fault_text(c: dict[str, Any]) -> str:
     f = c.get("fault")
-    if not f:
-        return "clean"
+    if not f or not isinstance(f, dict):
+        return "clean" if not f else "fault unknown (the proxy's state file is damaged)"
     kind = str(f.get("fault", "?"))
     text = str(f.get("describe") or kind)
     if kind in ("cut", "blackhole"):  # stand out in the table
@@ -61,29 +143,42 @@ def _fault_text(c: dict[str, Any]) -> str:
     if f.get("phase"):
         text += f", now {f['phase']}"
     left = f.get("remaining_s")
-    if left is not None:
+    if isinstance(left, int | float):
         text += f", {format_duration(round(left, 1)) if left >= 0.05 else '0s'} left"
     return text
 
 
-def format_status(doc: dict[str, Any], limit: int = 30) -> str:
-    lines = [f"stack in {doc['state_dir']} (delivery {doc['delivery']})",
+def format_status(doc: dict[str, Any], limit: int = 30, now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    settings = f"delivery {doc['delivery']}" if doc.get("stack_error") is None else "stack.json unreadable"
+    lines = [f"stack in {doc['state_dir']} ({settings})",
              f"{'component':<14}{'pid':>8}  {'state':<9}detail"]
     for name in COMPONENTS:
         c = doc[name]
-        detail = ""
-        if name == "broker":
-            detail = f"{c['host']}:{c['port']}  max_queued {c['max_queued']}"
-        elif name == "devices":
-            detail = f"{c['online']}/{c['count']} online"
-        elif name.startswith("proxy-"):
-            detail = (f":{c['listen_port']} → :{c['upstream_port']}  {c['connections']} conn  "
-                      f"{_fault_text(c)}")
-        if c.get("last_signal") and c["state"] != RUNNING:
-            detail += f"  (last signal {c['last_signal']})"
-        lines.append(f"{name:<14}{c['pid'] or '-':>8}  {c['state']:<9}{detail}")
+        lines.append(f"{name:<14}{c['pid'] or '-':>8}  {c['state']:<9}{_detail(name, c, now)}")
     items = list(doc["device_states"].items())
     if items:
         shown = ", ".join(f"{d} {'online' if v['online'] else 'OFFLINE'}" for d, v in items[:limit])
         lines.append("devices: " + shown + (f", ... {len(items) - limit} more" if len(items) > limit else ""))
+    if doc.get("devices_error"):
+        lines.append(f"devices online unknown: {doc['devices_error']}")
+    lines += [f"warning: {p}" for p in problems(doc)]
     return "\n".join(lines)
+
+
+def _detail(name: str, c: dict[str, Any], now: float) -> str:
+    detail = ""
+    if name == "broker" and c.get("port") is not None:
+        detail = f"{c['host']}:{c['port']}  max_queued {c['max_queued']}"
+    elif name == "devices":
+        detail = f"{c['online']}/{c['count']} online"
+    elif name.startswith("proxy-") and c.get("listen_port") is not None:
+        detail = (f":{c['listen_port']} → :{c['upstream_port']}  {c['connections']} conn  "
+                  f"{_fault_text(c)}")
+    if c.get("pidfile_error"):
+        return (detail + "  (pidfile damaged)").lstrip()
+    if c.get("reason") and c["pid"] is not None:
+        at = c.get("signalled_at") if c.get("last_signal") else None
+        stamp = f" at {when(at, now)}" if isinstance(at, int | float) else ""
+        detail += f"  ({c['reason']}{stamp})"
+    return detail.lstrip()

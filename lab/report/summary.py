@@ -15,6 +15,7 @@ from lab.history import load_history
 from lab.history.brokerstats import broker_stats
 from lab.report.inspection import duplicate_origins, duplicates_line
 from lab.report.ledger import FIELDS, Ledger, build_ledger
+from lab.report.sources import require_sources
 from lab.stack.statedir import StateDir
 from lab.timefmt import ago
 
@@ -40,6 +41,7 @@ def latency_quantiles(values: np.ndarray) -> dict[str, float | None]:
 
 
 def build_report(sd: StateDir) -> dict[str, Any]:
+    require_sources(sd, outbox=True, ingest=True)
     ledger = gather_ledger(sd)
     broker = broker_stats(sd.root)
     try:

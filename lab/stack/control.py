@@ -24,10 +24,10 @@ from ecgcore.clock import shared_clock_env
 from ecgcore.files import read_json, write_json_atomic
 from ecgcore.modes import LINKS, Delivery, Link, Recording
 from ecgcore.waiting import wait_until
-from lab.errors import ComponentError, ConfigError
+from lab.errors import ComponentError, ConfigError, StateDirError
 from lab.stack.broker import BrokerSettings, broker_argv, write_config
 from lab.stack.ports import free_port, port_open
-from lab.stack.procs import DEAD, RUNNING, STOPPED, python_argv
+from lab.stack.procs import EXITED, RUNNING, STOPPED, python_argv
 from lab.stack.statedir import COMPONENTS, StackConfig, StateDir, proxy_state_path
 
 Progress = Callable[[str], None]
@@ -146,7 +146,7 @@ def start_component(sd: StateDir, cfg: StackConfig, name: str, progress: Progres
         sd.ingest_ready.unlink(missing_ok=True)
     if name in LINKS and proxy_port(cfg, name) != cfg.port:
         proxy = sd.component(f"proxy-{name}")
-        if proxy.state() == DEAD:  # e.g. `ecgpipe start ingest` after `down`: its link comes first
+        if proxy.state() == EXITED:  # e.g. `ecgpipe start ingest` after `down`: its link comes first
             start_component(sd, cfg, proxy.name, progress)
     pid = comp.start(component_argv(sd, cfg, name), env=_clock_env(sd, cfg))
     healthy, default_deadline_s, what = _health(sd, cfg, name, pid)
@@ -183,13 +183,23 @@ def with_free_ports(cfg: StackConfig) -> StackConfig:
     return replace(cfg, **chosen) if chosen else cfg
 
 
+def live_components(sd: StateDir) -> list[str]:
+    """The components whose pidfile names a process that runs (or is frozen), whatever
+    stack.json says: what `down` stops and what makes `up` refuse."""
+    return [n for n in COMPONENTS if sd.component(n).state() != EXITED]
+
+
+def damaged_pidfiles(sd: StateDir) -> list[str]:
+    """What is wrong with each pidfile that is there but names no process (one line each)."""
+    return [d for d in (sd.component(n).damage() for n in COMPONENTS) if d]
+
+
 def up(sd: StateDir, cfg: StackConfig, progress: Progress = _quiet) -> StackConfig:
-    if sd.exists():
-        live = [n for n in COMPONENTS if sd.component(n).state() != DEAD]
-        if live:
-            raise ComponentError(f"a stack is already running in {sd.root} ({', '.join(live)}); "
-                                 f"run `ecgpipe down` first or use another --state-dir")
-    sd.root.mkdir(parents=True, exist_ok=True)
+    live = live_components(sd)  # stack.json may be gone while its processes run on
+    if live:
+        raise ComponentError(f"a stack is already running in {sd.root} ({', '.join(live)}); "
+                             f"run `ecgpipe down` first or use another --state-dir")
+    sd.create()
     if clear_previous_run(sd):
         progress(f"replaced the previous run's files in {sd.root}")
     cfg = with_free_ports(cfg)
@@ -205,15 +215,38 @@ def up(sd: StateDir, cfg: StackConfig, progress: Progress = _quiet) -> StackConf
 
 def down(sd: StateDir, progress: Progress = _quiet) -> list[str]:
     """Stop the fleet first (so it commits), then ingest, the watcher, the proxies and the
-    broker. Keeps the files."""
+    broker: every process the pidfiles name, whatever stack.json says (start_ticks guards
+    against a recycled pid). Keeps the files. Returns the names of those it stopped."""
     stopped = []
     for name in ("devices", "ingest", "watch", *PROXIES, "broker"):
         comp = sd.component(name)
-        if comp.state() != DEAD:
-            comp.stop()
+        if comp.state() != EXITED:
+            comp.stop(by="down")
             stopped.append(name)
             progress(f"{name:<13} stopped")
     return stopped
+
+
+def down_stack(sd: StateDir, progress: Progress = _quiet) -> None:
+    """`ecgpipe down`: `down`, also when stack.json is missing or damaged (the line it ends with
+    says so). StateDirError when the state dir holds no stack at all, or, once the rest is
+    stopped, when a pidfile is damaged (that component may still run)."""
+    try:
+        sd.config()
+        stack_error = ""
+    except StateDirError as exc:
+        if not sd.has_pidfiles():
+            raise  # no stack here at all
+        stack_error = f"{exc}; "
+    stopped = down(sd, progress)
+    what = ", ".join(stopped) if stopped else "nothing (all had exited)"
+    if stack_error and stopped:
+        what = f"the {len(stopped)} processes the state dir's pidfiles named ({what})"
+    progress(f"down: {stack_error}stopped {what}; files kept in {sd.root}")
+    damaged = damaged_pidfiles(sd)
+    if damaged:
+        more = f" (and {len(damaged) - 1} more damaged pidfiles)" if len(damaged) > 1 else ""
+        raise StateDirError(f"{damaged[0]}: if that component still runs, stop it by hand{more}")
 
 
 def kill(sd: StateDir, name: str, signal_name: str = "KILL") -> int:
@@ -221,11 +254,11 @@ def kill(sd: StateDir, name: str, signal_name: str = "KILL") -> int:
     comp = sd.component(name)
     if signal_name.upper() not in ("KILL", "TERM", "STOP"):
         raise ConfigError(f"--signal must be KILL, TERM or STOP, not {signal_name!r}")
-    pid = comp.signal(signal_name)
+    pid = comp.signal(signal_name, by="kill")
     if signal_name.upper() == "STOP":
         comp.wait_state(STOPPED, 5)
     else:
-        comp.wait_state(DEAD, 15 if signal_name.upper() == "TERM" else 5)
+        comp.wait_state(EXITED, 15 if signal_name.upper() == "TERM" else 5)
     return pid
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
 
-from ecgcore.files import read_json, write_json_atomic
+from ecgcore.files import JsonFileError, json_type, load_json, write_json_atomic
 from ecgcore.modes import (
     BACKOFFS,
     DELIVERY_MODES,
@@ -17,7 +17,7 @@ from ecgcore.modes import (
     OutboxPolicy,
     Recording,
 )
-from lab.errors import ConfigError, StateDirError
+from lab.errors import ConfigError, SettingError, StateDirError
 from lab.stack.procs import Component
 
 DEFAULT_STATE_DIR = ".ecgpipe"
@@ -29,7 +29,11 @@ _LAYOUT = {"broker": ("broker", "broker"), "ingest": ("ingest", "ingest"),
 
 
 def resolve_state_dir(arg: str | None) -> Path:
-    return Path(arg or os.environ.get("ECGPIPE_STATE_DIR") or DEFAULT_STATE_DIR).resolve()
+    raw = arg or os.environ.get("ECGPIPE_STATE_DIR") or DEFAULT_STATE_DIR
+    try:
+        return Path(raw).resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python 3.11)
+        raise StateDirError(f"--state-dir {raw}: cannot resolve it ({exc})") from exc
 
 
 # the link proxies' files (lab.nemesis.proxy writes them; the stack and the CLI read them)
@@ -91,49 +95,98 @@ class StackConfig:
 
     def _check_words(self) -> None:
         if self.reconnect_backoff not in BACKOFFS:
-            raise ConfigError(f"reconnect backoff must be jitter or none, not {self.reconnect_backoff!r}")
+            raise SettingError("reconnect_backoff", f"must be jitter or none, not {self.reconnect_backoff!r}")
         if self.recording not in RECORDINGS:
-            raise ConfigError(f"recording must be continuous or strip, not {self.recording!r}")
+            raise SettingError("recording", f"must be continuous or strip, not {self.recording!r}")
         if self.delivery not in DELIVERY_MODES:
-            raise ConfigError(f"--delivery must be one of {', '.join(DELIVERY_MODES)}, not {self.delivery!r}")
+            raise SettingError("delivery", f"must be one of {', '.join(DELIVERY_MODES)}, "
+                               f"not {self.delivery!r}", option=True)
         if self.outbox_policy not in OUTBOX_POLICIES:
-            raise ConfigError(f"--outbox-policy must be one of {', '.join(OUTBOX_POLICIES)}, "
-                              f"not {self.outbox_policy!r}")
+            raise SettingError("outbox_policy", f"must be one of {', '.join(OUTBOX_POLICIES)}, "
+                               f"not {self.outbox_policy!r}", option=True)
 
     def _check_numbers(self) -> None:
         if self.backlog_pace is not None and not self.backlog_pace > 0:
-            raise ConfigError(f"backlog pace must be more than 0, got {self.backlog_pace}")
-        for name, alive in (("keepalive", self.keepalive), ("ingest keepalive", self.ingest_keepalive)):
+            raise SettingError("backlog_pace", f"must be more than 0, got {self.backlog_pace}")
+        for name, alive in (("keepalive", self.keepalive), ("ingest_keepalive", self.ingest_keepalive)):
             if not 1 <= alive <= 65535:
-                raise ConfigError(f"{name} must be 1..65535 s, got {alive}")
+                raise SettingError(name, f"must be 1..65535 s, got {alive}")
         if not self.backoff_cap >= 0.5:
-            raise ConfigError(f"backoff cap must be at least 0.5 s, got {self.backoff_cap}")
+            raise SettingError("backoff_cap", f"must be at least 0.5 s, got {self.backoff_cap}")
         for name, value, lo in (("devices", self.devices, 1), ("max_queued", self.max_queued, 1),
                                 ("outbox_capacity", self.outbox_capacity, 1),
                                 ("sample_rate", self.sample_rate, 1)):
             if value < lo:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least {lo}, got {value}")
+                raise SettingError(name, f"must be at least {lo}, got {value}", option=True)
         if self.devices > 10_000:
-            raise ConfigError(f"--devices {self.devices} is more than one fleet process drives (10000)")
+            raise SettingError("devices", f"{self.devices} is more than one fleet process drives (10000)",
+                               option=True)
         for name, value in (("proxy_ingest_port", self.proxy_ingest_port),
                             ("proxy_devices_port", self.proxy_devices_port), ("port", self.port)):
             if not 0 <= value <= 65535:
-                raise ConfigError(f"{name.replace('_', ' ')} {value} is not in 0..65535")
+                raise SettingError(name, f"{value} is not in 0..65535")
         positive: tuple[tuple[str, float], ...] = (
             ("chunk_seconds", self.chunk_seconds), ("ack_timeout", self.ack_timeout), ("speed", self.speed))
         for name, amount in positive:
             if not amount > 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {amount}")
+                raise SettingError(name, f"must be positive, got {amount}", option=True)
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> StackConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in doc.items() if k in known})
+    def from_json(cls, doc: object, source: Path | str = "stack.json") -> StackConfig:
+        """The settings saved in `source`. Whatever is wrong in them (not an object, a value of
+        the wrong type or out of range) is a StateDirError naming the file and the key, never the
+        command-line option that nobody passed. Keys it does not know are ignored."""
+        if not isinstance(doc, dict):
+            raise StateDirError(f"{source} is damaged: it holds {json_type(doc)}, not an object")
+        values = {k: v for k, v in doc.items() if k in _KINDS}
+        for key, value in values.items():
+            wrong = _wrong_kind(key, value)
+            if wrong:
+                raise StateDirError(f"{source}: {key} must be {wrong}, not {json.dumps(value)}")
+        try:
+            return cls(**values)
+        except SettingError as exc:
+            raise StateDirError(f"{source}: {exc.key} {exc.rule}") from exc
+
+
+# the JSON kind of each StackConfig field, from its annotation: (Python types, in words)
+_KIND_OF_TYPE: dict[str, tuple[tuple[type, ...], str]] = {
+    "int": ((int,), "an integer"), "float": ((int, float), "a number"), "str": ((str,), "a string"),
+    "bool": ((bool,), "true or false"), "tuple[str, ...]": ((list, tuple), "an array of strings")}
+_CHOICES = ("delivery", "outbox_policy", "recording", "reconnect_backoff")  # _check_words names the choices
+_KINDS = {f.name: str(f.type) for f in fields(StackConfig)}
+
+
+def _wrong_kind(key: str, value: object) -> str | None:
+    """What `value` should have been for field `key` (in words), or None if its kind fits."""
+    kind = _KINDS[key]
+    optional = kind.endswith(" | None")
+    types, words = _KIND_OF_TYPE[kind.removesuffix(" | None")]
+    if key in _CHOICES or (optional and value is None):
+        return None
+    ok = isinstance(value, types) and (bool not in types) == (not isinstance(value, bool))
+    if ok and isinstance(value, list | tuple):
+        ok = all(isinstance(v, str) for v in value)
+    return None if ok else words + (" or null" if optional else "")
 
 
 class StateDir:
+    """A state dir's paths, its saved settings and its components' pidfiles.
+
+    A path that is there but is not a directory is refused when the StateDir is made, so every
+    command says so in one line; `create` makes a missing one (for `up`)."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
+        if root.exists() and not root.is_dir():
+            raise StateDirError(f"--state-dir {root} is a file, not a directory")
+
+    def create(self) -> None:
+        """Make the state dir (and its parents) if it is not there yet."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateDirError(f"cannot create state dir {self.root}: {exc.strerror or exc}") from exc
 
     @property
     def clock_anchor_file(self) -> Path:
@@ -182,10 +235,22 @@ class StateDir:
         return Component(layout[1], self.root / layout[0])
 
     def config(self) -> StackConfig:
-        doc = read_json(self.stack_file)
+        """The settings `up` saved in stack.json. StateDirError (one line, naming the file) when
+        there is none, or it cannot be read, or it is not JSON, or a value in it is wrong."""
+        try:
+            doc = load_json(self.stack_file)
+        except JsonFileError as exc:
+            raise StateDirError(f"stack.json is damaged: {exc}") from exc
+        if doc is None and self.has_pidfiles():
+            raise StateDirError(f"stack.json is missing: {self.stack_file} (the stack's settings) "
+                                f"is not there, though the components' pidfiles are")
         if doc is None:
             raise StateDirError(f"no stack in {self.root}: run `ecgpipe up` first (or pass --state-dir)")
-        return StackConfig.from_json(doc)
+        return StackConfig.from_json(doc, self.stack_file)
+
+    def has_pidfiles(self) -> bool:
+        """Whether any component's pidfile is there (damaged or not)."""
+        return any(os.path.lexists(self.component(n).pidfile) for n in COMPONENTS)
 
     def save_config(self, cfg: StackConfig) -> None:
         write_json_atomic(self.stack_file, asdict(cfg))

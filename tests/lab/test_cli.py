@@ -40,7 +40,7 @@ def test_cli_session(tmp_path: Path) -> None:
             assert {s["broker"]["state"], s["ingest"]["state"], s["devices"]["state"]} == {"running"}
             assert isinstance(s["broker"]["pid"], int) and s["broker"]["host"] == "127.0.0.1"
         assert sa["broker"]["port"] != sb["broker"]["port"]
-        assert sb["proxy-ingest"]["state"] == "dead"  # --no-proxy: a direct connection
+        assert sb["proxy-ingest"]["state"] == "exited"  # --no-proxy: a direct connection
         assert sa["devices"]["online"] == 3 and len(sa["device_states"]) == 3
         again = cli(a, "up", "--replace", check=False)  # refused before anything starts or is discarded
         assert again.returncode == 1 and "already running" in again.stderr and "starting" not in again.stdout
@@ -48,7 +48,7 @@ def test_cli_session(tmp_path: Path) -> None:
 
         out = cli(a, "kill", "ingest").stdout
         assert "KILL" in out
-        assert cj(a, "status")["ingest"]["state"] == "dead"
+        assert cj(a, "status")["ingest"]["state"] == "exited"
         wait_until(lambda: sum(d["buffered"] for d in cj(a, "inspect", "devices")["devices"]) >= 6, 30,
                    what="readings buffered on the devices while ingest is dead")
         devs = cj(a, "inspect", "devices")["devices"]
@@ -74,7 +74,7 @@ def test_cli_session(tmp_path: Path) -> None:
         port = cj(a, "status")["broker"]["port"]
         cli(a, "kill", "broker")
         st = cj(a, "status")
-        assert st["broker"]["state"] == "dead" and st["broker"]["last_signal"] == "KILL"
+        assert st["broker"]["state"] == "exited" and st["broker"]["last_signal"] == "KILL"
         cli(a, "start", "broker")
         st = cj(a, "status")
         assert st["broker"]["state"] == "running" and st["broker"]["port"] == port
@@ -82,7 +82,7 @@ def test_cli_session(tmp_path: Path) -> None:
                    what="devices back after the broker")
 
         cli(a, "kill", "devices", "--signal", "TERM")
-        assert cj(a, "status")["devices"]["state"] == "dead"
+        assert cj(a, "status")["devices"]["state"] == "exited"
         cli(a, "start", "devices")
         assert cj(a, "status")["devices"]["online"] == 3
     finally:
@@ -90,7 +90,7 @@ def test_cli_session(tmp_path: Path) -> None:
         cli(b, "down", check=False)
 
     st = cj(a, "status")
-    assert {st["broker"]["state"], st["ingest"]["state"], st["devices"]["state"]} == {"dead"}
+    assert {st["broker"]["state"], st["ingest"]["state"], st["devices"]["state"]} == {"exited"}
     rep = cj(a, "report")  # works after down, from the state dir alone
     t = rep["totals"]
     assert set(t) >= {"generated", "stored", "duplicates", "buffered", "evicted", "lost"}

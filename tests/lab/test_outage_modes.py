@@ -29,7 +29,7 @@ def run_outage(tmp_path: Path, delivery: str) -> tuple[dict, int]:
     try:
         wait_until(lambda: stored_total(sd) >= 2 * DEVICES, 30, what="readings stored before the outage")
         stack.kill(sd, "ingest", "KILL")
-        assert sd.component("ingest").state() == "dead"
+        assert sd.component("ingest").state() == "exited"
         g0 = generated_total(sd)
         # three times what the broker queue holds, so broker-ack must overflow
         wait_until(lambda: generated_total(sd) >= g0 + 3 * MAX_QUEUED, 30, what="readings during the outage")
