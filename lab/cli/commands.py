@@ -58,10 +58,12 @@ def up(args: argparse.Namespace) -> int:
         from lab.report.status import status as stack_status
         print(json.dumps(stack_status(sd), indent=1, sort_keys=True))
     else:
-        say(f"up: broker on {cfg.host}:{cfg.port} (ingest via :{cfg.proxy_ingest_port}, "
-            f"devices via :{cfg.proxy_devices_port}). Next: ecgpipe status | ecgpipe kill ingest | "
-            f"ecgpipe cut devices --for 30s | ecgpipe inspect devices | ecgpipe report | "
-            f"ecgpipe down")
+        links = (f"ingest via :{cfg.proxy_ingest_port}, devices via :{cfg.proxy_devices_port}"
+                 if cfg.proxies else "ingest and devices directly: no link faults")
+        faults = "ecgpipe cut devices --for 30s | " if cfg.proxies else ""
+        say(f"up: broker on {cfg.host}:{cfg.port} ({links}). Next: ecgpipe status --watch | "
+            f"ecgpipe kill ingest | {faults}ecgpipe inspect devices | ecgpipe tail | ecgpipe logs | "
+            f"ecgpipe report | ecgpipe down")
     return 0
 
 

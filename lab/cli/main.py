@@ -42,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("ecgpipe: interrupted\n")
         return 130
+    except BrokenPipeError:  # `ecgpipe logs | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail too
+        return 0
     except Exception as exc:  # every failure becomes one line (see the docstring)
         message, status = one_line(exc)
         if status is None:

@@ -19,7 +19,7 @@ from lab.stack.statedir import COMPONENTS
 from lab.timefmt import ago
 
 Doc = dict[str, Any]
-_STATE_STYLE = {"running": "green", "stopped": "yellow"}  # anything else (exited, dead): red
+_STATE_STYLE = {"running": "green", "stopped": "yellow"}  # anything else (exited): red
 _HARD_FAULTS = ("cut", "blackhole")
 
 
@@ -65,8 +65,8 @@ def status_table(doc: Doc, limit: int = 30) -> RenderableType:
     """The `status` document as a table of components, then the devices that are offline."""
     table = Table(title=f"stack in {doc.get('state_dir')} (delivery {doc.get('delivery')})",
                   title_justify="left")
-    for col, justify in (("component", "left"), ("pid", "right"), ("state", "left"), ("detail", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]  # rich: a Literal
+    for col in ("component", "pid", "state", "detail"):
+        table.add_column(col, justify="right" if col == "pid" else "left")
     for name in COMPONENTS:
         c = doc.get(name) or {}
         table.add_row(name, str(c.get("pid") or "-"), _state(c), _detail(name, c))

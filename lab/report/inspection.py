@@ -62,6 +62,7 @@ def inspect_device(sd: StateDir, device_id: str) -> dict[str, Any]:
 
 def inspect_broker(sd: StateDir) -> dict[str, Any]:
     require_state_dir(sd)
+    require_sources(sd, broker=True)
     return broker_stats(sd.root)
 
 

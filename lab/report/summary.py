@@ -15,7 +15,7 @@ from lab.history import load_history
 from lab.history.brokerstats import broker_stats
 from lab.report.inspection import duplicate_origins, duplicates_line
 from lab.report.ledger import FIELDS, Ledger, build_ledger
-from lab.report.sources import require_sources
+from lab.report.sources import broker_samples_problem, require_sources
 from lab.stack.statedir import StateDir
 from lab.timefmt import ago
 
@@ -43,12 +43,16 @@ def latency_quantiles(values: np.ndarray) -> dict[str, float | None]:
 def build_report(sd: StateDir) -> dict[str, Any]:
     require_sources(sd, outbox=True, ingest=True)
     ledger = gather_ledger(sd)
+    notes = []  # what the report had to do without, said on screen (never silent zeros)
     broker = broker_stats(sd.root)
+    if problem := broker_samples_problem(sd):
+        notes.append(f"broker counters unavailable: {problem}; 'broker dropped' is not known")
     try:
         cfg = sd.config().__dict__
-    except (LabError, TypeError, ValueError):  # a copied state dir may lack a valid stack.json;
-        # the ledger does not need it
+    except (LabError, TypeError, ValueError) as exc:  # a copied state dir may lack a valid
+        # stack.json; the ledger does not need it
         cfg = {}
+        notes.append(f"stack settings unavailable ({exc}); the ledger does not need them")
     quarantine = ing_inspect.quarantine_counts(sd.ingest_db)
     history = load_history(sd.root)
     checked = check(history)
@@ -63,7 +67,8 @@ def build_report(sd: StateDir) -> dict[str, Any]:
             for d, led in ledger.devices.items()
         },
         "broker": {"dropped": broker["dropped"], "restarts_seen": broker["restarts_seen"],
-                   "stored_messages": broker["stored_messages"]},
+                   "stored_messages": broker["stored_messages"], "counters_available": problem is None},
+        "notes": notes,
         "quarantined": {"total": sum(quarantine.values()), "by_reason": quarantine},
         # copies of stored readings that ingest discarded, and where they came from
         "duplicates": {"total": ledger.totals["duplicates"], **duplicate_origins(history)},
@@ -90,8 +95,9 @@ def format_report(rep: dict[str, Any], max_devices: int = 20) -> str:
     ok = "holds" if rep["balanced"] else "DOES NOT HOLD"
     lines.append(f"generated = stored + buffered + evicted + lost: "
                  f"{t['generated']} = {t['stored']} + {t['buffered']} + {t['evicted']} + {t['lost']} ({ok})")
-    lines.append(f"broker dropped (PUBACKed, then discarded): {rep['broker']['dropped']}"
-                 f"   beside lost: {t['lost']}")
+    if rep["broker"].get("counters_available", True):
+        lines.append(f"broker dropped (PUBACKed, then discarded): {rep['broker']['dropped']}"
+                     f"   beside lost: {t['lost']}")
     if rep["evicted_by_reason"]:
         reasons = rep["evicted_by_reason"].items()
         lines.append("evicted by reason: " + ", ".join(f"{k}: {v}" for k, v in reasons))
@@ -107,6 +113,7 @@ def format_report(rep: dict[str, Any], max_devices: int = 20) -> str:
     if lat["n"]:
         lines.append(f"capture-end->store latency: p50 {_span(lat['p50'])}, p99 {_span(lat['p99'])}, "
                      f"max {_span(lat['max'])} over {lat['n']} readings")
+    lines += [f"note: {n}" for n in rep.get("notes", ())]
     return "\n".join(lines)
 
 
