@@ -1,7 +1,7 @@
 """`ecgpipe status`: each component's pid and state, each link's fault, each device's online state.
 
 States (lab.stack.procs): running; stopped (frozen by SIGSTOP, and only that); exited. Each
-component not running carries a `reason` ("stopped by `ecgpipe down`", "killed by SIGKILL", ...).
+component not running carries a `reason` ("shut down by `ecgpipe down`", "killed by SIGKILL", ...).
 
 A damaged state dir still gets a status: without a readable stack.json the components' pids
 and states come from their pidfiles alone and `stack_error` says what is wrong (the settings
@@ -98,7 +98,7 @@ def _reason(info: dict[str, Any], state: str) -> str | None:
     if not info:
         return "never started (no pidfile)"
     if by == "down":
-        return "stopped by `ecgpipe down`"
+        return "shut down by `ecgpipe down`"
     if not sig:
         return "ended by itself (see its log)"
     how = "killed by SIGKILL" if sig == "KILL" else f"ended after SIG{sig}"

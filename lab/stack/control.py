@@ -223,7 +223,7 @@ def down(sd: StateDir, progress: Progress = _quiet) -> list[str]:
         if comp.state() != EXITED:
             comp.stop(by="down")
             stopped.append(name)
-            progress(f"{name:<13} stopped")
+            progress(f"{name:<13} exited")
     return stopped
 
 
@@ -242,7 +242,7 @@ def down_stack(sd: StateDir, progress: Progress = _quiet) -> None:
     what = ", ".join(stopped) if stopped else "nothing (all had exited)"
     if stack_error and stopped:
         what = f"the {len(stopped)} processes the state dir's pidfiles named ({what})"
-    progress(f"down: {stack_error}stopped {what}; files kept in {sd.root}")
+    progress(f"down: {stack_error}shut down {what}; files kept in {sd.root}")
     damaged = damaged_pidfiles(sd)
     if damaged:
         more = f" (and {len(damaged) - 1} more damaged pidfiles)" if len(damaged) > 1 else ""

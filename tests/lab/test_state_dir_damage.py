@@ -211,7 +211,7 @@ def test_down_stops_the_processes_an_emptied_stack_json_orphaned(tmp_path: Path)
         assert again.returncode == 1 and "ecgpipe down" in again.stderr
         down = cli(root, "down")
         assert down.returncode == 0, down.stderr
-        assert "stack.json" in down.stdout and "stopped the 6 processes" in down.stdout
+        assert "stack.json" in down.stdout and "shut down the 6 processes" in down.stdout
         wait_until(lambda: not any(_alive(p) for p in pids.values()), 20, what="every process gone")
     finally:
         cli(root, "down")
@@ -261,9 +261,9 @@ def test_scenario_speed_is_a_usage_error(tmp_path: Path, speed: str) -> None:
 def test_state_words_exited_after_down(finished_run: Path) -> None:
     doc = json.loads(cli(finished_run, "status", "--json").stdout)
     assert {doc[n]["state"] for n in COMPONENTS} == {"exited"}
-    assert doc["ingest"]["stopped_by"] == "down" and doc["ingest"]["reason"] == "stopped by `ecgpipe down`"
+    assert doc["ingest"]["stopped_by"] == "down" and doc["ingest"]["reason"] == "shut down by `ecgpipe down`"
     text = cli(finished_run, "status").stdout
-    assert "dead" not in text and "last signal" not in text and "stopped by `ecgpipe down` at " in text
+    assert "dead" not in text and "last signal" not in text and "shut down by `ecgpipe down` at " in text
 
 
 def test_state_words_stopped_means_sigstop(tmp_path: Path) -> None:
