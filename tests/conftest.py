@@ -7,8 +7,10 @@ test starts inherits it and turns warnings into errors as pytest does here
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -83,3 +85,35 @@ def wait_until(cond: Callable[[], object], timeout: float = 20.0, interval: floa
     if not poll_until(probe, timeout, poll_s=interval):
         pytest.fail(f"timed out after {timeout}s waiting for {what}")
     return last[0]
+
+
+def _processes_under(root: Path) -> list[int]:
+    """Pids of live processes whose command line names a path under `root` (a test's stack:
+    every lab process gets --state-dir DIR or a config file inside its tmp dir)."""
+    needle = str(root).encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if needle in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture(scope="session", autouse=True)
+def reap_leftover_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the session (each xdist worker has its own base temp dir), kill what a failed or
+    interrupted test left running from its tmp dir, so one broken test cannot load the
+    machine for the rest of the suite or for the next run. Reports how many it reaped."""
+    yield
+    root = tmp_path_factory.getbasetemp()
+    leftovers = _processes_under(root)
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if leftovers:
+        print(f"\nreaped {len(leftovers)} process(es) left running under {root}: {leftovers}")
