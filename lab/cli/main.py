@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from ecgcore.strict_warnings import apply_from_env
-from lab.cli.commands import HANDLERS
+from lab.cli.commands import handlers
 from lab.cli.parser import build_parser, command_name
 from lab.errors import LabError, UsageError
 from lab.report.sources import DATA_ERRORS
@@ -28,7 +28,7 @@ DEBUG_ENV = "ECGPIPE_DEBUG"
 def run(args: argparse.Namespace) -> int:
     """Call the handler of the command `args` names."""
     name = command_name(args)
-    handler = HANDLERS.get(name)
+    handler = handlers().get(name)
     if handler is None:
         raise LabError(f"unknown command {name}")
     return handler(args)

@@ -3,7 +3,7 @@
 Help texts, argument names, defaults and choices are the interface users' scripts depend on;
 they change only on purpose. Every option's help says its unit and, through HelpFormatter,
 its default; every command's help ends with an example. `command_name` turns parsed
-arguments into the key of `lab.cli.commands.HANDLERS` ("up", "inspect devices", ...).
+arguments into the key of `lab.cli.commands.handlers()` ("up", "inspect devices", ...).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from lab.errors import LabError
 from lab.stack.statedir import COMPONENTS
 from lab.units import parse_duration, parse_rate
 
-COMPONENT_CHOICES = ("ingest", "broker", "devices")
+COMPONENT_CHOICES = ("ingest", "broker", "devices", "analysis")
 LOG_ALIASES = ("fleet", "proxy")  # lab.observe.logs.ALIASES
 STATE_DIR_HELP = "the stack's state dir (default ./.ecgpipe, or $ECGPIPE_STATE_DIR)"
 # commands with subcommands: the attribute that holds the subcommand's name
@@ -128,6 +128,7 @@ def build_parser() -> OneLineParser:
     _add_fault_commands(sub, common)
     _add_inspect(sub, common)
     _add_observe(sub, common)
+    _add_profiles(sub)
     _add_scenario(sub)
     _add_report_and_demo(sub, common)
     _add_ingest(sub)
@@ -154,6 +155,14 @@ def _add_up(sub: Subparsers, common: OneLineParser) -> None:
                     help="end-to-end: seconds without a confirmation before a reading may be re-sent")
     up.add_argument("--seed", type=int, default=0, metavar="N",
                     help="random seed of the fleet's ECG, profiles and jitter")
+    up.add_argument("--profiles", default=None, metavar="MIX",
+                    help="the patients: a mix of catalogue entries (`ecgpipe profiles`), e.g. "
+                         "sinus:70%%,af:10%%,brady:10%%,pvc:10%% (default: all sinus)")
+    up.add_argument("--profile-file", default=None, metavar="TOML",
+                    help="your own catalogue entries, added to the shipped ones (devices/profiles.toml)")
+    up.add_argument("--episode", dest="episodes", action="append", default=None, metavar="SPEC",
+                    help="schedule an episode: KIND@START+DURATION[:devices=I-J], e.g. "
+                         "af-episode@2026-12-01T10:00:00Z+20m:devices=0-4; repeatable")
     up.add_argument("--no-persistence", action="store_true", help="run Mosquitto with persistence off")
     up.add_argument("--no-proxy", action="store_true",
                     help="connect ingest and devices to the broker directly (no cut/heal/slow/flap)")
@@ -235,8 +244,9 @@ def _add_watch(p: OneLineParser) -> None:
 
 def _add_inspect(sub: Subparsers, common: OneLineParser) -> None:
     ins = command(sub, "inspect", "what is buffered where: devices, one device, one reading, the "
-                  "broker, ingest", "ecgpipe inspect devices --watch\necgpipe inspect reading hc-0003 "
-                  "42 --png hc-0003-42.png", (common,))
+                  "broker, ingest; and the clinical alerts",
+                  "ecgpipe inspect devices --watch\necgpipe inspect reading hc-0003 42 --png hc-0003-42.png",
+                  (common,))
     isub = ins.add_subparsers(dest="what", required=True, parser_class=OneLineParser, metavar="WHAT")
     for name, text, example in (
             ("devices", "one row per device: buffered and evicted readings", "ecgpipe inspect devices"),
@@ -247,6 +257,12 @@ def _add_inspect(sub: Subparsers, common: OneLineParser) -> None:
         x.add_argument("--json", action="store_true", help="print JSON")
         if name == "devices":
             _add_watch(x)
+    al = command(isub, "alerts", "clinical events the analysis stage raised: bradycardia, "
+                 "tachycardia, pause, suspected AF, unreadable signal; when the heart did it and "
+                 "when the system knew", "ecgpipe inspect alerts\necgpipe inspect alerts --device "
+                 "hc-0003 --json", (common,))
+    al.add_argument("--device", default=None, metavar="DEVICE", help="only this device's events")
+    al.add_argument("--json", action="store_true", help="print JSON")
     one = command(isub, "device", "one device: the patient's profile and its buffered readings",
                   "ecgpipe inspect device hc-0003", (common,))
     one.add_argument("device_id", metavar="DEVICE", help="a device id, e.g. hc-0003")
@@ -283,6 +299,15 @@ def _add_observe(sub: Subparsers, common: OneLineParser) -> None:
     tl.add_argument("--all", action="store_true",
                     help="also ingest's confirmations, the devices' and ingest's status messages")
     tl.add_argument("--json", action="store_true", help="one JSON object per reading (JSON Lines)")
+
+
+def _add_profiles(sub: Subparsers) -> None:
+    pr = command(sub, "profiles", "the patient catalogue: rhythms, artifacts and episodes that "
+                 "--profiles, --episode and scenario files name", "ecgpipe profiles\n"
+                 "ecgpipe profiles --file my-patients.toml --json")
+    pr.add_argument("--file", default=None, metavar="TOML",
+                    help="also your own catalogue entries (as up's --profile-file)")
+    pr.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _add_scenario(sub: Subparsers) -> None:
