@@ -2,8 +2,15 @@
 
 Modules, one responsibility each:
 
-    profile       PatientProfile and fleet_profiles(n, seed)
-    ecg_source    ECG banks (neurokit2 ecgsyn, cached; or synthetic) and per-device EcgStream
+    profile       PatientProfile and fleet_profiles(n, seed): rate, HRV, noise, seed
+    patient       Rhythm, Episode, EventRule: a patient's resolved rhythm, as plain values
+    catalogue     the patient catalogue (profiles.toml): load_catalogue, parse_mix,
+                  parse_episode, fleet_profiles with a mix and scheduled episodes
+    rhythm        BeatModel: R-peak times and beat kinds, by 256-s block, never looping
+    templates     the ecgsyn beat-template library, built once and cached on disk
+    artifacts     AF f-waves, wander, mains, EMG, motion, lead-off, electrode noise
+    ecg_source    each device's signal (EcgStream over PatientModel, or the synthetic bank)
+                  at absolute sample numbers; truth_beats for the lab
     outbox        the fleet's SQLite outbox: rows, seq counters, evictions
     schedule      StripSchedule: when a device in strip mode records (pure)
     history       the fleet's event history, history/devices.jsonl (one buffered writer)

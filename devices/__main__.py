@@ -9,6 +9,7 @@
                       [--strips-per-day 3] [--strip-chunks 1] [--keepalive 10]
                       [--reconnect-backoff jitter|none] [--backoff-cap 30] [--backlog-pace N]
                       [--cohort NAME:COUNT[:hr=LO-HI][:strips=N] ...] [--record-until T]
+                      [--profiles MIX] [--profile-file TOML] [--episode SPEC ...]
 
 Bad arguments: one error line on stderr, exit 2. SIGTERM or SIGINT: a
 graceful stop, exit 0. A device-side failure: one line on stderr, exit 1.
@@ -64,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end-to-end: the probe's longest wait, real seconds")
     p.add_argument("--window", type=int, default=50, help="readings in flight per device")
     p.add_argument("--ecg-source", choices=SOURCES, default="ecgsyn",
-                   help="ecgsyn (neurokit2, cached) or synthetic (cheap, for tests)")
+                   help="ecgsyn (each device its own signal, from neurokit2 ecgsyn beats built "
+                        "once and cached) or synthetic (a periodic bank, for transport-only runs)")
     p.add_argument("--history", action=argparse.BooleanOptionalAction, default=True,
                    help="append device events to DIR/history/devices.jsonl (default: on)")
     p.add_argument("--recording", choices=RECORDINGS, default=Recording.CONTINUOUS.value,
@@ -92,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="NAME:COUNT[:hr=LO-HI][:strips=N]",
                    help="a group of consecutive devices with their own heart-rate range and "
                         "strips a day; repeat; the counts must add up to --devices")
+    p.add_argument("--profiles", default=None, metavar="MIX",
+                   help="the patients' catalogue entries, e.g. sinus:70%%,af:10%%,brady:10%%,pvc:10%% "
+                        "(devices/profiles.toml; default: every device sinus)")
+    p.add_argument("--profile-file", type=Path, default=None, metavar="TOML",
+                   help="a catalogue file whose entries add to or replace the shipped ones")
+    p.add_argument("--episode", action="append", default=[], metavar="KIND@START+DURATION[:devices=I-J]",
+                   help="schedule an episode (af-episode, vt-run, pause, lead-off, ...) from START "
+                        "(simulated Unix seconds or ISO time) for DURATION (20m, 6s, 3h); repeat")
     return p
 
 
@@ -116,6 +126,7 @@ def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
             strips_per_day=ns.strips_per_day, strip_chunks=ns.strip_chunks,
             keepalive=ns.keepalive, reconnect_backoff=ns.reconnect_backoff, backoff_cap=ns.backoff_cap,
             backlog_pace=ns.backlog_pace, cohorts=tuple(ns.cohort), record_until=ns.record_until,
+            profiles=ns.profiles, profile_file=ns.profile_file, episodes=tuple(ns.episode),
         )
     except ConfigError as exc:
         parser.error(str(exc))  # exits 2

@@ -30,9 +30,15 @@ Generation follows simulated time, not the loop. Two recording modes:
                 starts at or after the boot (a strip that started while the device was off
                 is not recorded).
 
-Publishing. A reading goes out *live* (flags 0) if the device is connected and nothing
+Samples. A reading's samples are the stream's at the absolute sample numbers of its capture
+time (n = captured_at * sample_rate, consecutive from chunk to chunk), so a device's signal
+at a given time is the same after a restart (devices/ecg_source.py). A reading with a
+lead-off stretch carries FLAG_LEAD_OFF; the truth segments the stream meets for the first
+time go to the history just before the reading's `generated` line.
+
+Publishing. A reading goes out *live* (no FLAG_BACKLOG) if the device is connected and nothing
 older is waiting to be sent; otherwise the outbox drains oldest-first, each reading
-re-encoded with FLAG_BACKLOG. What is in flight is bounded by `window`. With
+re-encoded with FLAG_BACKLOG added to its own flags. What is in flight is bounded by `window`. With
 `backlog_pace` set, backlog sends and re-sends together take at most that many readings per
 simulated second per device (a token bucket one second deep), so a fleet coming back from an
 outage does not flush everything at once; live readings are never paced.
@@ -85,7 +91,7 @@ from devices.schedule import StripSchedule
 from ecgcore.clock import Clock
 from ecgcore.modes import RECORDINGS, Delivery, Recording
 from wire import FLAG_BACKLOG, Reading, decode_reading, ecg_topic, encode_reading
-from wire.reading import MAX_SAMPLE_RATE, MAX_SAMPLES
+from wire.reading import FLAG_LEAD_OFF, MAX_SAMPLE_RATE, MAX_SAMPLES
 
 
 class Publisher(Protocol):
@@ -211,6 +217,8 @@ class Device:
         # chunk k covers [start + k*cs, start + (k+1)*cs) of simulated time
         self._start_mono = clock.monotonic() + start_offset
         self._start_wall = booted_at + start_offset
+        # the stream's sample numbers are absolute (time n / fs): chunk k starts at this + k*spc
+        self._n_start = round(self._start_wall * config.sample_rate)
         self._k = 0
         self._schedule: StripSchedule | None = None
         if config.recording is Recording.STRIP:
@@ -275,9 +283,9 @@ class Device:
             self._k += skip
             self.stats.skipped_chunks += skip
         made = 0
+        spc = self.config.samples_per_chunk
         while self._k < complete:
-            self._make_reading(self._start_wall + self._k * cs,
-                               self._stream.next_chunk(self.config.samples_per_chunk))
+            self._make_reading(self._start_wall + self._k * cs, self._n_start + self._k * spc, spc)
             self._k += 1
             made += 1
         return made
@@ -300,26 +308,32 @@ class Device:
     def _record_strip(self, start: float) -> int:
         """One strip starting at `start` (simulated wall time): its chunks, consecutive seqs."""
         cfg = self.config
-        samples = self._stream.next_chunk(cfg.samples_per_strip)
+        n0 = round(start * cfg.sample_rate)
         strip_id = self.next_seq + 1  # unique per device for good: seqs never repeat
         first = 0
-        for i, part in enumerate(np.array_split(samples, cfg.strip_chunks)):
-            self._make_reading(start + first / cfg.sample_rate, part,
+        for i, size in enumerate(np.array_split(np.arange(cfg.samples_per_strip), cfg.strip_chunks)):
+            self._make_reading(start + first / cfg.sample_rate, n0 + first, size.size,
                                strip_id=strip_id, chunk=i, chunks=cfg.strip_chunks)
-            first += part.size
+            first += size.size
         self.stats.strips += 1
         return cfg.strip_chunks
 
-    def _make_reading(self, captured_at: float, samples: np.ndarray, *, strip_id: int = 0,
+    def _make_reading(self, captured_at: float, n0: int, n: int, *, strip_id: int = 0,
                       chunk: int = 0, chunks: int = 1) -> None:
+        """The reading of stream samples n0..n0+n-1 (absolute sample numbers)."""
         cfg = self.config
+        ecg = self._stream.read(n0, n)
         reading = Reading(
             device_id=self.device_id, boot_epoch=self.boot_epoch, seq=self.next_seq,
             captured_at=captured_at, sample_rate_hz=cfg.sample_rate, gain_uv=cfg.gain_uv,
-            samples=samples, strip_id=strip_id, chunk=chunk, chunks=chunks,
+            samples=ecg.samples, strip_id=strip_id, chunk=chunk, chunks=chunks,
+            flags=FLAG_LEAD_OFF if ecg.lead_off else 0,
         )
         payload = encode_reading(reading)
         now = self._clock.now()
+        for seg in ecg.truth:  # ground truth first seen in this reading (devices/history.py)
+            self._history.truth(now, self.device_id, seg.kind, seg.label, seg.start, seg.end,
+                                seg.episode, seg.hr_bpm)
         # recorded before the append; the fleet flushes the history before it commits
         self._history.generated(now, self.device_id, self.boot_epoch, reading.seq, captured_at)
         result = self._outbox.append(
@@ -444,7 +458,7 @@ class Device:
                 wire, boot = payload, self.boot_epoch  # generated this tick, by this boot
             else:
                 reading = decode_reading(payload)
-                wire, boot = encode_reading(reading, flags=FLAG_BACKLOG), reading.boot_epoch
+                wire, boot = encode_reading(reading, flags=reading.flags | FLAG_BACKLOG), reading.boot_epoch
             mid = self._publisher.publish(self._topic, wire, self._qos)
             if mid is None:
                 self.stats.rejected_publishes += 1

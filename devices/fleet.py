@@ -69,14 +69,15 @@ from typing import TextIO, TypeVar
 
 import numpy as np
 
+from devices.catalogue import fleet_profiles, load_catalogue, parse_episode, parse_mix
 from devices.device import Device, DeviceConfig
 from devices.ecg_source import EcgStream, make_source
 from devices.errors import ConfigError, ProfileError
 from devices.history import HistoryFile, NoHistory
 from devices.mqtt_adapter import FixedRetry, JitterBackoff, LinkEvent, MqttHub
 from devices.outbox import Outbox
-from devices.profile import Cohort, PatientProfile, fleet_profiles
-from devices.profiles_file import profile_entry, write_profiles
+from devices.profile import Cohort, PatientProfile
+from devices.profiles_file import profile_entry, read_profiles, write_profiles
 from ecgcore.clock import Clock, make_clock
 from ecgcore.files import write_json_atomic
 from ecgcore.logline import stamp
@@ -130,6 +131,9 @@ class FleetConfig:
     record_until: float | None = None  # simulated Unix time: record nothing that ends later
     backlog_pace: float | None = None  # backlog readings per simulated second per device
     cohorts: tuple[Cohort, ...] = ()
+    profiles: str | None = None  # a catalogue mix, "sinus:70%,af:30%" (devices/catalogue.py)
+    profile_file: Path | None = None  # a user's catalogue TOML: adds or replaces entries
+    episodes: tuple[str, ...] = ()  # scheduled episodes, KIND@START+DURATION[:devices=I-J]
     device: DeviceConfig = field(init=False)
 
     def __post_init__(self) -> None:
@@ -149,9 +153,10 @@ class FleetConfig:
             Backoff, self.reconnect_backoff,
             f"reconnect backoff {self.reconnect_backoff!r} is not one of {BACKOFFS}"))
         object.__setattr__(self, "cohorts", tuple(self.cohorts))
-        if self.cohorts:
+        object.__setattr__(self, "episodes", tuple(self.episodes))
+        if self.cohorts or self.profiles or self.profile_file or self.episodes:
             try:
-                fleet_profiles(self.devices, self.seed, self.cohorts)
+                self.patient_profiles()
             except ProfileError as exc:
                 raise ConfigError(str(exc)) from None
         object.__setattr__(self, "device", DeviceConfig(
@@ -214,10 +219,10 @@ class FleetConfig:
 
     @property
     def cache_dir(self) -> Path:
-        """Where ecgsyn banks are kept: $ECGPIPE_ECG_CACHE, else the user's cache
-        ($XDG_CACHE_HOME or ~/.cache)/ecgpipe/ecg. Shared by every fleet and state dir: a
-        bank's file name holds every parameter it depends on (rate, length, seed, hr, hrv,
-        version) and is written atomically, so fleets never need their own copy."""
+        """Where the ecgsyn beat-template library is kept (devices/templates.py):
+        $ECGPIPE_ECG_CACHE, else the user's cache ($XDG_CACHE_HOME or ~/.cache)/ecgpipe/ecg.
+        Shared by every fleet and state dir: its file name holds its version and is written
+        atomically, so fleets never need their own copy."""
         return ecg_cache_dir()
 
     @property
@@ -226,6 +231,15 @@ class FleetConfig:
 
     def device_ids(self) -> list[str]:
         return [f"{self.id_prefix}-{i:04d}" for i in range(self.devices)]
+
+    def patient_profiles(self) -> list[PatientProfile]:
+        """Every device's patient (devices/catalogue.py); ProfileError on a bad mix, file
+        or episode."""
+        catalogue = load_catalogue(self.profile_file)
+        mix = parse_mix(self.profiles, catalogue) if self.profiles else None
+        episodes = [parse_episode(spec, catalogue) for spec in self.episodes]
+        return fleet_profiles(self.devices, self.seed, mix=mix, cohorts=self.cohorts,
+                              episodes=episodes, catalogue=catalogue)
 
 
 def ecg_cache_dir() -> Path:
@@ -298,9 +312,10 @@ class Fleet:
         self.outbox = Outbox(cfg.outbox_path, capacity=cfg.outbox_capacity,
                              policy=cfg.outbox_policy)
         source = make_source(cfg.ecg_source, cfg.sample_rate, cfg.seed, cfg.cache_dir)
-        profiles = fleet_profiles(cfg.devices, cfg.seed, cfg.cohorts)
-        self._write_profiles(profiles)
-        streams = [EcgStream.for_profile(p, source) for p in profiles]
+        profiles = cfg.patient_profiles()
+        since = self._since(profiles)
+        self._write_profiles(profiles, since)
+        streams = [EcgStream.for_profile(p, source, since=t) for p, t in zip(profiles, since, strict=True)]
         self.hub = MqttHub(
             cfg.host, cfg.port, self.clock, np.random.default_rng([cfg.seed, 0x6B0F]),
             keepalive=cfg.keepalive,
@@ -456,15 +471,32 @@ class Fleet:
             },
         }
 
-    def _write_profiles(self, profiles: list[PatientProfile]) -> None:
+    def _since(self, profiles: list[PatientProfile]) -> list[float]:
+        """When each device's signal (and its baseline truth segment) starts: kept from the
+        previous fleet/profiles.json for a device with the same seed, else now."""
+        previous = read_profiles(self.config.fleet_dir) or {}
+        now = round(self.clock.now(), 3)
+        out = []
+        for device_id, p in zip(self.config.device_ids(), profiles, strict=True):
+            old = previous.get(device_id, {})
+            since = old.get("since")
+            if old.get("seed") == p.seed and isinstance(since, (int, float)) and since <= now:
+                out.append(float(since))
+            else:
+                out.append(now)
+        return out
+
+    def _write_profiles(self, profiles: list[PatientProfile], since: list[float]) -> None:
         """fleet/profiles.json: the patient behind each device (devices/profiles_file.py)."""
         cfg = self.config
         strip = cfg.strip_seconds if cfg.strip_mode else None
         write_profiles(cfg.fleet_dir, (
             (device_id, profile_entry(p, recording=str(cfg.recording), sample_rate_hz=cfg.sample_rate,
                                       chunk_seconds=cfg.chunk_seconds, strip_seconds=strip,
-                                      strips_per_day=cfg.strips_per_day))
-            for device_id, p in zip(cfg.device_ids(), profiles, strict=True)), self.clock.now())
+                                      strips_per_day=cfg.strips_per_day,
+                                      strip_chunks=cfg.strip_chunks, since=t))
+            for device_id, p, t in zip(cfg.device_ids(), profiles, since, strict=True)),
+            self.clock.now())
 
     def _write_devices_json(self) -> None:
         write_json_atomic(self.config.devices_json, self.status())

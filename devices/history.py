@@ -10,6 +10,17 @@ line with short, fixed keys, in this order:
     {"t":...,"ev":"broker_acked","dev":"hc-0001","boot":2,"seq":118}
     {"t":...,"ev":"ingest_acked","dev":"hc-0001","boot":2,"seq":118}
     {"t":...,"ev":"evicted","dev":"hc-0001","boot":2,"seq":3,"reason":"outbox-full:drop-oldest"}
+    {"t":...,"ev":"truth","dev":"hc-0001","kind":"rhythm","label":"af","start":1796045840.0,"end":1796047040.0,"episode":true,"hr_bpm":121.4}
+
+`truth` is the generator's ground truth (devices/ecg_source.py): one line per rhythm or
+artifact segment of a device's signal, written when the generator first produces samples of
+it, just before the `generated` line of the reading that holds them. `kind` is "rhythm"
+(label: sinus, brady, tachy, af, pvc, bigeminy, vt, pause, ...) or "artifact" (lead-off,
+motion, emg, wander, mains); the baseline rhythm (and a continuous artifact) starts at the
+device's first sample (profiles.json `since`) with "end":null and "episode":false; an
+episode has its own end and "episode":true. "hr_bpm" (the rate the generator set) follows
+when the segment has one. A restart writes the segments it meets again, with the same
+start: readers deduplicate on (dev, kind, label, start).
 
 A `published` line with "resend" is a copy sent again, with the reason (devices/resend.py);
 without it, the reading's first copy in this boot.
@@ -60,6 +71,9 @@ class DeviceHistory(Protocol):
 
     def evicted(self, t: float, dev: str, boot: int, seq: int, reason: str) -> None: ...
 
+    def truth(self, t: float, dev: str, kind: str, label: str, start: float, end: float | None,
+              episode: bool, hr_bpm: float | None = None) -> None: ...
+
 
 class NoHistory:
     """Records nothing (`--no-history`)."""
@@ -81,6 +95,10 @@ class NoHistory:
         pass
 
     def evicted(self, t: float, dev: str, boot: int, seq: int, reason: str) -> None:
+        pass
+
+    def truth(self, t: float, dev: str, kind: str, label: str, start: float, end: float | None,
+              episode: bool, hr_bpm: float | None = None) -> None:
         pass
 
     def flush(self) -> int:
@@ -146,6 +164,15 @@ class HistoryFile:
     def evicted(self, t: float, dev: str, boot: int, seq: int, reason: str) -> None:
         self._lines.append(f'{{"t":{_us(t)!r},"ev":"evicted","dev":"{dev}","boot":{boot},'
                            f'"seq":{seq},"reason":{json.dumps(reason)}}}\n')
+
+    def truth(self, t: float, dev: str, kind: str, label: str, start: float, end: float | None,
+              episode: bool, hr_bpm: float | None = None) -> None:
+        """One ground-truth segment (module docstring); labels are catalogue words."""
+        stop = "null" if end is None else repr(_us(end))
+        rate = "" if hr_bpm is None else f',"hr_bpm":{round(hr_bpm, 3)!r}'
+        self._lines.append(f'{{"t":{_us(t)!r},"ev":"truth","dev":"{dev}","kind":{json.dumps(kind)},'
+                           f'"label":{json.dumps(label)},"start":{_us(start)!r},"end":{stop},'
+                           f'"episode":{"true" if episode else "false"}{rate}}}\n')
 
     def flush(self) -> int:
         """Hand every pending line to the OS in one write(). Returns the lines written."""

@@ -1,15 +1,15 @@
 """Patient profiles: who each simulated monitor is attached to.
 
 A profile fixes the heart rate, its variability, the electrode noise and the seed that
-makes a device's signal its own. Profiles of a fleet come from one seeded
-`numpy.random.Generator`, so the same `--seed` always gives the same fleet.
-
-Heart rate and variability are quantized (`HR_LEVELS`, `HRV_LEVELS`) so that the ECG bank
-needs one generated signal per distinct (hr, hrv) pair, not one per device.
+makes a device's signal its own, and the rhythm (devices/patient.py: the catalogue entry
+it came from, PVCs, artifacts, random episodes) and scheduled episodes. Profiles of a fleet
+come from one seeded `numpy.random.Generator`, so the same `--seed` always gives the same
+fleet. Heart rate is any value from 30 to 220 bpm (drawn to 0.1 bpm): every device
+generates its own signal (devices/ecg_source.py), nothing is shared per rate.
 
 A fleet can be split into cohorts (`Cohort`, `--cohort NAME:COUNT[:hr=LO-HI][:strips=N]`):
 consecutive groups of devices whose heart rates are drawn from their own range (on the
-5-bpm grid within it) and, in strip mode, who record their own number of strips a day.
+range) and, in strip mode, who record their own number of strips a day.
 A cohort's heart rates come from a second seeded stream, so a fleet without cohorts is
 exactly the fleet it always was.
 """
@@ -22,9 +22,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from devices.errors import ProfileError
+from devices.patient import SINUS, Episode, Rhythm
 
-HR_LEVELS: tuple[float, ...] = tuple(float(h) for h in range(50, 111, 5))  # bpm
-HRV_LEVELS: tuple[float, ...] = (1.0, 2.0)  # standard deviation of the heart rate, bpm
+HR_RANGE: tuple[float, float] = (50.0, 110.0)  # bpm, a fleet's heart rates without a cohort
+HRV_RANGE: tuple[float, float] = (1.0, 3.0)  # standard deviation of the heart rate, bpm
 NOISE_RANGE_MV: tuple[float, float] = (0.005, 0.03)  # white electrode noise, mV (std)
 SEED_LIMIT = 2**32
 
@@ -39,6 +40,8 @@ class PatientProfile:
     seed: int
     strips_per_day: int | None = None  # strip mode: this patient's own count (None: the fleet's)
     cohort: str = ""
+    rhythm: Rhythm = SINUS  # the catalogue entry, resolved (devices/catalogue.py)
+    episodes: tuple[Episode, ...] = ()  # scheduled episodes, by start
 
     def __post_init__(self) -> None:
         if not (isinstance(self.hr_bpm, (int, float)) and 30.0 <= self.hr_bpm <= 220.0):
@@ -83,15 +86,10 @@ class Cohort:
         if self.strips_per_day is not None and self.strips_per_day < 1:
             raise ProfileError(f"cohort {self.name!r}: strips a day must be at least 1")
 
-    def hr_levels(self) -> tuple[float, ...]:
-        """The heart rates its devices are drawn from: the 5-bpm grid inside the range (a
-        range too narrow for the grid gives its own midpoint); without a range, the fleet's
-        own HR_LEVELS (its devices keep the heart rates of the fleet's draw)."""
-        if self.hr_bpm is None:
-            return HR_LEVELS
-        lo, hi = self.hr_bpm
-        grid = tuple(float(h) for h in range(30, 221, 5) if lo <= h <= hi)
-        return grid or (round((lo + hi) / 2, 1),)
+    def hr_range(self) -> tuple[float, float]:
+        """The heart rates its devices are drawn from (uniformly, to 0.1 bpm); without a
+        range, the fleet's own HR_RANGE (its devices keep the heart rates of the fleet's draw)."""
+        return self.hr_bpm if self.hr_bpm is not None else HR_RANGE
 
     @classmethod
     def parse(cls, spec: str) -> Cohort:
@@ -141,7 +139,7 @@ def fleet_profiles(n: int, seed: int,
     rng = np.random.default_rng([seed, _COHORT_TAG])
     out: list[PatientProfile] = []
     for c in cohorts:
-        hrs = rng.choice(np.array(c.hr_levels()), size=c.devices) if c.hr_bpm else None
+        hrs = _rates(rng, c.hr_range(), c.devices) if c.hr_bpm else None
         for k in range(c.devices):
             p = base[len(out)]
             out.append(replace(p, hr_bpm=float(hrs[k]) if hrs is not None else p.hr_bpm,
@@ -157,11 +155,17 @@ def _draw(n: int, seed: int) -> list[PatientProfile]:
     if n < 0:
         raise ProfileError(f"a fleet cannot have {n} devices")
     rng = np.random.default_rng(seed)
-    hrs = rng.choice(np.array(HR_LEVELS), size=n)
-    hrvs = rng.choice(np.array(HRV_LEVELS), size=n)
+    hrs = _rates(rng, HR_RANGE, n)
+    hrvs = np.round(rng.uniform(*HRV_RANGE, size=n), 2)
     noises = np.round(rng.uniform(*NOISE_RANGE_MV, size=n), 4)
     seeds = rng.integers(0, SEED_LIMIT, size=n, dtype=np.uint64)
     return [
         PatientProfile(hr_bpm=float(h), hrv=float(v), noise=float(z), seed=int(s))
         for h, v, z, s in zip(hrs, hrvs, noises, seeds, strict=True)
     ]
+
+
+def _rates(rng: np.random.Generator, bounds: tuple[float, float], n: int) -> np.ndarray:
+    """`n` heart rates drawn uniformly within `bounds`, to 0.1 bpm."""
+    lo, hi = bounds
+    return np.clip(np.round(rng.uniform(lo, hi, size=n), 1), lo, hi)

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS readings (device_id TEXT NOT NULL, boot_epoch INTEGER
     sample_rate_hz INTEGER NOT NULL, gain_uv REAL NOT NULL, n_samples INTEGER NOT NULL,
     backlog INTEGER NOT NULL, strip_id INTEGER NOT NULL, chunk INTEGER NOT NULL, chunks INTEGER NOT NULL,
     samples BLOB NOT NULL,  -- big-endian int16, as on the wire
+    flags INTEGER NOT NULL DEFAULT 0,  -- the wire's flag bits (backlog, signed, lead-off)
     PRIMARY KEY (device_id, boot_epoch, seq));
 CREATE TABLE IF NOT EXISTS duplicates (device_id TEXT NOT NULL, boot_epoch INTEGER NOT NULL,
     seq INTEGER NOT NULL, received_at REAL NOT NULL);
@@ -52,7 +53,7 @@ COLUMNS = {
     "readings": [
         "device_id", "boot_epoch", "seq", "captured_at", "received_at", "stored_at",
         "sample_rate_hz", "gain_uv", "n_samples", "backlog", "strip_id", "chunk", "chunks",
-        "samples",
+        "samples", "flags",
     ],
     "duplicates": ["device_id", "boot_epoch", "seq", "received_at"],
     "quarantine": ["id", "received_at", "topic", "reason", "detail", "raw"],
@@ -60,21 +61,21 @@ COLUMNS = {
 
 _INSERT_READING = (
     "INSERT OR IGNORE INTO readings (device_id, boot_epoch, seq, captured_at, received_at,"
-    " stored_at, sample_rate_hz, gain_uv, n_samples, backlog, strip_id, chunk, chunks, samples)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " stored_at, sample_rate_hz, gain_uv, n_samples, backlog, strip_id, chunk, chunks, samples, flags)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # One multi-row INSERT per batch rather than one execute per row: fewer round trips through
 # the sqlite3 module (and fewer GIL hand-offs to paho's network thread). Duplicates are found
 # first with one indexed lookup per chunk of keys, inside the same BEGIN IMMEDIATE
 # transaction, so no other writer can slip in between.
-_ROWS_PER_INSERT = 500  # 14 parameters a row: 7,000 < SQLite's 32,766 variable limit
+_ROWS_PER_INSERT = 500  # 15 parameters a row: 7,500 < SQLite's 32,766 variable limit
 _KEYS_PER_LOOKUP = 500
 
 
 def _insert_many(n: int) -> str:
     """One INSERT of n readings; only "?" placeholders are joined in, every value is bound."""
     head = _INSERT_READING.replace("INSERT OR IGNORE", "INSERT").split(" VALUES ")[0]
-    rows = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * n)
+    rows = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * n)
     return f"{head} VALUES {rows}"
 
 
@@ -151,6 +152,9 @@ class SqliteStore:
     def _check_schema(self) -> None:
         for table, expected in COLUMNS.items():
             cols = [row[1] for row in self._db.execute(f"PRAGMA table_info({table})")]
+            if table == "readings" and cols == expected[:-1]:  # a store from before `flags`
+                self._db.execute("ALTER TABLE readings ADD COLUMN flags INTEGER NOT NULL DEFAULT 0")
+                cols = expected
             if cols != expected:
                 raise SchemaError(
                     f"{self.path}: table {table} has columns {cols}, expected {expected}"
@@ -181,7 +185,7 @@ class SqliteStore:
                         r.device_id, r.boot_epoch, r.seq, r.captured_at, a.received_at,
                         stored_at, r.sample_rate_hz, r.gain_uv, r.n_samples,
                         int(r.backlog), r.strip_id, r.chunk, r.chunks,
-                        r.samples_be,
+                        r.samples_be, r.flags,
                     ))
                 for i in range(0, len(rows), _ROWS_PER_INSERT):
                     part = rows[i : i + _ROWS_PER_INSERT]

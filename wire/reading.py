@@ -12,7 +12,8 @@ from wire.errors import FieldError
 
 FLAG_BACKLOG = 0x01  # sent from the outbox backlog rather than live
 FLAG_SIGNED = 0x02  # a signature follows the samples (reserved for the security work)
-KNOWN_FLAGS = FLAG_BACKLOG | FLAG_SIGNED
+FLAG_LEAD_OFF = 0x04  # an electrode was off for part of the chunk: a flat or saturated stretch
+KNOWN_FLAGS = FLAG_BACKLOG | FLAG_SIGNED | FLAG_LEAD_OFF
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_SAMPLES = 32_768  # a 30-s strip at 1 kHz fits

@@ -14,6 +14,8 @@ check() builds the shared index once and merges the parts of the small checkers:
     classify.py  the outcome of each reading and the cause of each loss
     counts.py    the counts per device and in total
     measures.py  latency, backlog high-water marks, drain after each fault, reordering
+    clinical.py  the clinical section: each patient's episodes seen live, late, lost or missed
+    ec57.py      the analysis scored as EC57 scores rhythm algorithms: beats, and episodes
     expect.py    the expectation language and the verdict
     result.py    the value types of the result (CheckResult, Counts, ...) and CAUSES
 
@@ -37,8 +39,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from lab.checker.classify import BrokerDrops, classify
+from lab.checker.clinical import clinical
 from lab.checker.cost import cost
 from lab.checker.counts import count
+from lab.checker.ec57 import ec57
 from lab.checker.expect import Expectation, verdict
 from lab.checker.fidelity import fidelity, no_story_drain
 from lab.checker.index import ReadingIndex
@@ -57,8 +61,12 @@ from lab.history import History
 
 def check(history: History, expect: Expectation | str | Iterable[Expectation | str] | None = None,
           *, grace_s: float = 1.0, max_lag_s: float | None = None,
-          story_drain_s: Callable[[float], float] = no_story_drain) -> CheckResult:
-    """Classify every reading of `history`; with `expect`, also give the verdict."""
+          story_drain_s: Callable[[float], float] = no_story_drain,
+          run_end: float | None = None, machine_scale: float = 1.0) -> CheckResult:
+    """Classify every reading of `history`; with `expect`, also give the verdict. run_end: when
+    the timeline ended (closes the baseline rhythms of the clinical section; default the
+    history's end); machine_scale: 1 / the run's speed, for the clinical delays
+    (lab/checker/clinical.py)."""
     ix = ReadingIndex(history)
     fw = FaultWindows(history, grace_s)
     drops = BrokerDrops(history.broker)
@@ -69,6 +77,8 @@ def check(history: History, expect: Expectation | str | Iterable[Expectation | s
     outbox, queue = outbox_levels(ix), broker_queue(history.broker)
     high = backlog(outbox, queue)
     drains = window_drains(fw.windows, outbox.series, queue.series)
+    end = run_end if run_end is not None else (history.ended_at or 0.0)
+    clin = clinical(history, classified.outcomes, end, machine_scale)
     result = CheckResult(
         delivery=ix.mode, totals=totals, devices=devices, outcomes=classified.outcomes,
         losses=tuple(classified.losses), uncommitted=tuple(classified.uncommitted),
@@ -80,6 +90,7 @@ def check(history: History, expect: Expectation | str | Iterable[Expectation | s
         fidelity=fidelity(ix, fw.windows, drains, outbox.series, queue.series,
                           end=history.ended_at or 0.0, max_lag_s=max_lag_s, story_drain_s=story_drain_s,
                           restored=fw.restored),
+        clinical=clin, ec57=ec57(history.beat_spans, history.truth, clin, end),
     )
     if expect is None:
         return result

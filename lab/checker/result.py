@@ -8,6 +8,8 @@
     WindowReport    one fault window: what it lost and how long its backlog took to drain
     CheckResult     all of the above; metrics() names every measure an Expectation can name
 
+The clinical section's types (Clinical, Episode) are lab/checker/clinical.py's.
+
 The causes of a loss (CAUSES, in this order) are defined in lab/checker/classify.py, the
 measures in lab/checker/measures.py, the expectation language in lab/checker/expect.py.
 """
@@ -18,11 +20,15 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ecgcore.modes import Delivery
 from lab.history import Key
 from wire import seqs_to_ranges
+
+if TYPE_CHECKING:  # clinical.py builds on this module's types
+    from lab.checker.clinical import Clinical
+    from lab.checker.ec57 import Ec57
 
 OVERFLOW = "broker-queue-overflow"
 QOS0 = "qos0-link-down"
@@ -206,6 +212,8 @@ class CheckResult:
     broker_dropped: int
     cost: Cost = field(default_factory=Cost)
     fidelity: Fidelity = field(default_factory=Fidelity)
+    clinical: Clinical | None = None  # what the outage cost the patients (check() always sets it)
+    ec57: Ec57 | None = None  # the analysis' beat and episode scores (check() always sets it)
     ok: bool | None = None  # the verdict, when check() was given expectations
     verdict_lines: tuple[str, ...] = ()
 
@@ -241,6 +249,10 @@ class CheckResult:
         drains = [w.outbox_drain_s for w in self.windows if w.end is not None]
         m["drain.max"] = (math.inf if any(d is None for d in drains)
                           else max((d for d in drains if d is not None), default=0.0))
+        if self.clinical is not None:
+            m.update(self.clinical.metrics())
+        if self.ec57 is not None:
+            m.update(self.ec57.metrics())
         for w in self.windows:
             m[f"window.{w.id}.lost"] = float(w.lost)
             m[f"window.{w.id}.drain"] = math.inf if w.outbox_drain_s is None else w.outbox_drain_s
@@ -275,6 +287,10 @@ class CheckResult:
             "cost": self.cost.as_dict(),
             "fidelity": self.fidelity.as_dict(),
         }
+        if self.clinical is not None:
+            out["clinical"] = self.clinical.as_dict(max_listed)
+        if self.ec57 is not None:
+            out["ec57"] = self.ec57.as_dict()
         if self.ok is not None:
             out["verdict"] = {"ok": self.ok, "lines": list(self.verdict_lines)}
         return out

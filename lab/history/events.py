@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # truth.py and beats.py import this module (or its parsers)
+    from lab.history.beats import BeatSpan
+    from lab.history.truth import ClinicalEvent, Patient, TruthSegment
 
 Key = tuple[str, int, int]  # (device_id, boot_epoch, seq)
 
@@ -164,9 +168,15 @@ class History:
     delivery: str | None = None  # fire-and-forget | broker-ack | end-to-end (None: inferred)
     broker_persistence: bool | None = None  # from stack.json, for faults that do not say
     skipped: Mapping[str, int] = field(default_factory=dict)  # malformed records, per source
+    # the clinical side (lab/history/truth.py): ground truth, the analysis' events, the patients
+    truth: Sequence[TruthSegment] = ()
+    clinical_events: Sequence[ClinicalEvent] = ()
+    patients: Mapping[str, Patient] = field(default_factory=dict)
+    beat_spans: Sequence[BeatSpan] = ()  # a sample of stored signal, for EC57 (lab/history/beats.py)
 
     def __post_init__(self) -> None:
-        for name in ("device_events", "stored", "duplicates", "quarantined", "faults", "broker"):
+        for name in ("device_events", "stored", "duplicates", "quarantined", "faults", "broker",
+                     "truth", "clinical_events", "beat_spans"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.final_buffered is not None:
             object.__setattr__(self, "final_buffered",

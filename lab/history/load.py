@@ -11,6 +11,10 @@ Sources (docs/architecture.md, "History (for the checker)"):
     fleet/outbox.sqlite      the final outbox snapshot (devices.outbox_view.ledger_sets): what is still
                              buffered, what was evicted, each device's durable next_seq
     stack.json               the delivery mode and the broker's persistence setting
+    history/devices.jsonl    also the ground truth: "truth" records (lab/history/truth.py)
+    analysis/analysis.sqlite the analysis stage's clinical events, read-only (analysis.store_view)
+    fleet/profiles.json      the patient behind each device (devices.profiles_file)
+    (and, for EC57, a sample of true and detected beats: lab/history/beats.py)
 
 Every part is optional: a missing file gives an empty part (and a missing outbox gives
 `final_buffered = None`, which tells the checker to reconstruct the outbox from events).
@@ -26,13 +30,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from analysis import store_view as analysis_view
+from analysis.errors import AnalysisError
 from devices import outbox_view as dev_inspect
+from devices.profiles_file import read_profiles
 from ecgcore.files import read_json, read_jsonl
 from ingest import store_view
 from ingest.errors import IngestError
+from lab.history.beats import load_beat_spans
 from lab.history.events import Duplicate, History, QuarantinedMessage, Stored
 from lab.history.records import broker_samples, parse_device_events
+from lab.history.truth import EVENT_KINDS, ClinicalEvent, Patient, parse_truth, patient
 from lab.history.windows import pair_faults
+
+ANALYSIS_DB = ("analysis", "analysis.sqlite")
 
 
 def read_ingest(db_path: Path) -> tuple[list[Stored], list[Duplicate], list[QuarantinedMessage]]:
@@ -51,11 +62,30 @@ def read_ingest(db_path: Path) -> tuple[list[Stored], list[Duplicate], list[Quar
     return stored, duplicates, quarantined
 
 
-def load_history(state_dir: Path) -> History:
-    """Everything the checker needs, from a (running, stopped or copied) state dir."""
+def read_clinical_events(db_path: Path) -> list[ClinicalEvent]:
+    """The analysis stage's events through its read API, in its order; a store that is missing
+    or cannot be read gives none (the history never raises on bad content)."""
+    try:
+        events = analysis_view.events(db_path)
+    except AnalysisError:
+        return []
+    return [ClinicalEvent(e.device_id, EVENT_KINDS.get(e.kind, e.kind), e.onset, e.raised_at, e.end,
+                          dict(e.evidence or {})) for e in events]
+
+
+def read_patients(fleet_dir: Path) -> dict[str, Patient]:
+    """Device id → its patient, from fleet/profiles.json (none when the file is absent)."""
+    return {dev: patient(dev, entry) for dev, entry in (read_profiles(fleet_dir) or {}).items()}
+
+
+def load_history(state_dir: Path, *, beats: bool = True) -> History:
+    """Everything the checker needs, from a (running, stopped or copied) state dir. beats=False
+    leaves out the sample of true and detected beats that EC57 scoring needs (the slow part)."""
     root = Path(state_dir)
     skipped: dict[str, int] = {}
-    device_events, skipped["devices"] = parse_device_events(read_jsonl(root / "history" / "devices.jsonl"))
+    records = read_jsonl(root / "history" / "devices.jsonl")
+    device_events, skipped["devices"] = parse_device_events(records)
+    truth, skipped["truth"] = parse_truth(records)
     faults, skipped["nemesis"] = pair_faults(read_jsonl(root / "history" / "nemesis.jsonl"))
     samples, skipped["broker"] = broker_samples(read_jsonl(root / "watch" / "sys.jsonl"))
     stored, duplicates, quarantined = read_ingest(root / "ingest" / "ingest.sqlite")
@@ -66,6 +96,8 @@ def load_history(state_dir: Path) -> History:
         final_buffered = {d: frozenset(v["buffered"]) for d, v in sets.items()}
         final_evicted = {d: dict(v["evicted"]) for d, v in sets.items()}
         final_next_seq = {d: int(v["generated"]) for d, v in sets.items()}
+    patients = read_patients(root / "fleet")
+    spans = load_beat_spans(root, stored, patients) if beats else []
     stack = read_json(root / "stack.json") or {}
     delivery = stack.get("delivery") if isinstance(stack, dict) else None
     persistence = stack.get("persistence") if isinstance(stack, dict) else None
@@ -76,4 +108,6 @@ def load_history(state_dir: Path) -> History:
         delivery=delivery if isinstance(delivery, str) else None,
         broker_persistence=persistence if isinstance(persistence, bool) else None,
         skipped={k: v for k, v in skipped.items() if v},
+        truth=truth, clinical_events=read_clinical_events(root.joinpath(*ANALYSIS_DB)),
+        patients=patients, beat_spans=spans,
     )

@@ -64,10 +64,13 @@ def parse_device_event(rec: Mapping[str, Any]) -> DeviceEvent:
 
 
 def parse_device_events(records: Iterable[Mapping[str, Any]]) -> tuple[list[DeviceEvent], int]:
-    """Every well-formed record, in order, and how many were skipped."""
+    """Every well-formed reading or boot record, in order, and how many were skipped ("truth"
+    records are lab/history/truth.py's, neither parsed nor skipped here)."""
     out: list[DeviceEvent] = []
     skipped = 0
     for rec in records:
+        if rec.get("ev") == "truth":  # ground truth, not a reading's event (lab/history/truth.py)
+            continue
         try:
             out.append(parse_device_event(rec))
         except (KeyError, TypeError, ValueError):

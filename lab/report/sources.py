@@ -28,11 +28,12 @@ _COPY_HINT = "a copied state dir must include fleet/ (and ingest/)"
 
 
 def require_sources(sd: StateDir, *, outbox: bool = False, ingest: bool = False,
-                    broker: bool = False) -> None:
+                    broker: bool = False, analysis: bool = False) -> None:
     """Raise StateDirError (one line) unless each source asked for is there and readable:
     fleet/outbox.sqlite with its devices table when `outbox`, ingest/ingest.sqlite with its
     readings table when `ingest`, watch/sys.jsonl with at least one sample when `broker`
-    (`inspect broker`'s only source; the report can do without it, and says so)."""
+    (`inspect broker`'s only source; the report can do without it, and says so),
+    analysis/analysis.sqlite with its events table when `analysis`."""
     if outbox:
         _require(sd.outbox_db, "devices",
                  f"no device outboxes in {sd.outbox_db}: the ledger's source of truth for generated "
@@ -41,6 +42,9 @@ def require_sources(sd: StateDir, *, outbox: bool = False, ingest: bool = False,
         _require(sd.ingest_db, "readings",
                  f"no ingest store in {sd.ingest_db}: the ledger's source of truth for stored "
                  f"readings is")
+    if analysis:
+        _require(sd.analysis_db, "events",
+                 f"no analysis store in {sd.analysis_db}: the source of truth for clinical events is")
     if broker:
         problem = broker_samples_problem(sd)
         if problem:

@@ -1,5 +1,6 @@
 """The report: the ledger per device and in total, the broker's dropped counter beside
-"lost", and capture→store latency. Reads only the state dir."""
+"lost", capture→store latency, and the clinical section (what the outage cost the patients,
+lab/checker/clinical.py). Reads only the state dir."""
 
 from __future__ import annotations
 
@@ -55,7 +56,9 @@ def build_report(sd: StateDir) -> dict[str, Any]:
         notes.append(f"stack settings unavailable ({exc}); the ledger does not need them")
     quarantine = ing_inspect.quarantine_counts(sd.ingest_db)
     history = load_history(sd.root)
-    checked = check(history)
+    speed = cfg.get("speed")  # the clinical delays count the machine's time at real seconds
+    scale = 1.0 / speed if isinstance(speed, int | float) and speed > 0 else 1.0
+    checked = check(history, machine_scale=scale)
     return {
         "state_dir": str(sd.root),
         "stack": cfg,
@@ -78,6 +81,10 @@ def build_report(sd: StateDir) -> dict[str, Any]:
         # from the end of capture (the moment the reading could first be sent) to its commit
         "latency_s": {**latency_quantiles(ing_inspect.latencies(sd.ingest_db, from_end_of_chunk=True)),
                       "from": "capture end"},
+        # each patient's episodes against the ground truth: seen live, late, lost, missed
+        "clinical": checked.clinical.as_dict() if checked.clinical is not None else None,
+        # the analysis scored as EC57 scores rhythm algorithms (lab/checker/ec57.py)
+        "ec57": checked.ec57.as_dict() if checked.ec57 is not None else None,
     }
 
 
@@ -113,8 +120,82 @@ def format_report(rep: dict[str, Any], max_devices: int = 20) -> str:
     if lat["n"]:
         lines.append(f"capture-end->store latency: p50 {_span(lat['p50'])}, p99 {_span(lat['p99'])}, "
                      f"max {_span(lat['max'])} over {lat['n']} readings")
+    lines += clinical_lines(rep.get("clinical"))
+    lines += ec57_lines(rep.get("ec57"))
     lines += [f"note: {n}" for n in rep.get("notes", ())]
     return "\n".join(lines)
+
+
+def _delay(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
+def clinical_headline(c: dict[str, Any] | None) -> str:
+    """The clinical section in one line: "12 AF episodes, 12 seen, all late (p50 71.8 h, max
+    72.1 h)", "12 AF episodes, none seen: 12 lost (qos0-link-down 12)", ..."""
+    if not c:
+        return "no clinical section"
+    t, kinds = c["totals"], c.get("by_kind", {})
+    n = t["episodes"]
+    named = [k for k, v in kinds.items() if v["episodes"]]
+    what = (f"{n} {named[0].upper() if named[0] == 'af' else named[0]} episode{'s' * (n != 1)}"
+            if len(named) == 1 else f"{n} episode{'s' * (n != 1)}"
+            + (" (" + ", ".join(f"{kinds[k]['episodes']} {k}" for k in named) + ")" if named else ""))
+    parts = [what]
+    if n:
+        seen, live, late, d = t["seen"], t["live"], t["late"], c["delay_s"]
+        if not seen:
+            parts.append("none seen")
+        else:
+            delays = f"p50 {_delay(d['p50'])}, max {_delay(d['max'])}"
+            when = ("all live" if live == seen else f"all late ({delays})" if late == seen
+                    else f"{live} live, {late} late ({delays})")
+            parts.append(f"{seen} seen, {when}")
+        if t["lost"]:
+            causes = ", ".join(f"{k} {v}" for k, v in c.get("lost_by_cause", {}).items())
+            parts.append(f"{t['lost']} lost ({causes})")
+        if t["buffered"]:
+            parts.append(f"{t['buffered']} never arrived (still buffered)")
+        if t["missed"]:
+            parts.append(f"{t['missed']} missed by the detector")
+    if t.get("unrecorded"):
+        parts.append(f"{t['unrecorded']} while not recording")
+    parts.append(f"{t['false_alarms']} false alarm{'s' * (t['false_alarms'] != 1)}")
+    return ", ".join(parts)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f} %"
+
+
+def ec57_lines(e: dict[str, Any] | None) -> list[str]:
+    """EC57 scores: beats in total and per artifact label, episodes per kind."""
+    if not e or not e["beats"]["spans"]:
+        return []
+    b = e["beats"]
+    per = "; ".join(f"{k} Se {_pct(v['se'])}, +P {_pct(v['ppv'])}" for k, v in b["by_artifact"].items())
+    lines = [(f"EC57 beats over {b['spans']} spans ({b['seconds']:.0f} s): Se {_pct(b['se'])}, "
+              f"+P {_pct(b['ppv'])} ({per})")]
+    if e["episodes"]:
+        lines.append("EC57 episodes: " + "; ".join(
+            f"{k} Se {_pct(v['se'])}, +P {_pct(v['ppv'])}" for k, v in e["episodes"].items()))
+    return lines
+
+
+def clinical_lines(c: dict[str, Any] | None) -> list[str]:
+    """The report's clinical block: the headline, then one line per kind of episode."""
+    if not c or (not c["totals"]["episodes"] and not c["events"] and not c["totals"]["unrecorded"]):
+        return []
+    lines = [f"clinical: {clinical_headline(c)}"]
+    for kind, k in c.get("by_kind", {}).items():
+        lines.append(f"  {kind:<6} episodes {k['episodes']}: live {k['live']}, late {k['late']}, "
+                     f"lost {k['lost']}, never arrived {k['buffered']}, missed {k['missed']}; "
+                     f"false alarms {k['false_alarms']}")
+    return lines
 
 
 def _span(seconds: float) -> str:

@@ -14,6 +14,8 @@ The package, one responsibility per module (import the model, the plan and the p
     parse.py          the TOML files: parse_scenario, load_scenario, list_scenarios
     tables.py         the keys of each table and how their values convert
     fault_windows.py  [[faults]] entries as fault windows, fixed or at seeded random moments
+    episodes.py       [[episodes]] entries (rhythms scheduled on the timeline) and the fleet's
+                      --episode specs they become
     locator.py        Locator, which finds the line of a key, and the errors that name it
     files.py          where the shipped scenarios are, name -> file, the default speed
 
@@ -32,8 +34,13 @@ A file (the format is in docs/architecture.md, "Scenarios"):
     expect = ["lost = 0"]                         # or a table: variant name -> list
 
     [fleet]                                       # devices, delivery, recording, outbox_*, ...
+    [[fleet.profiles]]                            # name, devices, hr_bpm, strips_per_day, and
+                                                  # rhythm = "af": a catalogue entry (devices/profiles.toml)
     [broker]                                      # max_queued, persistence
     [[faults]]                                    # id, kind, target, start, end (+ kind params)
+    [[episodes]]                                  # kind = "af-episode" (a catalogue episode),
+                                                  # profiles = "af-cohort" or devices = "0-9",
+                                                  # at = "20h", duration = "20m" (episodes.py)
     [[variants]]                                  # name, [variants.fleet], [variants.broker], expect
 
 The model, its validation and the plan start no process and read no clock (load_scenario and

@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ecgcore.modes import (
     BACKOFFS,
@@ -23,6 +23,9 @@ from ecgcore.modes import (
 )
 from lab.checker.expect import WINDOW_ID, Expectation
 from lab.errors import LabError
+
+if TYPE_CHECKING:  # episodes.py builds on this module
+    from lab.scenario.episodes import EpisodeSpec
 
 NETWORK_KINDS = ("cut", "blackhole", "latency", "bandwidth", "flap")
 PROCESS_KINDS = ("kill", "term", "stop")
@@ -87,13 +90,15 @@ def _choice(obj: Any, name: str, options: Sequence[str]) -> None:
 
 @dataclass(frozen=True)
 class Profile:
-    """A group of patients: how many devices, and (optionally) their heart-rate range and, in
-    strip mode, how often they record."""
+    """A group of patients: how many devices, and (optionally) their rhythm (a catalogue entry
+    of devices.catalogue: sinus, brady, tachy, af, pvc, bigeminy, ...), their heart-rate range
+    and, in strip mode, how often they record."""
 
     name: str
     devices: int
     hr_bpm: tuple[float, float] | None = None
     strips_per_day: int | None = None
+    rhythm: str | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.name, str) and WINDOW_ID.fullmatch(self.name)):
@@ -106,6 +111,9 @@ class Profile:
                                       f"got {list(self.hr_bpm)}")
         if self.strips_per_day is not None:
             _at_least_one(self, "strips_per_day")
+        if self.rhythm is not None and not WINDOW_ID.fullmatch(self.rhythm):
+            raise _fail("rhythm", f"rhythm must name a catalogue entry (letters, digits, '-' or '_'), "
+                                  f"got {self.rhythm!r}")
 
 
 @dataclass(frozen=True)
@@ -310,8 +318,10 @@ class Scenario:
     # fidelity: how far (simulated s) the stack may fall behind outside faults (None: the
     # runner's default, a few real seconds at the run's speed; lab/checker/fidelity.py)
     max_lag: float | None = None
+    episodes: tuple[EpisodeSpec, ...] = ()  # [[episodes]]: rhythms scheduled on the timeline
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "episodes", tuple(self.episodes))
         if not (isinstance(self.description, str) and self.description.strip()
                 and "\n" not in self.description):
             raise _fail("description", "description must be one non-empty line")

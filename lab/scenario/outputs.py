@@ -17,7 +17,7 @@ from typing import Any
 from lab.checker import CheckResult
 from lab.checker.fidelity import suggest_speed
 from lab.history import Generated, History
-from lab.report.summary import build_report
+from lab.report.summary import build_report, clinical_headline
 from lab.scenario.model import Scenario, Variant
 from lab.stack.control import Progress
 from lab.stack.statedir import StackConfig, StateDir
@@ -132,6 +132,8 @@ def summary(runs: list[VariantRun]) -> str:
                      f"stored {t.stored}, buffered {t.buffered}, evicted {t.evicted}, lost {t.lost}"
                      + (f" ({causes})" if causes else "") + f", duplicates {t.duplicates}")
         lines.append(f"    {_cost_line(r.result)}")
+        if r.result.clinical is not None:
+            lines.append(f"    clinical: {clinical_headline(r.result.clinical.as_dict(max_listed=0))}")
         lines += _fidelity_lines(r)
         lines += [f"    {v}" for v in r.verdict_lines]
         lines.append(f"    report: {r.out_dir / 'report.json'}")

@@ -4,6 +4,7 @@ and the line of the offending key (lab.scenario.locator).
     parse.py          the document: its top level, its variants and their expectations
     tables.py         the keys of each table and the conversion of their values; [fleet], [broker]
     fault_windows.py  the [[faults]] entries, fixed or at seeded random moments
+    episodes.py       the [[episodes]] entries: rhythms scheduled on the timeline
     locator.py        the line of a key, and the ScenarioErrors that name it
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from ecgcore.modes import DELIVERY_MODES
 from lab.checker.expect import Expectation
+from lab.scenario.episodes import check_rhythms, episodes
 from lab.scenario.fault_windows import faults
 from lab.scenario.locator import Errors, toml_error
 from lab.scenario.model import Path_, Scenario, ScenarioError, Variant, _is_num
@@ -128,10 +130,12 @@ def _load(err: Errors, doc: dict[str, Any], scenario_name: str) -> Scenario:
         raise err.at(("seed",), f"seed must be 0 or more, got {seed}")
     timeline = faults(err, top.get("faults", []), duration, seed)
     variants = _variants(err, top, base, broker_base, {f.id for f in timeline})
+    check_rhythms(err, variants[0].fleet.profiles)
+    scheduled = episodes(err, top.get("episodes", []), duration, variants[0].fleet.profiles)
     try:
         return Scenario(name=scenario_name, description=top["description"], duration=duration,
                         seed=seed, faults=tuple(timeline), variants=tuple(variants), path=err.file,
-                        max_lag=top.get("max_lag"))
+                        max_lag=top.get("max_lag"), episodes=tuple(scheduled))
     except ScenarioError as exc:
         raise err.relocate((), exc) from None
 

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from analysis import store_view as analysis_view
+from analysis.errors import AnalysisError
 from ecgcore.clock import ScaledClock, SystemClock
 from ecgcore.waiting import wait_until
 from lab.checker import check
@@ -34,6 +36,8 @@ from lab.stack.procs import RUNNING
 from lab.stack.statedir import StackConfig, StateDir
 
 NOTE_EVERY_S = 5.0  # real seconds between two progress lines while the timeline runs
+ANALYSIS_WAIT_S = 300.0  # real seconds the analysis may take to catch up with the store
+ANALYSIS_QUIET_S = 30.0  # ... or stop when it says it is not behind and did nothing for this long
 
 
 def process_op(step: Step) -> ProcessOp:
@@ -81,6 +85,35 @@ def drain(sd: StateDir, say: Progress) -> dict[str, Any]:
     else:
         say(f"      drain {why} after {rule.elapsed():.1f} s real; {left} readings still buffered")
     return {"ended": why, "real_s": round(rule.elapsed(), 3), "left": left}
+
+
+def analysis_catch_up(sd: StateDir, say: Progress) -> dict[str, Any]:
+    """After the drain, let the analysis stage read what ingest stored last: the clinical
+    section would otherwise call an episode in the last readings a detector miss. Done when it
+    has analysed every stored reading, or, if its count never gets there (a reading it could
+    not analyse), when it says it is not behind and its count has not moved for
+    ANALYSIS_QUIET_S (a batch of a big backlog takes seconds, and the count moves only when
+    one commits)."""
+    if sd.component("analysis").state() != RUNNING:
+        return {"ended": "analysis not running"}
+    start = time.monotonic()
+    seen: list[tuple[int, float]] = []
+
+    def caught_up() -> bool:
+        try:
+            p = analysis_view.progress(sd.analysis_db)
+        except AnalysisError:
+            return False
+        now, analysed = time.monotonic(), int(p["analysed"])
+        if not seen or seen[-1][0] != analysed:
+            seen.append((analysed, now))
+        quiet = now - seen[-1][1] >= ANALYSIS_QUIET_S
+        return analysed >= stored_total(sd) or (p["behind"] == 0 and quiet)
+
+    done = wait_until(caught_up, ANALYSIS_WAIT_S, poll_s=0.25)
+    real_s = round(time.monotonic() - start, 3)
+    say(f"      analysis {'caught up' if done else 'still behind'} after {real_s:.1f} s real")
+    return {"ended": "caught up" if done else "out of time", "real_s": real_s}
 
 
 def _snapshot(sd: StateDir) -> str:
@@ -139,6 +172,7 @@ def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Progr
         drained = drain(sd, say)
         stack.kill(sd, "devices", "TERM")
         wait_until(Stable(sd, quiet_s=2.0), 60.0, poll_s=0.2)
+        drained["analysis"] = analysis_catch_up(sd, say)
     finally:
         stack.down(sd)
         nemesis.close()
@@ -146,5 +180,6 @@ def run_variant(scn: Scenario, var: Variant, speed: float, out: Path, say: Progr
     names = [(f.id, f.kind, f.target, SCENARIO_ORIGIN + f.start) for f in scn.faults]
     hist = label_windows(hist, names, tolerance_s=max(2.0, 2.0 * speed))
     result = check(hist, var.expect, grace_s=0.1 * speed + 1.0, max_lag_s=max_lag_s(scn, speed),
-                   story_drain_s=story_drain(var, speed))
+                   story_drain_s=story_drain(var, speed), run_end=SCENARIO_ORIGIN + scn.duration,
+                   machine_scale=1.0 / speed)
     return write_outputs(scn, var, speed, cfg, sd, hist, result, vdir, say, drained)

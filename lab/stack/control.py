@@ -1,9 +1,10 @@
 """Bring a stack up and down, and start, signal or resume one component.
 
-`up` starts broker → watcher → proxy-ingest → proxy-devices → ingest → fleet, each as its
-own session with a pidfile, and returns once each is healthy: the broker accepts TCP, each
-proxy has written its state file, ingest has subscribed (ingest/ready.json names its pid),
-and every device is online (fleet/devices.json).
+`up` starts broker → watcher → proxy-ingest → proxy-devices → ingest → analysis → fleet, each
+as its own session with a pidfile, and returns once each is healthy: the broker accepts TCP,
+each proxy has written its state file, ingest has subscribed (ingest/ready.json names its pid),
+the analysis has opened its store (analysis/ready.json names its pid), and every device is
+online (fleet/devices.json).
 
 Ingest and the fleet reach the broker through their own link proxy (lab.nemesis.proxy), so
 `ecgpipe cut|slow|flap` can break one link and not the other; the watcher and `status`
@@ -71,6 +72,8 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
                            "--reconnect-max", repr(cfg.ingest_reconnect_max),
                            "--keepalive", str(cfg.ingest_keepalive),
                            "--session-expiry", str(cfg.ingest_session_expiry))
+    if name == "analysis":
+        return python_argv("analysis", "--state-dir", str(sd.root), "--speed", str(cfg.speed))
     if name == "devices":
         return python_argv(
             "devices", *common(proxy_port(cfg, "devices")), "--devices", str(cfg.devices),
@@ -83,6 +86,9 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
             *(["--backlog-pace", str(cfg.backlog_pace)] if cfg.backlog_pace else []),
             *(["--record-until", repr(cfg.record_until)] if cfg.record_until is not None else []),
             *(a for spec in cfg.cohorts for a in ("--cohort", spec)),
+            *(["--profiles", cfg.profiles] if cfg.profiles else []),
+            *(["--profile-file", cfg.profile_file] if cfg.profile_file else []),
+            *(a for spec in cfg.episodes for a in ("--episode", spec)),
             *(["--recording", Recording.STRIP.value, "--strip-seconds", str(cfg.strip_seconds),
                "--strips-per-day", str(cfg.strips_per_day), "--strip-chunks", str(cfg.strip_chunks)]
               if cfg.recording == Recording.STRIP else []))
@@ -122,6 +128,8 @@ def _health(sd: StateDir, cfg: StackConfig, name: str,
         return (lambda: port_open(cfg.host, cfg.port)), 10, f"accept connections on {cfg.host}:{cfg.port}"
     if name == "ingest":
         return (lambda: (read_json(sd.ingest_ready) or {}).get("pid") == pid), 30, "subscribe"
+    if name == "analysis":  # ready.json: neurokit2 imported (a few seconds) and its store open
+        return (lambda: (read_json(sd.analysis_ready) or {}).get("pid") == pid), 60, "open its store"
     if name in PROXIES:
         link = name.removeprefix("proxy-")
         return ((lambda: (read_json(proxy_state_path(sd.root, link)) or {}).get("pid") == pid), 10,
@@ -144,6 +152,8 @@ def start_component(sd: StateDir, cfg: StackConfig, name: str, progress: Progres
         write_config(broker_settings(sd, cfg), sd.broker_dir / "mosquitto.conf")
     if name == "ingest":
         sd.ingest_ready.unlink(missing_ok=True)
+    if name == "analysis":
+        sd.analysis_ready.unlink(missing_ok=True)
     if name in LINKS and proxy_port(cfg, name) != cfg.port:
         proxy = sd.component(f"proxy-{name}")
         if proxy.state() == EXITED:  # e.g. `ecgpipe start ingest` after `down`: its link comes first
@@ -162,7 +172,7 @@ def start_component(sd: StateDir, cfg: StackConfig, name: str, progress: Progres
 
 def clear_previous_run(sd: StateDir) -> bool:
     had = sd.exists()
-    for sub in ("broker", "ingest", "fleet", "watch", "proxy", "history"):
+    for sub in ("broker", "ingest", "analysis", "fleet", "watch", "proxy", "history"):
         shutil.rmtree(sd.root / sub, ignore_errors=True)
     sd.stack_file.unlink(missing_ok=True)
     return had
@@ -205,7 +215,7 @@ def up(sd: StateDir, cfg: StackConfig, progress: Progress = _quiet) -> StackConf
     cfg = with_free_ports(cfg)
     sd.save_config(cfg)
     try:
-        for name in ("broker", "watch", *(PROXIES if cfg.proxies else ()), "ingest", "devices"):
+        for name in ("broker", "watch", *(PROXIES if cfg.proxies else ()), "ingest", "analysis", "devices"):
             start_component(sd, cfg, name, progress)
     except Exception:
         down(sd)
@@ -218,7 +228,7 @@ def down(sd: StateDir, progress: Progress = _quiet) -> list[str]:
     broker: every process the pidfiles name, whatever stack.json says (start_ticks guards
     against a recycled pid). Keeps the files. Returns the names of those it stopped."""
     stopped = []
-    for name in ("devices", "ingest", "watch", *PROXIES, "broker"):
+    for name in ("devices", "ingest", "analysis", "watch", *PROXIES, "broker"):
         comp = sd.component(name)
         if comp.state() != EXITED:
             comp.stop(by="down")

@@ -21,9 +21,10 @@ from lab.errors import ConfigError, SettingError, StateDirError
 from lab.stack.procs import Component
 
 DEFAULT_STATE_DIR = ".ecgpipe"
-COMPONENTS = ("broker", "ingest", "devices", "watch", "proxy-ingest", "proxy-devices")
+COMPONENTS = ("broker", "ingest", "analysis", "devices", "watch", "proxy-ingest", "proxy-devices")
 # component → (its directory, the name of its pidfile and log)
 _LAYOUT = {"broker": ("broker", "broker"), "ingest": ("ingest", "ingest"),
+           "analysis": ("analysis", "analysis"),
            "devices": ("fleet", "fleet"), "watch": ("watch", "watch"),
            "proxy-ingest": ("proxy", "proxy-ingest"), "proxy-devices": ("proxy", "proxy-devices")}
 
@@ -87,9 +88,20 @@ class StackConfig:
     ingest_reconnect_max: float = 4.0  # real seconds: ingest's longest wait to reach the broker again
     record_until: float | None = None  # simulated Unix time after which the devices record nothing
     cohorts: tuple[str, ...] = ()  # devices' --cohort NAME:COUNT[:hr=LO-HI][:strips=N] specs
+    profiles: str | None = None  # devices' --profiles: a catalogue mix, "sinus:70%,af:10%,..."
+    profile_file: str | None = None  # devices' --profile-file: the user's own catalogue (TOML)
+    episodes: tuple[str, ...] = ()  # devices' --episode KIND@START+DURATION:devices=RANGES specs
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cohorts", tuple(self.cohorts))
+        object.__setattr__(self, "episodes", tuple(self.episodes))
+        for name in ("profiles", "profile_file"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and value.strip()):
+                raise SettingError(name, f"must be a non-empty string, got {value!r}")
+        if not all(isinstance(e, str) and "@" in e for e in self.episodes):
+            raise SettingError("episodes", f"each must be KIND@START+DURATION[:devices=...], got "
+                                           f"{list(self.episodes)!r}")
         self._check_words()
         self._check_numbers()
 
@@ -207,6 +219,14 @@ class StateDir:
     @property
     def ingest_ready(self) -> Path:
         return self.root / "ingest" / "ready.json"
+
+    @property
+    def analysis_db(self) -> Path:
+        return self.root / "analysis" / "analysis.sqlite"
+
+    @property
+    def analysis_ready(self) -> Path:
+        return self.root / "analysis" / "ready.json"
 
     @property
     def outbox_db(self) -> Path:

@@ -24,7 +24,8 @@ def test_help_lists_the_documented_options() -> None:
                    "--outbox-capacity", "--outbox-policy", "--chunk-seconds", "--sample-rate",
                    "--seed", "--speed", "--id-prefix", "--ack-timeout", "--window",
                    "--history", "--no-history", "--recording", "--strip-seconds",
-                   "--strips-per-day", "--strip-chunks"):
+                   "--strips-per-day", "--strip-chunks", "--profiles", "--profile-file",
+                   "--episode"):
         assert option in done.stdout
 
 
@@ -86,3 +87,28 @@ def test_history_and_strip_options(tmp_path: Path) -> None:
     assert cfg.history is False and cfg.strip_mode and cfg.speed == 3600
     assert (cfg.device.recording, cfg.device.strip_seconds, cfg.device.strips_per_day,
             cfg.device.strip_chunks, cfg.device.samples_per_strip) == ("strip", 20.0, 6, 4, 5000)
+
+
+def test_profile_options_reach_the_fleet_config(tmp_path: Path) -> None:
+    base = ["--state-dir", str(tmp_path), "--host", "h", "--port", "1", "--devices", "10",
+            "--delivery", "broker-ack"]
+    cfg = parse_config([*base, "--profiles", "sinus:70%,af:30%", "--episode",
+                        "pause@1796045840+6s:devices=0-1", "--episode", "vt-run@1796045900+10s"])
+    assert cfg.profiles == "sinus:70%,af:30%"
+    assert cfg.episodes == ("pause@1796045840+6s:devices=0-1", "vt-run@1796045900+10s")
+    fleet = cfg.patient_profiles()
+    assert sum(p.rhythm.rhythm == "af" for p in fleet) == 3
+    assert [len(p.episodes) for p in fleet] == [2, 2] + [1] * 8
+    assert parse_config(base).patient_profiles()[0].rhythm.catalogue == "sinus"
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--profiles", "sinus:70%,afib:30%"], "did you mean 'af'"),
+    (["--episode", "pause@soon+6s"], "neither Unix seconds nor an ISO time"),
+    (["--profile-file", "/nonexistent/p.toml"], "cannot read the profile file"),
+])
+def test_bad_profile_options_are_one_line_and_exit_2(extra: list[str], message: str) -> None:
+    done = run("--state-dir", "d", "--host", "h", "--port", "1", "--devices", "10",
+               "--delivery", "broker-ack", *extra)
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -1,3 +1,5 @@
+"""devices/ecg_source.py: each device's own signal, reachable at any sample, the same every time."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,64 +12,119 @@ from scipy.signal import find_peaks
 
 from devices.ecg_source import (
     GAIN_UV,
+    RENDER_S,
     EcgStream,
-    EcgsynSource,
+    PatientSource,
     SyntheticSource,
     ecgsyn,
-    loopable,
     make_source,
 )
 from devices.errors import EcgSourceError
+from devices.fleet import ecg_cache_dir
 from devices.profile import PatientProfile
+from devices.templates import LIBRARY_VERSION, library_path, load_library
+from tests.devices.xqrs import xqrs_peaks
 
 FS = 250
+T0 = 1_796_045_840.0  # a simulated Unix time
+N0 = round(T0 * FS)
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def measured_hr(samples: np.ndarray, fs: int = FS) -> float:
-    """Heart rate from R waves: peaks above 60% of the maximum, at least 0.3 s apart."""
+    """Heart rate from R waves found by wfdb's XQRS (an independent detector)."""
+    peaks = xqrs_peaks(samples, fs)
+    assert len(peaks) >= 5, "too few R peaks to measure a heart rate"
+    return 60.0 * (len(peaks) - 1) / ((peaks[-1] - peaks[0]) / fs)
+
+
+def simple_hr(samples: np.ndarray, fs: int = FS) -> float:
+    """The synthetic bank's R waves: peaks above 60% of the maximum, 0.25 s apart."""
     x = samples.astype(np.float64)
-    peaks, _ = find_peaks(x, height=0.6 * x.max(), distance=int(0.3 * fs))
+    peaks, _ = find_peaks(x, height=0.6 * x.max(), distance=int(0.25 * fs))
     assert len(peaks) >= 5, "too few R peaks to measure a heart rate"
     return 60.0 * (len(peaks) - 1) / ((peaks[-1] - peaks[0]) / fs)
 
 
 @pytest.fixture(scope="module")
-def ecgsyn_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("ecg-cache")
+def source() -> PatientSource:
+    src = make_source("ecgsyn", FS, 0, ecg_cache_dir())
+    assert isinstance(src, PatientSource)
+    return src
 
 
-@pytest.fixture(scope="module")
-def ecgsyn_source(ecgsyn_cache: Path) -> EcgsynSource:
-    return EcgsynSource(FS, seed=3, cache_dir=ecgsyn_cache)
+def stream(source: PatientSource, hr: float = 70.0, seed: int = 7, noise: float = 0.01) -> EcgStream:
+    return EcgStream.for_profile(PatientProfile(hr, 2.0, noise, seed), source)
 
 
 @pytest.mark.parametrize("hr", [50.0, 80.0, 110.0])
-def test_ecgsyn_stream_has_the_profile_heart_rate(ecgsyn_source: EcgsynSource, hr: float) -> None:
-    profile = PatientProfile(hr_bpm=hr, hrv=2.0, noise=0.02, seed=int(hr))
-    stream = EcgStream.for_profile(profile, ecgsyn_source)
-    ten_seconds = np.concatenate([stream.next_chunk(FS) for _ in range(10)])
-    assert ten_seconds.dtype == np.int16 and ten_seconds.size == 10 * FS
-    assert abs(measured_hr(ten_seconds) - hr) <= 3.0
-    # an R wave of about 1 mV is about 400 counts of 2.5 uV
-    assert 250 < ten_seconds.max() < 800
+def test_the_stream_has_the_profile_heart_rate_and_an_ecg_amplitude(source: PatientSource,
+                                                                    hr: float) -> None:
+    s = stream(source, hr, seed=int(hr))
+    thirty = np.concatenate([s.read(N0 + k * FS, FS).samples for k in range(30)])
+    assert thirty.dtype == np.int16 and thirty.size == 30 * FS
+    assert abs(measured_hr(thirty) - hr) <= 2.0
+    assert 150 < thirty.max() < 1200  # an R wave of 0.4..3 mV, in counts of 2.5 uV
 
 
-@pytest.mark.parametrize("hr", [50.0, 75.0, 110.0])
-def test_synthetic_stream_has_the_profile_heart_rate(hr: float) -> None:
-    stream = EcgStream.for_profile(PatientProfile(hr, 2.0, 0.02, 9), SyntheticSource(FS, 1))
-    assert abs(measured_hr(stream.next_chunk(10 * FS)) - hr) <= 3.0
+def test_samples_are_the_same_in_any_chunking_and_at_random(source: PatientSource) -> None:
+    one = stream(source)
+    by_second = np.concatenate([one.read(N0 + k * FS, FS).samples for k in range(42)])
+    seven = stream(source)
+    by_seven = np.concatenate([seven.read(N0 + k * 7 * FS, 7 * FS).samples for k in range(6)])
+    assert np.array_equal(by_second, by_seven)
+    rng = np.random.default_rng(1)
+    fresh = stream(source)  # a new object: what a fleet restart builds
+    for start in rng.integers(0, 40 * FS, 20):
+        size = int(rng.integers(1, 2 * FS))
+        got = fresh.read(N0 + int(start), size).samples
+        assert np.array_equal(got, by_second[start:start + size])
 
 
-def test_ecgsyn_banks_are_cached_on_disk(ecgsyn_source: EcgsynSource, ecgsyn_cache: Path) -> None:
-    first = ecgsyn_source.bank(80.0, 2.0)
-    assert list(ecgsyn_cache.glob("ecgsyn-*hr80-hrv2-*.npy"))
-    again = EcgsynSource(FS, seed=3, cache_dir=ecgsyn_cache)
-    assert np.array_equal(again.bank(80.0, 2.0), first)
-    assert again.generated == 0  # read from the cache, not generated
-    other_seed = EcgsynSource(FS, seed=4, cache_dir=ecgsyn_cache)
-    assert not np.array_equal(other_seed.bank(80.0, 2.0)[:500], first[:500])
-    assert other_seed.generated == 1
+def test_no_jump_at_chunk_or_render_block_boundaries(source: PatientSource) -> None:
+    s = stream(source, hr=95.0, noise=0.0)
+    x = np.concatenate([s.read(N0 + k * FS, FS).samples for k in range(120)]).astype(np.int32)
+    steps = np.abs(np.diff(x))
+    limit = np.percentile(steps, 99.9)
+    chunk_edges = np.arange(FS, x.size, FS) - 1
+    block_edges = np.flatnonzero((N0 + np.arange(1, x.size)) % (RENDER_S * FS) == 0)
+    assert block_edges.size >= 10
+    assert steps[chunk_edges].max() <= limit
+    assert steps[block_edges].max() <= limit
+
+
+def test_two_devices_with_the_same_settings_differ(source: PatientSource) -> None:
+    a = stream(source, seed=1).read(N0, 10 * FS).samples
+    b = stream(source, seed=2).read(N0, 10 * FS).samples
+    assert not np.array_equal(a, b)
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.9
+
+
+def test_next_chunk_reads_on_from_the_position(source: PatientSource) -> None:
+    s = stream(source)
+    s.seek(N0)
+    parts = [s.next_chunk(n) for n in (250, 1, 99, 650)]
+    assert s.position == N0 + 1000
+    assert np.array_equal(np.concatenate(parts), stream(source).read(N0, 1000).samples)
+
+
+def test_the_template_library_is_cached_on_disk(source: PatientSource) -> None:
+    assert source.library.normal.shape[0] >= 8
+    path = library_path(ecg_cache_dir())
+    assert path.is_file() and f"-v{LIBRARY_VERSION}-" in path.name
+    assert load_library(ecg_cache_dir()) is source.library  # one load per process
+
+
+def test_the_synthetic_source_keeps_its_rate_and_random_access() -> None:
+    src = SyntheticSource(FS, 1)
+    s = EcgStream.for_profile(PatientProfile(75.0, 2.0, 0.02, 9), src)
+    x = s.read(N0, 20 * FS).samples
+    assert abs(simple_hr(x) - 75.0) <= 3.0
+    again = EcgStream.for_profile(PatientProfile(75.0, 2.0, 0.02, 9), src)
+    assert np.array_equal(np.concatenate([again.read(N0 + k * FS, FS).samples for k in range(20)]), x)
+    bank = src.bank(75.0, 2.0)
+    assert abs(float(bank[0]) - float(bank[-1])) <= np.abs(np.diff(bank)).max()
+    assert x.max() * GAIN_UV / 1000 < 2.0
 
 
 def test_ecgsyn_leaves_numpy_global_random_state_alone() -> None:
@@ -79,46 +136,8 @@ def test_ecgsyn_leaves_numpy_global_random_state_alone() -> None:
     assert before[0] == after[0] and np.array_equal(before[1], after[1]) and before[2:] == after[2:]
 
 
-@pytest.mark.parametrize("kind", ["ecgsyn", "synthetic"])
-def test_banks_loop_without_a_jump(kind: str, ecgsyn_source: EcgsynSource) -> None:
-    source = ecgsyn_source if kind == "ecgsyn" else make_source("synthetic", FS, 3)
-    bank = source.bank(65.0, 2.0)
-    inner = np.abs(np.diff(bank)).max()
-    assert abs(float(bank[0]) - float(bank[-1])) <= inner
-    # and through a stream with no noise, read in chunks across the wrap point twice
-    stream = EcgStream(bank, noise_mv=0.0, seed=11)
-    x = np.concatenate([stream.next_chunk(250) for _ in range(2 * bank.size // 250 + 2)])
-    assert x.size > 2 * bank.size
-    quantized_step = inner * 1000 / GAIN_UV + 1
-    assert np.abs(np.diff(x.astype(np.int32))).max() <= quantized_step
-
-
-def test_stream_chunks_are_contiguous_across_chunk_boundaries() -> None:
-    bank = SyntheticSource(FS, 2).bank(70.0, 1.0)
-    a = EcgStream(bank, noise_mv=0.0, seed=5)
-    b = EcgStream(bank, noise_mv=0.0, seed=5)
-    chunked = np.concatenate([a.next_chunk(n) for n in (250, 1, 99, 250, 4000)])
-    assert np.array_equal(chunked, b.next_chunk(chunked.size))
-    # two devices with the same bank start at different offsets and add their own noise
-    c = EcgStream(bank, noise_mv=0.02, seed=6)
-    d = EcgStream(bank, noise_mv=0.02, seed=7)
-    assert c.position != d.position
-    assert not np.array_equal(c.next_chunk(250), d.next_chunk(250))
-
-
-def test_loopable_rejects_irregular_signals() -> None:
-    bank = SyntheticSource(FS, 2).bank(60.0, 0.0).astype(np.float64)
-    x = np.tile(bank, 2)
-    x[3 * FS : 5 * FS] = 0.0  # two dropped beats
-    with pytest.raises(EcgSourceError):
-        loopable(x, FS, 60.0)
-    with pytest.raises(EcgSourceError):
-        loopable(np.tile(bank, 2), FS, 90.0)  # the wrong rate
-    assert loopable(np.tile(bank, 2), FS, 60.0).dtype == np.float32
-
-
 def test_importing_the_fleet_does_not_import_neurokit2() -> None:
-    code = ("import sys, devices.fleet, devices.ecg_source, devices.__main__; "
+    code = ("import sys, devices.fleet, devices.ecg_source, devices.catalogue, devices.__main__; "
             "sys.exit(1 if 'neurokit2' in sys.modules else 0)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=60, check=False)

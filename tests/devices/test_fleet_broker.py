@@ -69,7 +69,9 @@ def test_end_to_end_resends_until_acked_then_deletes(
     with running_fleet(cfg):
         wait_until(resent, 15, what="a reading sent again after the ack timeout")
         buffered = ledger_sets(cfg.outbox_path)[device_id]["buffered"]
-        assert len(buffered) >= 5  # nothing acked: the rows stay
+        # nothing acked: every row sent so far stays (the probe's jitter decides how many)
+        assert len(buffered) >= 3
+        assert {r.seq for r in sub.by_device()[device_id]} <= buffered
         received = {r.seq for r in sub.by_device()[device_id]}
         acked = sorted(received)[: len(received) // 2]
         ack = encode_ack(device_id, seqs_to_ranges(acked))

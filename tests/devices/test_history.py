@@ -152,7 +152,7 @@ class Rig:
     def per_reading(self) -> dict[tuple[int, int], list[str]]:
         out: dict[tuple[int, int], list[str]] = {}
         for e in self.events():
-            if e["ev"] != "boot":
+            if e["ev"] not in ("boot", "truth"):
                 out.setdefault((e["boot"], e["seq"]), []).append(e["ev"])
         return out
 
@@ -322,3 +322,18 @@ def test_the_fleet_writes_its_history_only_when_asked(tmp_path: Path, history: b
         boots = read_jsonl(cfg.history_path)
         assert [(e["ev"], e["dev"], e["boot"], e["next_seq"]) for e in boots] == [
             ("boot", "hc-0000", 1, 0), ("boot", "hc-0001", 1, 0)]
+
+
+def test_truth_lines_have_the_checker_format(tmp_path: Path) -> None:
+    path = tmp_path / "devices.jsonl"
+    h = HistoryFile(path)
+    h.truth(T0 + 1, DEV, "rhythm", "af", T0 + 0.5, None, False, 88.25)
+    h.truth(T0 + 2, DEV, "artifact", "lead-off", T0 + 1.25, T0 + 31.25, True)
+    h.close()
+    lines = path.read_text().splitlines()
+    assert lines[0] == (f'{{"t":{T0 + 1!r},"ev":"truth","dev":"{DEV}","kind":"rhythm","label":"af",'
+                        f'"start":{T0 + 0.5!r},"end":null,"episode":false,"hr_bpm":88.25}}')
+    assert read_jsonl(path)[1] == {"t": T0 + 2, "ev": "truth", "dev": DEV, "kind": "artifact",
+                                   "label": "lead-off", "start": T0 + 1.25, "end": T0 + 31.25,
+                                   "episode": True}
+    NoHistory().truth(T0, DEV, "rhythm", "sinus", T0, None, False)  # records nothing, no error

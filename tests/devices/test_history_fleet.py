@@ -25,10 +25,10 @@ Key = tuple[str, int, int]
 
 
 def by_reading(events: list[dict[str, Any]]) -> dict[Key, list[tuple[int, dict[str, Any]]]]:
-    """(dev, boot, seq) -> [(line number, event)] for every event but `boot`."""
+    """(dev, boot, seq) -> [(line number, event)] for every event but `boot` and `truth`."""
     out: dict[Key, list[tuple[int, dict[str, Any]]]] = {}
     for i, e in enumerate(events):
-        if e["ev"] != "boot":
+        if e["ev"] not in ("boot", "truth"):
             out.setdefault((e["dev"], e["boot"], e["seq"]), []).append((i, e))
     return out
 
@@ -113,7 +113,10 @@ def test_every_reading_has_its_events_in_order(
         (d, 1, 0) for d in cfg.device_ids()]
     assert events[:2] == boots  # written before anything else happened
     names = {"generated", "published", "broker_acked", "ingest_acked"}
-    assert {e["ev"] for e in events} - {"boot"} <= names  # no evictions here
+    assert {e["ev"] for e in events} - {"boot", "truth"} <= names  # no evictions here
+    truth = [e for e in events if e["ev"] == "truth"]  # each device's baseline, once
+    assert sorted((e["dev"], e["kind"], e["end"]) for e in truth) == [
+        (d, "rhythm", None) for d in cfg.device_ids()]
     for device_id in cfg.device_ids():
         generated = {s for (d, b, s), evs in readings.items()
                      if d == device_id and evs[0][1]["ev"] == "generated"}

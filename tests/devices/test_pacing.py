@@ -112,9 +112,9 @@ def test_cohorts_set_heart_rate_ranges_and_strips_and_keep_the_rest() -> None:
     base = fleet_profiles(50, seed=3)
     fleet = fleet_profiles(50, seed=3, cohorts=cohorts)
     assert fleet == fleet_profiles(50, seed=3, cohorts=cohorts)
-    assert {p.hr_bpm for p in fleet[:30]} <= {55.0, 60.0, 65.0}
-    assert len({p.hr_bpm for p in fleet[:30]}) > 1
-    assert {p.hr_bpm for p in fleet[30:]} <= {40.0, 45.0}
+    assert all(55.0 <= p.hr_bpm <= 65.0 for p in fleet[:30])
+    assert len({p.hr_bpm for p in fleet[:30]}) > 10  # any rate within the range, no grid
+    assert all(40.0 <= p.hr_bpm <= 48.0 for p in fleet[30:])
     assert [p.strips_per_day for p in fleet] == [4] * 30 + [None] * 20
     assert [p.cohort for p in fleet] == ["elderly"] * 30 + ["athletes"] * 20
     assert [(p.seed, p.noise, p.hrv) for p in fleet] == [(p.seed, p.noise, p.hrv) for p in base]

@@ -161,8 +161,8 @@ def make_ingest_db(path: Path, readings: list[tuple[Any, ...]], dups: list[tuple
     db = sqlite3.connect(path)
     db.executescript(INGEST_SCHEMA)
     for dev, boot, seq, cap, recv, at, n, rate, backlog in readings:
-        db.execute("INSERT INTO readings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                   (dev, boot, seq, cap, recv, at, rate, 1.0, n, backlog, 0, 0, 1, b""))
+        db.execute("INSERT INTO readings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (dev, boot, seq, cap, recv, at, rate, 1.0, n, backlog, 0, 0, 1, b"", int(backlog)))
     db.executemany("INSERT INTO duplicates VALUES (?,?,?,?)", dups)
     db.executemany("INSERT INTO quarantine (received_at, topic, reason, detail, raw) VALUES (?,?,?,?,?)",
                    quarantine)

@@ -539,3 +539,93 @@ def test_auto_speed_slows_down_for_a_bigger_fleet_so_its_backlog_can_drain() -> 
     drain_real_s = backlog / DRAIN_READINGS_PER_S
     assert drain_real_s * big <= 0.25 * (outage.end - outage.start) + 1.0  # within its allowance
     assert scn.duration / big <= 400.0  # still minutes a variant, not hours
+
+
+# --- rhythms and scheduled episodes -----------------------------------------------------------
+
+COHORTS = GOOD.replace("outbox_capacity = 500", textwrap.dedent('''\
+    [[fleet.profiles]]
+    name = "resting"
+    devices = 15
+
+    [[fleet.profiles]]
+    name = "af-cohort"
+    devices = 5
+    rhythm = "sinus"'''))  # lines 12-19
+
+
+def with_episode(body: str, text: str = COHORTS) -> str:
+    return text + "\n[[episodes]]\n" + textwrap.dedent(body)  # [[episodes]] is on line 39
+
+
+def test_profiles_name_a_rhythm_and_episodes_map_to_the_fleets_episode_specs() -> None:
+    from devices.catalogue import load_catalogue, parse_episode, parse_mix
+    from lab.scenario.config import SCENARIO_ORIGIN, stack_config, with_devices
+
+    s = parse_scenario(with_episode('''\
+        kind = "af-episode"
+        profiles = "af-cohort"
+        at = "10m"
+        duration = "20m"
+        [[episodes]]
+        kind = "pause"
+        devices = "0-2,19,40-45"
+        at = 600
+        duration = "6s"
+        '''), "ok.toml")
+    var = s.variants[0]
+    assert [p.rhythm for p in var.fleet.profiles] == [None, "sinus"]
+    assert [(e.kind, e.at, e.duration) for e in s.episodes] == [("af-episode", 600, 1200), ("pause", 600, 6)]
+    cfg = stack_config(s, var, speed=10)
+    start = f"{SCENARIO_ORIGIN + 600:.3f}"
+    assert cfg.episodes == (f"af-episode@{start}+1200.000s:devices=15-19",
+                            f"pause@{start}+6.000s:devices=0-2", f"pause@{start}+6.000s:devices=19")
+    assert cfg.profiles == "sinus:100%"
+    # a fleet scaled down keeps each profile's episodes on that profile's devices
+    small = stack_config(s, with_devices(var, 4), speed=10)
+    assert small.episodes == (f"af-episode@{start}+1200.000s:devices=3", f"pause@{start}+6.000s:devices=0-2")
+    # the fleet's own parser takes them, and the mix
+    catalogue = load_catalogue()
+    assert [parse_episode(e, catalogue).devices for e in cfg.episodes] == [(15, 19), (0, 2), (19, 19)]
+    assert parse_episode(cfg.episodes[0], catalogue).start == SCENARIO_ORIGIN + 600
+    mixed = parse_scenario(with_episode('kind = "pause"\ndevices = "1"\nat = 1\nduration = 6\n').replace(
+        'name = "resting"', 'name = "resting"\nrhythm = "af"'), "ok.toml")
+    mix = stack_config(mixed, mixed.variants[0], speed=10).profiles
+    assert mix == "af:75%,sinus:25%" and parse_mix(mix, catalogue) == [("af", 0.75), ("sinus", 0.25)]
+
+
+def test_a_fleet_without_rhythms_passes_no_mix() -> None:
+    from lab.scenario.config import stack_config
+
+    s = parse_scenario(GOOD, "ok.toml")
+    cfg = stack_config(s, s.variants[0], speed=10)
+    assert cfg.profiles is None and cfg.episodes == ()
+
+
+@pytest.mark.parametrize(("body", "line", "words"), [
+    ('kind = "af-episode"\nprofiles = "af-cohrt"\nat = "10m"\nduration = "20m"\n', 41,
+     "did you mean 'af-cohort'"),
+    ('kind = "af-episode"\nprofiles = "af-cohort"\nat = "2h"\nduration = "20m"\n', 42, "after the run ends"),
+    ('kind = "af-episode"\nprofiles = "af-cohort"\nat = "10m"\nduration = "0s"\n', 43, "more than 0"),
+    ('kind = "af-episode"\nat = "10m"\nduration = "20m"\n', 39, "either profiles or devices"),
+    ('kind = "af-episode"\nprofiles = "af-cohort"\ndevices = "1"\nat = "1m"\nduration = "1m"\n', 41,
+     "either profiles or devices"),
+    ('kind = "af-episode"\ndevices = "a-b"\nat = "10m"\nduration = "20m"\n', 41, "indices"),
+    ('kind = "AF episode"\ndevices = "1"\nat = "10m"\nduration = "20m"\n', 40, "catalogue episode"),
+    ('kind = "af-episod"\ndevices = "1"\nat = "10m"\nduration = "20m"\n', 40, "did you mean 'af-episode'"),
+    ('kind = "af"\ndevices = "1"\nat = "10m"\nduration = "20m"\n', 40, "unknown episode 'af'"),
+    ('kind = "af-episode"\ndevices = "1"\nat = "10m"\nlasting = "20m"\n', 43, "unknown key 'lasting'"),
+    ('kind = "af-episode"\ndevices = "1"\nat = "soon"\nduration = "20m"\n', 42, "not a duration"),
+])
+def test_episode_errors_name_their_line(body: str, line: int, words: str) -> None:
+    err = rejected(with_episode(body))
+    assert words in err.message and err.line == line, (err.line, str(err))
+
+
+def test_a_bad_rhythm_names_its_line() -> None:
+    err = rejected(COHORTS.replace('rhythm = "sinus"', 'rhythm = "atrial fibrillation"'))
+    assert "rhythm" in err.message and err.line == 19
+    err = rejected(COHORTS.replace('rhythm = "sinus"', 'rhythm = "sinsu"'))
+    assert "did you mean 'sinus'" in err.message and err.line == 19
+    err = rejected(COHORTS.replace('rhythm = "sinus"', 'rhythm = "af-episode"'))  # an episode, not a rhythm
+    assert "unknown profile 'af-episode'" in err.message and err.line == 19

@@ -156,6 +156,32 @@ def test_cardiocomm_72h_compressed_in_all_three_modes(runs: RunPool) -> None:
     assert rep["stack"]["cohorts"], "the scenario's patient profiles reach the fleet"
 
 
+def test_cardiocomm_72h_says_what_each_mode_did_to_the_af_episodes(runs: RunPool) -> None:
+    # 60 of the 200 monitors are AF surveillance, each with three 6-h AF episodes during the
+    # outage (at 12 h, 36 h and 60 h), each held by exactly one of its strips
+    run = runs.get("cardiocomm")
+    passed(run)
+    clin = {mode: run.variant(mode)["check"]["clinical"] for mode in run.doc}
+    for mode, c in clin.items():
+        assert c["totals"]["episodes"] == 3 * 60 and c["totals"]["unrecorded"] == 0, (mode, c["totals"])
+        assert list(c["by_kind"]) == ["af"], (mode, c["by_kind"])
+    # fire-and-forget: not one of them reaches a clinician
+    ff = clin["fire-and-forget"]
+    assert ff["totals"]["seen"] == 0 and ff["lost_by_cause"] == {"qos0-link-down": 180}, ff["lost_by_cause"]
+    # broker-ack: those whose strips fit in the broker's queue (the outage's first ~39 h at
+    # 200 devices), days late; the last ones were dropped with the queue's overflow
+    ba = clin["broker-ack"]["totals"]
+    assert ba["seen"] >= 60 and ba["lost"] >= 60 and ba["seen"] + ba["lost"] == 180, ba
+    assert clin["broker-ack"]["lost_by_cause"] == {"broker-queue-overflow": ba["lost"]}
+    assert ba["live"] == 0 and ba["missed"] == 0
+    # end-to-end: every one, each as late as the outage made it (the first ones ~72 h)
+    e2e = clin["end-to-end"]
+    assert e2e["totals"]["seen"] == 180 and e2e["totals"]["late"] == 180, e2e["totals"]
+    assert 66 * 3600 <= e2e["delay_s"]["max"] <= 90 * 3600, e2e["delay_s"]
+    assert e2e["delay_s"]["p50"] < e2e["delay_s"]["max"]  # the later episodes waited less
+    assert e2e["totals"]["false_alarms"] <= 5, e2e["false_alarms"]
+
+
 def test_the_cardiocomm_ledger_does_not_depend_on_the_speed(runs: RunPool) -> None:
     fast, slow = runs.get("cardiocomm"), runs.get("cardiocomm-slow-e2e")
     passed(slow)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from analysis.store_view import progress as analysis_progress
 from ecgcore.files import read_jsonl
 from ingest import store_view
 from lab.errors import SettingError, StateDirError
@@ -64,7 +65,8 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
         def ready() -> bool:
             stored = store_view.totals(root / "ingest" / "ingest.sqlite")["stored"]
-            return stored >= 4 and bool(read_jsonl(root / "watch" / "sys.jsonl"))
+            analysed = analysis_progress(root / "analysis" / "analysis.sqlite").get("analysed") or 0
+            return stored >= 4 and analysed >= 2 and bool(read_jsonl(root / "watch" / "sys.jsonl"))
 
         wait_until(ready, 60, what="readings stored and a $SYS sample")
     finally:
@@ -100,9 +102,10 @@ def _damage(path: Path, damage: str, before: bytes) -> None:
 
 DAMAGES = ("missing", "empty", "truncated", "wrong-type", "garbage", "directory", "symlink-loop")
 FILES = ("stack.json", "fleet/outbox.sqlite", "ingest/ingest.sqlite", "fleet/devices.json",
-         "watch/sys.jsonl", "history/devices.jsonl", "ingest/ingest.pid", "broker/broker.pid")
+         "watch/sys.jsonl", "history/devices.jsonl", "ingest/ingest.pid", "broker/broker.pid",
+         "analysis/analysis.sqlite")
 COMMANDS = ("status", "report", "inspect devices", f"inspect device {DEVICE}", "inspect ingest",
-            "inspect broker", "down", "kill ingest", "cut ingest")
+            "inspect broker", "inspect alerts", "down", "kill ingest", "cut ingest")
 CASES = [(f, d) for f in FILES for d in DAMAGES if not (d == "wrong-type" and f.endswith(".sqlite"))]
 
 # which command needs which file: damaged, the command must fail (exit status not 0)
@@ -112,6 +115,7 @@ NEEDS = {
     "ingest/ingest.sqlite": {"report", "inspect ingest"},
     "ingest/ingest.pid": {"status", "down", "kill ingest"},
     "broker/broker.pid": {"status", "down"},
+    "analysis/analysis.sqlite": {"inspect alerts"},
 }
 # a damaged optional file the command may do without, if it says so on screen
 SAYS_SO = {
@@ -119,6 +123,7 @@ SAYS_SO = {
     ("stack.json", "down"): "stack.json",
     ("watch/sys.jsonl", "report"): "broker counters unavailable",
     ("stack.json", "report"): "stack settings unavailable",
+    ("analysis/analysis.sqlite", "inspect alerts"): "no analysis store",
 }
 PENDING: dict[tuple[str, str], str] = {}  # (file, command) → why it is not done yet (xfail, strict)
 
@@ -135,6 +140,8 @@ def damaged_copy(src: Path, dest: Path, rel: str, damage: str) -> Path:
 def _must_fail(rel: str, damage: str, command: str) -> bool:
     if rel.endswith(".pid") and damage == "missing":
         return command == "kill ingest" and rel == "ingest/ingest.pid"  # a pidfile missing: never started
+    if rel == "analysis/analysis.sqlite" and damage == "missing":
+        return False  # a stack may run without the analysis stage: says so (SAYS_SO)
     if rel == "watch/sys.jsonl" and command == "inspect broker":
         return damage != "truncated"  # half the samples are still samples
     return command in NEEDS.get(rel, set())
@@ -201,17 +208,17 @@ def test_down_stops_the_processes_an_emptied_stack_json_orphaned(tmp_path: Path)
     pids = _pids(sd)
     try:
         assert up.returncode == 0, up.stderr
-        assert len(pids) == 6 and all(_alive(p) for p in pids.values())
+        assert len(pids) == len(COMPONENTS) and all(_alive(p) for p in pids.values())
         (root / "stack.json").write_text("")
         st = cli(root, "status")
         one_line_or_success(st, "status")
         assert st.returncode == 1 and "stack.json" in st.stderr
-        assert st.stdout.count("running") == 6
+        assert st.stdout.count("running") == len(COMPONENTS)
         again = cli(root, "up", "--devices", "2")
         assert again.returncode == 1 and "ecgpipe down" in again.stderr
         down = cli(root, "down")
         assert down.returncode == 0, down.stderr
-        assert "stack.json" in down.stdout and "shut down the 6 processes" in down.stdout
+        assert "stack.json" in down.stdout and f"shut down the {len(COMPONENTS)} processes" in down.stdout
         wait_until(lambda: not any(_alive(p) for p in pids.values()), 20, what="every process gone")
     finally:
         cli(root, "down")

@@ -19,6 +19,7 @@ from wire.errors import (
     TruncatedError,
     VersionError,
 )
+from wire.reading import FLAG_LEAD_OFF, KNOWN_FLAGS
 
 device_ids = st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True)
 
@@ -98,6 +99,15 @@ def test_specific_defects_have_specific_reasons() -> None:
         decode_reading(good + b"\0" * MAX_PAYLOAD_BYTES)
 
 
+def test_the_lead_off_flag_round_trips_alone_and_with_backlog() -> None:
+    r = Reading("hc-1", 0, 7, 10.0, 250, 1.0, np.zeros(250, dtype=np.int16), flags=FLAG_LEAD_OFF)
+    for flags in (FLAG_LEAD_OFF, FLAG_LEAD_OFF | FLAG_BACKLOG):
+        back = decode_reading(encode_reading(r, flags=flags))
+        assert back.flags == flags and back.backlog == bool(flags & FLAG_BACKLOG)
+    assert FLAG_LEAD_OFF == 0x04 and FLAG_LEAD_OFF & KNOWN_FLAGS
+    assert not (0x08 & KNOWN_FLAGS)  # the next bit is still refused (below)
+
+
 def test_backlog_flag_override_and_size_is_compact() -> None:
     r = Reading("hc-1", 0, 7, 10.0, 250, 1.0, np.zeros(250, dtype=np.int16))
     assert decode_reading(encode_reading(r, flags=FLAG_BACKLOG)).backlog
@@ -115,6 +125,7 @@ def test_backlog_flag_override_and_size_is_compact() -> None:
         {"samples": np.zeros(5, dtype=np.float32)},
         {"chunk": 3, "chunks": 2},
         {"flags": 0x80},
+        {"flags": 0x08},
     ],
 )
 def test_invalid_fields_are_refused(kw: dict[str, object]) -> None:
