@@ -323,15 +323,20 @@ def fleet_profiles(n: int, seed: int, *, mix: list[tuple[str, float]] | None = N
     """Each device's profile: devices/profile.py's draw (and cohorts), then its catalogue
     entry from `mix`, then its scheduled `episodes` (module docstring)."""
     base = draw_profiles(n, seed, cohorts)
-    if not mix and not episodes:
+    chosen = {c.name: c.profile for c in cohorts if c.profile}  # a cohort's entry is exact
+    if not mix and not episodes and not chosen:
         return base
     cat = catalogue if catalogue is not None else load_catalogue()
+    for name in chosen.values():
+        cat.get(name, episode=False)  # a one-line ProfileError with a did-you-mean
     names = _assign(n, seed, mix) if mix else ["sinus"] * n
     cohort_hr = {c.name for c in cohorts if c.hr_bpm is not None}
     out = []
     for i, p in enumerate(base):
         rng = np.random.default_rng([seed, _DEVICE_TAG, i])
-        q = resolve(cat, p, names[i], rng, keep_hr=p.cohort in cohort_hr) if mix else p
+        entry = chosen.get(p.cohort or "", names[i])
+        q = (resolve(cat, p, entry, rng, keep_hr=p.cohort in cohort_hr)
+             if mix or p.cohort in chosen else p)
         eps = [resolve_episode(cat.get(s.kind, episode=True), rng, s.start, s.start + s.duration_s)
                for s in episodes if s.covers(i)]
         out.append(replace(q, episodes=tuple(sorted(eps, key=lambda e: e.start))) if eps else q)

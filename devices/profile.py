@@ -66,12 +66,14 @@ class PatientProfile:
 
 @dataclass(frozen=True)
 class Cohort:
-    """A group of consecutive devices: its size, heart-rate range (bpm) and strips a day."""
+    """A group of consecutive devices: its size, heart-rate range (bpm), strips a day, and the
+    catalogue entry its patients have (devices/catalogue.py; None: the fleet's mix, or sinus)."""
 
     name: str
     devices: int
     hr_bpm: tuple[float, float] | None = None
     strips_per_day: int | None = None
+    profile: str | None = None
 
     def __post_init__(self) -> None:
         if not _COHORT_NAME.fullmatch(self.name):
@@ -93,7 +95,8 @@ class Cohort:
 
     @classmethod
     def parse(cls, spec: str) -> Cohort:
-        """`NAME:COUNT[:hr=LO-HI][:strips=N]`, e.g. `elderly:300:hr=55-75:strips=4`."""
+        """`NAME:COUNT[:hr=LO-HI][:strips=N][:profile=ENTRY]`, e.g.
+        `elderly:300:hr=55-75:strips=4`, `af-watch:60:profile=af`."""
         parts = spec.split(":")
         if len(parts) < 2:
             raise ProfileError(f"cohort {spec!r} is not NAME:COUNT[:hr=LO-HI][:strips=N]")
@@ -104,6 +107,7 @@ class Cohort:
             raise ProfileError(f"cohort {spec!r}: device count {count!r} is not a whole number") from None
         hr: tuple[float, float] | None = None
         strips: int | None = None
+        profile: str | None = None
         for opt in opts:
             key, _, value = opt.partition("=")
             try:
@@ -112,12 +116,14 @@ class Cohort:
                     hr = (float(lo), float(hi or lo))
                 elif key == "strips" and strips is None:
                     strips = int(value)
+                elif key == "profile" and profile is None and value:
+                    profile = value
                 else:
                     raise ValueError
             except ValueError:
-                raise ProfileError(f"cohort {spec!r}: {opt!r} is not hr=LO-HI or strips=N "
-                                   "(each at most once)") from None
-        return cls(name, devices, hr, strips)
+                raise ProfileError(f"cohort {spec!r}: {opt!r} is not hr=LO-HI, strips=N or "
+                                   "profile=ENTRY (each at most once)") from None
+        return cls(name, devices, hr, strips, profile)
 
 
 _COHORT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")

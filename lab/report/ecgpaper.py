@@ -57,9 +57,10 @@ def _caption(title: str, captured_at: float | None, stored_at: float | None) -> 
 def draw_strip(millivolts: np.ndarray, sample_rate_hz: int, path: Path, *, title: str = "",
                captured_at: float | None = None, stored_at: float | None = None,
                row_seconds: float = 10.0, row_mv: float = 4.0, dpi: int = 150,
-               head_mm: float = 14.0) -> Path:
+               head_mm: float = 14.0, beats: tuple[int, ...] = ()) -> Path:
     """Write a PNG of the trace on ECG paper and return its path. head_mm: the height above
-    the paper for the caption (14 mm holds two lines; give about 4 mm more a line)."""
+    the paper for the caption (14 mm holds two lines; give about 4 mm more a line). beats:
+    sample indices marked with a ^ under the top of the row (detected beats)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,6 +89,11 @@ def draw_strip(millivolts: np.ndarray, sample_rate_hz: int, path: Path, *, title
         x_mm = (t[sel] - r * row_seconds) * MM_PER_S
         y_mm = np.clip((mv[sel] - baseline) * MM_PER_MV, -row_h_mm / 2, row_h_mm / 2)
         ax.plot(x_mm, y_mm, color=TRACE, lw=0.8)
+        marks = [b / sample_rate_hz - r * row_seconds for b in beats
+                 if r * row_seconds <= b / sample_rate_hz < (r + 1) * row_seconds]
+        if marks:
+            ax.plot(np.asarray(marks) * MM_PER_S, np.full(len(marks), row_h_mm / 2 - 3), linestyle="none",
+                    marker="^", markersize=3, color="#1f4e9c")
         # 1-mV calibration pulse at the start of each row: 10 mm tall, 0.2 s wide
         ax.plot([0.5, 0.5, 5.5, 5.5], [-5, 5, 5, -5], color=TRACE, lw=0.8)
         span = f"{r * row_seconds:.0f}-{min(duration, (r + 1) * row_seconds):.0f} s"

@@ -36,6 +36,7 @@ from ingest.store_reading import StoredReading, store_device_ids, stored_reading
 from lab.errors import ConfigError, LabError, StateDirError
 from lab.report.ecgpaper import draw_strip
 from lab.report.inspection import require_state_dir
+from lab.report.reading_marks import annotate
 from lab.stack.statedir import StateDir
 from lab.timefmt import ago, iso, when
 
@@ -73,8 +74,11 @@ def inspect_reading(sd: StateDir, device_id: str, seq: int, *, now: float,
         if csv is not None:
             doc["csv"] = str(write_csv(mv, rate, csv))
         if png is not None:
-            doc["png"] = str(draw_strip(mv, rate, png, title=_png_title(doc), head_mm=18.0,
-                                        row_seconds=_row_seconds(mv.size / rate)))
+            marks = annotate(sd, device_id, doc["times"]["captured_at"], mv, rate)
+            doc["measured"] = marks.as_dict()
+            title = "\n".join([_png_title(doc), *marks.lines()])
+            doc["png"] = str(draw_strip(mv, rate, png, title=title, head_mm=26.0,
+                                        row_seconds=_row_seconds(mv.size / rate), beats=marks.beats))
     return doc
 
 
@@ -265,5 +269,13 @@ def format_reading(doc: dict[str, Any], now: float) -> str:
                          f"ingest (idempotent); the last {when(st['duplicates_received_at'][-1], now)}")
     if ev is not None:
         lines.append(f"  evicted    {when(ev['evicted_at'], now)}: {ev['reason']}")
+    if doc.get("measured"):
+        m = doc["measured"]
+        vals = ", ".join(f"{k.removesuffix('_ms').removesuffix('_bpm').upper()} {m[k]:.0f}"
+                         f"{' bpm' if k == 'hr_bpm' else ' ms'}"
+                         for k in ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms") if m.get(k) is not None)
+        lines.append(f"  measured   {vals or 'nothing measurable'} ({m['beats']} beats)")
+        lines.append(f"  rhythm     {m.get('rhythm') or 'unknown'} (the generator's ground truth)"
+                     + (f", artifacts: {', '.join(m['artifacts'])}" if m.get("artifacts") else ""))
     lines.extend(f"  {kind:<10} {doc[kind]}" for kind in ("png", "csv") if doc.get(kind))
     return "\n".join(lines)

@@ -133,23 +133,10 @@ def cohort_specs(fleet: FleetSpec) -> tuple[str, ...]:
             spec += f":hr={p.hr_bpm[0]:g}-{p.hr_bpm[1]:g}"
         if p.strips_per_day is not None:
             spec += f":strips={p.strips_per_day}"
+        if p.rhythm:
+            spec += f":profile={p.rhythm}"  # exact: these devices are these patients
         specs.append(spec)
     return tuple(specs)
-
-
-def profile_mix(fleet: FleetSpec) -> str | None:
-    """The rhythms the scenario's profiles name, as the fleet's --profiles mix: each catalogue
-    entry's share of the fleet, in percent (a profile without a rhythm is "sinus"); None when
-    no profile names one. The fleet spreads a mix over its devices by a seeded shuffle
-    (devices.catalogue), so a profile's rhythm sets how many patients have it, not which of
-    them: the profile's own devices keep its heart rates and strips a day, and its
-    [[episodes]] land on them."""
-    if not any(p.rhythm for p in fleet.profiles):
-        return None
-    counts: dict[str, int] = {}
-    for p in fleet.profiles:
-        counts[p.rhythm or "sinus"] = counts.get(p.rhythm or "sinus", 0) + p.devices
-    return ",".join(f"{name}:{100 * n / fleet.devices:.10g}%" for name, n in counts.items())
 
 
 def stack_config(scn: Scenario, var: Variant, speed: float) -> StackConfig:
@@ -168,5 +155,5 @@ def stack_config(scn: Scenario, var: Variant, speed: float) -> StackConfig:
         backlog_pace=f.backlog_pace, cohorts=cohort_specs(f), backoff_cap=real_backoff_cap(speed),
         ingest_reconnect_max=real_ingest_reconnect(speed),
         ingest_keepalive=30 if b.ingest_keepalive is None else real_keepalive(b.ingest_keepalive, speed),
-        profiles=profile_mix(f), episodes=episode_args(scn.episodes, f, SCENARIO_ORIGIN),
+        episodes=episode_args(scn.episodes, f, SCENARIO_ORIGIN),
     )

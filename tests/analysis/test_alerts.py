@@ -50,7 +50,7 @@ def test_no_store_is_no_events_and_a_damaged_one_is_one_line(tmp_path: Path) -> 
     assert doc["events"] == [] and "no analysis store yet" in format_alerts(doc, T)
     sd.analysis_db.parent.mkdir(parents=True)
     sd.analysis_db.write_bytes(b"garbage" * 500)
-    with pytest.raises(StateDirError, match="analysis store.*(unreadable|damaged)"):
+    with pytest.raises(StateDirError, match=r"analysis store.*(unreadable|damaged)"):
         inspect_alerts(sd, None, now=T)
 
 

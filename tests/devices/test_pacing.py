@@ -125,9 +125,9 @@ def test_cohorts_set_heart_rate_ranges_and_strips_and_keep_the_rest() -> None:
     ("a:x", "not a whole number"),
     ("a:0", "at least 1 device"),
     ("a:3:hr=80-60", "range within 30..220"),
-    ("a:3:hr=fast", "hr=LO-HI or strips=N"),
+    ("a:3:hr=fast", "hr=LO-HI, strips=N or profile=ENTRY"),
     ("a:3:strips=0", "at least 1"),
-    ("a:3:color=red", "hr=LO-HI or strips=N"),
+    ("a:3:color=red", "hr=LO-HI, strips=N or profile=ENTRY"),
     ("a b:3", "letters, digits"),
 ])
 def test_bad_cohort_specs_are_refused_clearly(spec: str, message: str) -> None:

@@ -559,7 +559,7 @@ def with_episode(body: str, text: str = COHORTS) -> str:
 
 
 def test_profiles_name_a_rhythm_and_episodes_map_to_the_fleets_episode_specs() -> None:
-    from devices.catalogue import load_catalogue, parse_episode, parse_mix
+    from devices.catalogue import load_catalogue, parse_episode
     from lab.scenario.config import SCENARIO_ORIGIN, stack_config, with_devices
 
     s = parse_scenario(with_episode('''\
@@ -580,7 +580,8 @@ def test_profiles_name_a_rhythm_and_episodes_map_to_the_fleets_episode_specs() -
     start = f"{SCENARIO_ORIGIN + 600:.3f}"
     assert cfg.episodes == (f"af-episode@{start}+1200.000s:devices=15-19",
                             f"pause@{start}+6.000s:devices=0-2", f"pause@{start}+6.000s:devices=19")
-    assert cfg.profiles == "sinus:100%"
+    assert cfg.profiles is None  # each profile's rhythm rides on its cohort: exact devices
+    assert cfg.cohorts[-1].endswith(":profile=sinus"), cfg.cohorts
     # a fleet scaled down keeps each profile's episodes on that profile's devices
     small = stack_config(s, with_devices(var, 4), speed=10)
     assert small.episodes == (f"af-episode@{start}+1200.000s:devices=3", f"pause@{start}+6.000s:devices=0-2")
@@ -590,8 +591,15 @@ def test_profiles_name_a_rhythm_and_episodes_map_to_the_fleets_episode_specs() -
     assert parse_episode(cfg.episodes[0], catalogue).start == SCENARIO_ORIGIN + 600
     mixed = parse_scenario(with_episode('kind = "pause"\ndevices = "1"\nat = 1\nduration = 6\n').replace(
         'name = "resting"', 'name = "resting"\nrhythm = "af"'), "ok.toml")
-    mix = stack_config(mixed, mixed.variants[0], speed=10).profiles
-    assert mix == "af:75%,sinus:25%" and parse_mix(mix, catalogue) == [("af", 0.75), ("sinus", 0.25)]
+    cohorts = stack_config(mixed, mixed.variants[0], speed=10).cohorts
+    assert [c.rsplit(":profile=", 1)[-1] for c in cohorts] == ["af", "sinus"], cohorts
+    # and the fleet gives exactly those devices those rhythms
+    from devices.catalogue import fleet_profiles
+    from devices.profile import Cohort
+
+    parsed = [Cohort.parse(c) for c in cohorts]
+    got = [p.rhythm.label for p in fleet_profiles(sum(c.devices for c in parsed), 5, cohorts=parsed)]
+    assert got == [c.profile for c in parsed for _ in range(c.devices)], got
 
 
 def test_a_fleet_without_rhythms_passes_no_mix() -> None:
