@@ -57,12 +57,26 @@ def status(sd: StateDir) -> dict[str, Any]:
     doc["devices"]["count"] = cfg.devices if cfg else len(devs)
     doc["devices"]["online"] = sum(1 for d in devs.values() if d.get("online")) if fleet_alive else 0
     doc["devices"]["updated_at"] = fleet.get("updated_at")
+    doc["analysis"].update(_analysis(sd))
     doc["device_states"] = {
         d: {"online": bool(v.get("online")) and fleet_alive, "since": v.get("since"),
             "reconnects": v.get("reconnects", 0), "boot_epoch": v.get("boot_epoch")}
         for d, v in sorted(devs.items())
     }
     return doc
+
+
+def _analysis(sd: StateDir) -> dict[str, Any]:
+    """How far the analysis stage got: readings analysed, how many stored readings it has not
+    reached yet, events raised (None each when its store is missing or unreadable)."""
+    from analysis.errors import AnalysisError
+    from analysis.store_view import progress
+
+    try:
+        prog = progress(sd.analysis_db)
+    except AnalysisError:  # `inspect alerts` says what is wrong with it
+        prog = {}
+    return {k: prog.get(k) for k in ("analysed", "behind", "events")}
 
 
 def problems(doc: dict[str, Any]) -> list[str]:
@@ -172,6 +186,8 @@ def _detail(name: str, c: dict[str, Any], now: float) -> str:
         detail = f"{c['host']}:{c['port']}  max_queued {c['max_queued']}"
     elif name == "devices":
         detail = f"{c['online']}/{c['count']} online"
+    elif name == "analysis" and c.get("analysed") is not None:
+        detail = f"{c['analysed']} readings analysed, {c['behind']} behind, {c['events']} events"
     elif name.startswith("proxy-") and c.get("listen_port") is not None:
         detail = (f":{c['listen_port']} → :{c['upstream_port']}  {c['connections']} conn  "
                   f"{_fault_text(c)}")
