@@ -60,6 +60,7 @@ def detect(x_mv: npt.NDArray[np.float64], sample_rate: int) -> Detection:
             peaks = np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
         except (ValueError, IndexError, ZeroDivisionError, TypeError):
             return empty
+        peaks = drop_t_waves(cleaned, peaks, sample_rate)
         if len(peaks) < MIN_BEATS_FOR_QUALITY:
             return Detection(peaks, None, cleaned)
         try:
@@ -68,3 +69,46 @@ def detect(x_mv: npt.NDArray[np.float64], sample_rate: int) -> Detection:
         except (ValueError, IndexError, ZeroDivisionError, TypeError):
             return Detection(peaks, None, cleaned)
     return Detection(peaks, q if q.shape == x_mv.shape else None, cleaned)
+
+
+TINY_RATIO = 0.25  # a "beat" under a quarter of its neighbours' median height is not one
+STEADY_CV = 0.25  # neighbours' heights vary less than this (a steady ECG, not noise)
+T_WAVE_ZONE_S = 0.45  # a "beat" this soon after a beat may be its T wave ...
+T_WAVE_RATIO = 0.5  # ... when it is less than half that beat's height ...
+SLOW_RR_S = 0.8  # ... and the rhythm around it is slower than 75 bpm
+
+
+def drop_t_waves(cleaned: npt.NDArray[np.float64], peaks: npt.NDArray[np.int64],
+                 sample_rate: int) -> npt.NDArray[np.int64]:
+    """Remove peaks that are not beats. At 30-40 bpm neurokit2's adaptive threshold sinks in
+    the long flat diastoles, and it sometimes marks a T wave, or a point of the flat baseline,
+    as a beat: that turns a bradycardia's regular RR series into an irregular one (a false
+    suspected AF) and raises its rate. Two rules (the constants above):
+    - tiny: a peak under TINY_RATIO of the median height of its neighbours (up to 4 kept
+      peaks each side) is baseline;
+    - T wave: soon after the previous beat and under half its height.
+    Both only in a slow, steady rhythm (the median RR of the neighbours without the peak above
+    SLOW_RR_S, their heights within STEADY_CV of each other): a fast rhythm (tachycardia,
+    AF) or noise never loses a peak here, and a PVC is taller than the beat before it."""
+    if len(peaks) < 3:
+        return peaks
+    height = np.abs(cleaned[peaks])
+    keep = np.ones(len(peaks), dtype=bool)
+    zone = T_WAVE_ZONE_S * sample_rate
+    for k in range(len(peaks)):
+        lo = max(0, k - 4)
+        around = np.concatenate([peaks[lo:k][keep[lo:k]], peaks[k + 1:k + 5]])
+        if len(around) < 3 or float(np.median(np.diff(around))) <= SLOW_RR_S * sample_rate:
+            continue  # only in a slow rhythm (noise or a fast one keeps every peak)
+        near = np.concatenate([height[lo:k][keep[lo:k]], height[k + 1:k + 5]])
+        if float(np.std(near)) > STEADY_CV * float(np.mean(near)):
+            continue  # neighbours of unlike heights: noise or artifact, judged by the quality rules
+        if height[k] < TINY_RATIO * float(np.median(near)):
+            keep[k] = False
+            continue
+        prev = k - 1
+        while prev > 0 and not keep[prev]:
+            prev -= 1
+        if k > 0 and peaks[k] - peaks[prev] <= zone and height[k] < T_WAVE_RATIO * height[prev]:
+            keep[k] = False
+    return peaks[keep]
