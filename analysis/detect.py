@@ -84,31 +84,34 @@ def drop_t_waves(cleaned: npt.NDArray[np.float64], peaks: npt.NDArray[np.int64],
     the long flat diastoles, and it sometimes marks a T wave, or a point of the flat baseline,
     as a beat: that turns a bradycardia's regular RR series into an irregular one (a false
     suspected AF) and raises its rate. Two rules (the constants above):
-    - tiny: a peak under TINY_RATIO of the median height of its neighbours (up to 4 kept
-      peaks each side) is baseline;
-    - T wave: soon after the previous beat and under half its height.
-    Both only in a slow, steady rhythm (the median RR of the neighbours without the peak above
-    SLOW_RR_S, their heights within STEADY_CV of each other): a fast rhythm (tachycardia,
-    AF) or noise never loses a peak here, and a PVC is taller than the beat before it."""
+    - tiny: a peak under TINY_RATIO of the median height of the taller half of its
+      neighbours (up to 8 kept peaks each side) is baseline: a flat diastole, or a pause;
+    - T wave: soon after the previous beat and under half its height, in a slow rhythm (the
+      neighbours' median RR above SLOW_RR_S): a fast rhythm (tachycardia, AF) keeps its beats,
+      and a PVC is taller than the beat before it.
+    Neither applies where the taller neighbours vary by more than STEADY_CV (noise or an
+    artifact: the quality rules judge those)."""
     if len(peaks) < 3:
         return peaks
     height = np.abs(cleaned[peaks])
     keep = np.ones(len(peaks), dtype=bool)
     zone = T_WAVE_ZONE_S * sample_rate
     for k in range(len(peaks)):
-        lo = max(0, k - 4)
-        around = np.concatenate([peaks[lo:k][keep[lo:k]], peaks[k + 1:k + 5]])
-        if len(around) < 3 or float(np.median(np.diff(around))) <= SLOW_RR_S * sample_rate:
-            continue  # only in a slow rhythm (noise or a fast one keeps every peak)
-        near = np.concatenate([height[lo:k][keep[lo:k]], height[k + 1:k + 5]])
-        if float(np.std(near)) > STEADY_CV * float(np.mean(near)):
-            continue  # neighbours of unlike heights: noise or artifact, judged by the quality rules
-        if height[k] < TINY_RATIO * float(np.median(near)):
-            keep[k] = False
+        idx = [j for j in range(max(0, k - 8), min(len(peaks), k + 9)) if j != k and keep[j]]
+        if len(idx) < 4:
             continue
+        top = np.sort(height[idx])[len(idx) // 2:]  # the taller half of the neighbours: the beats
+        if float(np.std(top)) > STEADY_CV * float(np.mean(top)):
+            continue  # no steady beats around: noise or artifact, judged by the quality rules
+        ref = float(np.median(top))
+        if height[k] < TINY_RATIO * ref:
+            keep[k] = False  # baseline (a flat diastole, a pause), at any rate
+            continue
+        beats = np.asarray([peaks[j] for j in idx if height[j] >= TINY_RATIO * ref])
+        slow = len(beats) >= 3 and float(np.median(np.diff(beats))) > SLOW_RR_S * sample_rate
         prev = k - 1
         while prev > 0 and not keep[prev]:
             prev -= 1
-        if k > 0 and peaks[k] - peaks[prev] <= zone and height[k] < T_WAVE_RATIO * height[prev]:
+        if slow and k > 0 and peaks[k] - peaks[prev] <= zone and height[k] < T_WAVE_RATIO * height[prev]:
             keep[k] = False
     return peaks[keep]
