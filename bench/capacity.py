@@ -65,7 +65,7 @@ def run_one(n: int, seconds: float, root: Path, proxies: bool) -> RunResult:
     t_up = time.monotonic()
     stack.up(sd, cfg)
     up_s = time.monotonic() - t_up
-    names = ("broker", "ingest", "analysis", "devices")
+    names: tuple[str, ...] = ("broker", "ingest", "analysis", "devices")
     names += ("proxy-ingest", "proxy-devices") if proxies else ()
     pids = {c: sd.component(c).pid() for c in names}
     cpu0 = {c: cpu_seconds(p) for c, p in pids.items()}
