@@ -78,7 +78,8 @@ def check(history: History, expect: Expectation | str | Iterable[Expectation | s
     high = backlog(outbox, queue)
     drains = window_drains(fw.windows, outbox.series, queue.series)
     end = run_end if run_end is not None else (history.ended_at or 0.0)
-    clin = clinical(history, classified.outcomes, end, machine_scale)
+    # without an analysis stage there is nothing to judge: no episode counts as missed
+    clin = clinical(history, classified.outcomes, end, machine_scale) if history.analysed else None
     result = CheckResult(
         delivery=ix.mode, totals=totals, devices=devices, outcomes=classified.outcomes,
         losses=tuple(classified.losses), uncommitted=tuple(classified.uncommitted),
@@ -90,7 +91,7 @@ def check(history: History, expect: Expectation | str | Iterable[Expectation | s
         fidelity=fidelity(ix, fw.windows, drains, outbox.series, queue.series,
                           end=history.ended_at or 0.0, max_lag_s=max_lag_s, story_drain_s=story_drain_s,
                           restored=fw.restored),
-        clinical=clin, ec57=ec57(history.beat_spans, history.truth, clin, end),
+        clinical=clin, ec57=None if clin is None else ec57(history.beat_spans, history.truth, clin, end),
     )
     if expect is None:
         return result

@@ -212,7 +212,7 @@ class CheckResult:
     broker_dropped: int
     cost: Cost = field(default_factory=Cost)
     fidelity: Fidelity = field(default_factory=Fidelity)
-    clinical: Clinical | None = None  # what the outage cost the patients (check() always sets it)
+    clinical: Clinical | None = None  # what the outage cost the patients (None: no analysis stage ran)
     ec57: Ec57 | None = None  # the analysis' beat and episode scores (check() always sets it)
     ok: bool | None = None  # the verdict, when check() was given expectations
     verdict_lines: tuple[str, ...] = ()

@@ -171,6 +171,7 @@ class History:
     # the clinical side (lab/history/truth.py): ground truth, the analysis' events, the patients
     truth: Sequence[TruthSegment] = ()
     clinical_events: Sequence[ClinicalEvent] = ()
+    analysed: bool = True  # False: no analysis stage ran (no analysis store): nothing to judge
     patients: Mapping[str, Patient] = field(default_factory=dict)
     beat_spans: Sequence[BeatSpan] = ()  # a sample of stored signal, for EC57 (lab/history/beats.py)
 

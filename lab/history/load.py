@@ -109,5 +109,6 @@ def load_history(state_dir: Path, *, beats: bool = True) -> History:
         broker_persistence=persistence if isinstance(persistence, bool) else None,
         skipped={k: v for k, v in skipped.items() if v},
         truth=truth, clinical_events=read_clinical_events(root.joinpath(*ANALYSIS_DB)),
+        analysed=root.joinpath(*ANALYSIS_DB).exists(),
         patients=patients, beat_spans=spans,
     )

@@ -155,5 +155,18 @@ def stack_config(scn: Scenario, var: Variant, speed: float) -> StackConfig:
         backlog_pace=f.backlog_pace, cohorts=cohort_specs(f), backoff_cap=real_backoff_cap(speed),
         ingest_reconnect_max=real_ingest_reconnect(speed),
         ingest_keepalive=30 if b.ingest_keepalive is None else real_keepalive(b.ingest_keepalive, speed),
-        episodes=episode_args(scn.episodes, f, SCENARIO_ORIGIN),
+        episodes=episode_args(scn.episodes, f, SCENARIO_ORIGIN), analysis=is_clinical(scn, var),
     )
+
+
+CLINICAL_MEASURES = ("episode", "false_alarms", "beats.")  # prefixes of the clinical verdicts' measures
+
+
+def is_clinical(scn: Scenario, var: Variant) -> bool:
+    """Whether the run needs the analysis stage: its story has patients with a named rhythm or
+    scheduled episodes, or its verdicts name a clinical measure. Otherwise the stage would only
+    load the machine (neurokit2 on every reading) for a section the report leaves out."""
+    if scn.episodes or any(p.rhythm for p in var.fleet.profiles):
+        return True
+    names = [n for e in var.expect for n in (e.metric, e.other) if n]
+    return any(n.startswith(CLINICAL_MEASURES) for n in names)

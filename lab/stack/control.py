@@ -215,7 +215,8 @@ def up(sd: StateDir, cfg: StackConfig, progress: Progress = _quiet) -> StackConf
     cfg = with_free_ports(cfg)
     sd.save_config(cfg)
     try:
-        for name in ("broker", "watch", *(PROXIES if cfg.proxies else ()), "ingest", "analysis", "devices"):
+        stages = ("ingest", "analysis") if cfg.analysis else ("ingest",)
+        for name in ("broker", "watch", *(PROXIES if cfg.proxies else ()), *stages, "devices"):
             start_component(sd, cfg, name, progress)
     except Exception:
         down(sd)

@@ -87,6 +87,7 @@ class StackConfig:
     ingest_session_expiry: int = 86_400  # real seconds the broker keeps ingest's session
     ingest_reconnect_max: float = 4.0  # real seconds: ingest's longest wait to reach the broker again
     record_until: float | None = None  # simulated Unix time after which the devices record nothing
+    analysis: bool = True  # start the analysis stage (clinical events); scenario runs: when clinical
     cohorts: tuple[str, ...] = ()  # devices' --cohort NAME:COUNT[:hr=LO-HI][:strips=N][:profile=ENTRY] specs
     profiles: str | None = None  # devices' --profiles: a catalogue mix, "sinus:70%,af:10%,..."
     profile_file: str | None = None  # devices' --profile-file: the user's own catalogue (TOML)

@@ -182,6 +182,9 @@ def test_cardiocomm_72h_says_what_each_mode_did_to_the_af_episodes(runs: RunPool
     assert e2e["totals"]["false_alarms"] <= 5, e2e["false_alarms"]
 
 
+EDGE_REAL_S = 0.25  # how blunt a fault's edge may be in real time on this busy 2-core machine (seen: 0.19)
+
+
 def test_the_cardiocomm_ledger_does_not_depend_on_the_speed(runs: RunPool) -> None:
     fast, slow = runs.get("cardiocomm"), runs.get("cardiocomm-slow-e2e")
     passed(slow)
@@ -191,15 +194,19 @@ def test_the_cardiocomm_ledger_does_not_depend_on_the_speed(runs: RunPool) -> No
     assert len(a) >= 200 * 3 * 3 and a == b  # the same strips, seqs, capture times and outcomes
     # broker-ack: which readings the full queue drops depends on the outage's edges, which are
     # only as sharp as real time allows: the proxy's 10-ms poll and ingest's reconnect (within
-    # 0.1 s) are, on a busy machine, up to ~0.1 s each = 2,000 simulated seconds at 20,000x,
-    # i.e. about 15 of these 200 devices' strips per edge. The ledgers must agree but for those.
+    # 0.1 s) are, on a busy machine (the pool runs several stacks at once), up to EDGE_REAL_S
+    # each: EDGE_REAL_S x 20,000 simulated seconds, i.e. that many seconds of the fleet's strips
+    # per edge. The ledgers must agree but for those: the allowance is counted from this
+    # ledger's own strip rate, so it follows the scenario's fleet.
     ba_fast, ba_slow = fast.ledger("broker-ack"), runs.get("cardiocomm-slow-ba").ledger("broker-ack")
     assert [r["seq"] for r in ba_fast] == [r["seq"] for r in ba_slow]
+    caps = [r["captured_at"] for r in ba_fast]
+    per_edge = len(caps) / (max(caps) - min(caps)) * EDGE_REAL_S * 20_000
     lost_fast = sum(r["outcome"] == "lost" for r in ba_fast)
     lost_slow = sum(r["outcome"] == "lost" for r in ba_slow)
-    assert lost_slow > 0 and abs(lost_fast - lost_slow) <= 40, (lost_fast, lost_slow)
+    assert lost_slow > 0 and abs(lost_fast - lost_slow) <= 2 * per_edge, (lost_fast, lost_slow, per_edge)
     differ = sum(essence([x]) != essence([y]) for x, y in zip(ba_fast, ba_slow, strict=True))
-    assert differ <= 60, differ  # of about 2,500
+    assert differ <= 3 * per_edge, (differ, per_edge, len(caps))
 
 
 def test_a_compressed_run_keeps_the_ledger_of_a_real_time_run(runs: RunPool) -> None:
