@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import NoReturn
 
 from ecgcore.clock import make_clock
+from ecgcore.signals import run_until_signalled
 from ecgcore.strict_warnings import apply_from_env
 from ingest.errors import ConfigError, IngestError
 
@@ -142,21 +140,11 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
 
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        service.request_stop()
-
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, on_signal)
     try:
-        return service.run()
+        return run_until_signalled(service.run, service.request_stop)
     except IngestError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,7 @@ classes; the last test drives the real CLI over a real short stack (broker, slow
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -205,19 +202,7 @@ def test_report_text_explains_duplicates_and_reads_long_latencies() -> None:
 
 # --- the real CLI over a real stack -------------------------------------------------------------
 
-ECGPIPE = [sys.executable, "-m", "lab.cli"]
-
-
-def cli(state: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run([*ECGPIPE, *args, "--state-dir", str(state)], capture_output=True, text=True,
-                         timeout=180, env={**os.environ, "ECGPIPE_STATE_DIR": ""}, check=False)
-    if check:
-        assert res.returncode == 0, f"ecgpipe {' '.join(args)} failed: {res.stderr}{res.stdout}"
-    return res
-
-
-def cj(state: Path, *args: str) -> Any:
-    return json.loads(cli(state, *args, "--json").stdout)
+from tests.lab.test_cli import cj, cli  # noqa: E402 - the CLI helpers belong to this section
 
 
 def one_line_error(res: subprocess.CompletedProcess[str]) -> str:
