@@ -63,12 +63,46 @@ def detect(x_mv: npt.NDArray[np.float64], sample_rate: int) -> Detection:
         peaks = drop_t_waves(cleaned, peaks, sample_rate)
         if len(peaks) < MIN_BEATS_FOR_QUALITY:
             return Detection(peaks, None, cleaned)
-        try:
-            q = np.asarray(nk.ecg_quality(cleaned, rpeaks=peaks, sampling_rate=sample_rate,
-                                          method="templatematch"), dtype=np.float64)
-        except (ValueError, IndexError, ZeroDivisionError, TypeError):
+        q = _quality(nk, cleaned, peaks, sample_rate)
+        if q is None:
             return Detection(peaks, None, cleaned)
+        q = _per_morphology(nk, cleaned, peaks, sample_rate, q)
     return Detection(peaks, q if q.shape == x_mv.shape else None, cleaned)
+
+
+def _quality(nk: Any, cleaned: npt.NDArray[np.float64], peaks: npt.NDArray[np.int64],
+             sample_rate: int) -> npt.NDArray[np.float64] | None:
+    try:
+        return np.asarray(nk.ecg_quality(cleaned, rpeaks=peaks, sampling_rate=sample_rate,
+                                         method="templatematch"), dtype=np.float64)
+    except (ValueError, IndexError, ZeroDivisionError, TypeError):
+        return None
+
+
+VENTRICULAR_RATIO = 1.6  # beats this much taller than the shorter class are another morphology
+
+
+def _per_morphology(nk: Any, cleaned: npt.NDArray[np.float64], peaks: npt.NDArray[np.int64],
+                    sample_rate: int, q: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Template-match quality per morphology. neurokit2 matches every beat against ONE average
+    beat, so a patient with two kinds of beats (PVCs, bigeminy, the edges of a VT run: wide
+    ventricular beats 2-3 times the height of the sinus ones) scores low everywhere although
+    each beat is clean. When the beats' heights fall into two classes (the taller at least
+    VENTRICULAR_RATIO times the shorter's median, each with MIN_BEATS_FOR_QUALITY beats),
+    each class is matched against its own average and each beat keeps the better score. Noise
+    gains nothing: its "beats" do not resemble each other whichever way they are grouped."""
+    height = np.abs(cleaned[peaks])
+    short_median = float(np.median(np.sort(height)[: max(1, len(height) // 2)]))
+    tall = height >= VENTRICULAR_RATIO * short_median
+    if min(int(tall.sum()), int((~tall).sum())) < MIN_BEATS_FOR_QUALITY:
+        return q  # a class too small for an average of its own (the start of a record)
+    out = q.copy()
+    for cls in (tall, ~tall):
+        idx = peaks[cls]
+        qc = _quality(nk, cleaned, idx, sample_rate)
+        if qc is not None and qc.shape == q.shape:
+            out[idx] = np.maximum(q[idx], qc[idx])
+    return out
 
 
 TINY_RATIO = 0.25  # a "beat" under a quarter of its neighbours' median height is not one

@@ -44,8 +44,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from scipy.ndimage import median_filter
-from scipy.signal import find_peaks
 
 from devices.artifacts import Components, apply_lead_off
 from devices.errors import EcgSourceError
@@ -449,6 +447,9 @@ def find_r_peaks(x_mv: np.ndarray, sample_rate: int) -> np.ndarray:
     is dominated by the QRS complex; a threshold at half the top percentile and a
     refractory distance of 0.3 s (200 bpm) pick one peak per beat.
     """
+    from scipy.ndimage import median_filter  # here: importing scipy.signal costs 0.4 s
+    from scipy.signal import find_peaks
+
     x = np.asarray(x_mv, dtype=np.float64)
     size = int(0.2 * sample_rate) | 1
     hp = x - median_filter(x, size=size, mode="nearest")

@@ -27,7 +27,6 @@ from pathlib import Path
 
 from analysis.errors import AnalysisError
 from analysis.store_view import detected_beats
-from devices.ecg_source import truth_beats
 from devices.errors import DeviceError
 from lab.history.events import Stored
 from lab.history.truth import Patient
@@ -88,10 +87,18 @@ def load_beat_spans(state_dir: Path, stored: Sequence[Stored], patients: Mapping
         if p is None or not p.entry:
             continue
         try:
-            true = truth_beats(dict(p.entry), t0, t1)
+            true = _truth_beats(dict(p.entry), t0, t1)
             found = detected_beats(db, dev, t0, t1)
         except (AnalysisError, DeviceError, KeyError, TypeError, ValueError):
             continue  # an entry or a store it cannot read: that span is not scored
         out.append(BeatSpan(dev, t0, t1, tuple(float(t) for t, _ in true),
                             tuple(float(t) for t in found), tuple(str(s) for _, s in true)))
     return out
+
+
+def _truth_beats(entry: dict[str, object], t0: float, t1: float) -> list[tuple[float, str]]:
+    """devices.ecg_source.truth_beats, imported when beats are scored: the signal model pulls
+    in scipy.signal (0.6 s), which `ecgpipe report` on a run without patients should not pay."""
+    from devices.ecg_source import truth_beats
+
+    return truth_beats(entry, t0, t1)
