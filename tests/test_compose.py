@@ -28,3 +28,18 @@ def test_compose_mounts_the_lab_broker_config() -> None:
     assert "./broker_config/mosquitto.conf:/mosquitto/config/mosquitto.conf" in text
     for service in ("broker:", "ingest:", "devices:"):
         assert service in text
+
+
+def test_the_image_holds_every_package_the_project_installs() -> None:
+    """`pip install .` in the Dockerfile needs each package pyproject.toml names copied in
+    first (analysis/ was once missing), and compose runs a service for each process."""
+    import tomllib
+
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = [p.rstrip("*") for p in include["include"]]
+    docker = (ROOT / "Dockerfile").read_text()
+    missing = [p for p in packages if f"COPY {p} ./{p}" not in docker]
+    assert not missing, f"the Dockerfile does not copy {missing}"
+    compose = (ROOT / "docker-compose.yml").read_text()
+    for service in ("ingest:", "analysis:", "devices:"):
+        assert service in compose
