@@ -74,7 +74,7 @@ def inspect_reading(sd: StateDir, device_id: str, seq: int, *, now: float,
         if csv is not None:
             doc["csv"] = str(write_csv(mv, rate, csv))
         if png is not None:
-            marks = annotate(sd, device_id, doc["times"]["captured_at"], mv, rate)
+            marks = annotate(sd, device_id, seq, doc["times"]["captured_at"], mv, rate)
             doc["measured"] = marks.as_dict()
             title = "\n".join([_png_title(doc), *marks.lines()])
             doc["png"] = str(draw_strip(mv, rate, png, title=title, head_mm=26.0,
@@ -274,7 +274,8 @@ def format_reading(doc: dict[str, Any], now: float) -> str:
         vals = ", ".join(f"{k.removesuffix('_ms').removesuffix('_bpm').upper()} {m[k]:.0f}"
                          f"{' bpm' if k == 'hr_bpm' else ' ms'}"
                          for k in ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms") if m.get(k) is not None)
-        lines.append(f"  measured   {vals or 'nothing measurable'} ({m['beats']} beats)")
+        around = f", with {m['context_s']:g} s stored around it" if m.get("context_s") else ""
+        lines.append(f"  measured   {vals or 'nothing measurable'} ({m['beats']} beats in it{around})")
         lines.append(f"  rhythm     {m.get('rhythm') or 'unknown'} (the generator's ground truth)"
                      + (f", artifacts: {', '.join(m['artifacts'])}" if m.get("artifacts") else ""))
     lines.extend(f"  {kind:<10} {doc[kind]}" for kind in ("png", "csv") if doc.get(kind))

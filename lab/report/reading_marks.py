@@ -39,8 +39,10 @@ class Marks:
             return "-" if m.get(key) is None else f"{m[key]:.0f} ms"
 
         hr = "-" if m.get("hr_bpm") is None else f"{m['hr_bpm']:.0f} bpm"
+        around = (f", measured with {m['context_s']:g} s of stored signal around it"
+                  if m.get("context_s") else "")
         out = [(f"HR {hr}   PR {ms('pr_ms')}   QRS {ms('qrs_ms')}   QT {ms('qt_ms')}   "
-               f"{len(self.beats)} beats detected (^)")]
+                f"{len(self.beats)} beats detected (^){around}")]
         truth = self.rhythm or "unknown (no ground truth in the history)"
         if self.artifacts:
             truth += ", with " + ", ".join(self.artifacts)
@@ -84,10 +86,53 @@ def truth_at(sd: StateDir, device_id: str, t: float) -> tuple[str | None, tuple[
     return rhythm, tuple(sorted({s.label for s in here if s.kind != RHYTHM}))
 
 
-def annotate(sd: StateDir, device_id: str, captured_at: float, mv: npt.NDArray[np.float64],
+CONTEXT_S = 5.0  # a short reading is measured with up to this much stored signal each side
+
+
+def _contiguous(sd: StateDir, device_id: str, seq: int, captured_at: float, n: int, rate: int,
+                step: int) -> list[npt.NDArray[np.float64]]:
+    """Stored readings next to `seq` (step -1: before it, +1: after), while each one joins the
+    previous without a gap (same boot and sample rate), up to CONTEXT_S of signal."""
+    from ingest.store_reading import stored_reading
+    from ingest.store_view import reading_samples
+
+    out: list[npt.NDArray[np.float64]] = []
+    edge = captured_at if step < 0 else captured_at + n / rate
+    got = 0.0
+    s = seq + step
+    while got < CONTEXT_S and s >= 0:
+        row = stored_reading(sd.ingest_db, device_id, s)
+        if row is None or row.sample_rate_hz != rate:
+            break
+        end = row.captured_at + row.n_samples / rate
+        if abs((end if step < 0 else row.captured_at) - edge) > 1.5 / rate:
+            break  # a gap (or another boot's seq): not the same stretch of signal
+        samples = reading_samples(sd.ingest_db, device_id, row.boot_epoch, s)
+        if samples is None:
+            break
+        out.append(samples.millivolts())
+        edge = row.captured_at if step < 0 else end
+        got += row.n_samples / rate
+        s += step
+    return out[::-1] if step < 0 else out
+
+
+def annotate(sd: StateDir, device_id: str, seq: int, captured_at: float, mv: npt.NDArray[np.float64],
              rate: int) -> Marks:
+    """Beats, intervals and the true rhythm of one reading. A reading shorter than 2 x
+    CONTEXT_S (a 1-s chunk holds one or two beats) is measured with the stored signal around
+    it, when there is some; its beats are still marked on the reading alone."""
     from analysis.measure import measure  # neurokit2: only when a PNG is drawn
 
-    measured = measure(mv, rate)
+    before: list[npt.NDArray[np.float64]] = []
+    after: list[npt.NDArray[np.float64]] = []
+    if mv.size < 2 * CONTEXT_S * rate:
+        before = _contiguous(sd, device_id, seq, captured_at, mv.size, rate, -1)
+        after = _contiguous(sd, device_id, seq, captured_at, mv.size, rate, +1)
+    lead = sum(b.size for b in before)
+    measured = measure(np.concatenate([*before, mv, *after]), rate)
+    beats = tuple(int(b) - lead for b in measured.get("beats", ()) if lead <= int(b) < lead + mv.size)
+    context_s = round((lead + sum(a.size for a in after)) / rate, 3)  # stored signal around it
+    measured = {**measured, "beats": list(beats), "context_s": context_s}
     rhythm, artifacts = truth_at(sd, device_id, captured_at + 0.5 * mv.size / rate)
-    return Marks(tuple(int(b) for b in measured.get("beats", ())), measured, rhythm, artifacts)
+    return Marks(beats, measured, rhythm, artifacts)

@@ -105,6 +105,10 @@ def test_stored_reading_times_duplicates_and_png(sd: StateDir, tmp_path: Path) -
     assert "capture->store 2 s (capture end->store 1 s)" in text
     assert "1 copy more received, discarded by ingest (idempotent)" in text
     assert 20_000 < (tmp_path / "r.png").stat().st_size < 2_000_000
+    # a 1-s chunk is measured with the stored signal joining it: seq 2 (1 s) before it, no
+    # stored seq 4 after it
+    assert doc["measured"]["context_s"] == pytest.approx(1.0)
+    assert "with 1 s stored around it" in text
 
 
 def test_stored_and_buffered_says_the_confirmation_was_not_seen(sd: StateDir) -> None:
