@@ -144,9 +144,9 @@ def test_logs_shows_the_last_n_lines_and_one_component(logs_dir: StateDir) -> No
 def test_an_untimed_file_takes_its_mtime(logs_dir: StateDir) -> None:
     watch = logs_dir.component("watch").logfile
     watch.parent.mkdir(parents=True)
-    watch.write_text("watch: $SYS of 127.0.0.1:1883\n")
+    watch.write_text("watch: $SYS of 127.0.0.1:40183\n")
     os.utime(watch, (T0 + 3.5, T0 + 3.5))
-    assert "2026-11-30T13:37:23.500Z watch          watch: $SYS of 127.0.0.1:1883" in logs_of(logs_dir)
+    assert "2026-11-30T13:37:23.500Z watch          watch: $SYS of 127.0.0.1:40183" in logs_of(logs_dir)
 
 
 def test_a_whole_second_stamp_keeps_its_file_in_order(logs_dir: StateDir) -> None:
@@ -270,12 +270,12 @@ def plain(renderable: object) -> str:
 def test_the_tables_show_what_needs_a_look() -> None:
     comp = {"pid": 7, "state": "running", "last_signal": None}
     doc = {"state_dir": "/s", "delivery": "end-to-end",
-           "broker": {**comp, "host": "127.0.0.1", "port": 1883, "max_queued": 1000},
+           "broker": {**comp, "host": "127.0.0.1", "port": 40183, "max_queued": 1000},
            "ingest": {**comp, "state": "stopped", "last_signal": "STOP"}, "watch": comp,
            "devices": {**comp, "online": 1, "count": 2},
-           "proxy-ingest": {**comp, "listen_port": 1, "upstream_port": 1883, "connections": 1,
+           "proxy-ingest": {**comp, "listen_port": 1, "upstream_port": 40183, "connections": 1,
                             "fault": {"fault": "cut", "describe": "cut for 30s", "remaining_s": 12.3}},
-           "proxy-devices": {**comp, "listen_port": 2, "upstream_port": 1883, "connections": 2,
+           "proxy-devices": {**comp, "listen_port": 2, "upstream_port": 40183, "connections": 2,
                              "fault": None},
            "device_states": {"hc-0000": {"online": True}, "hc-0001": {"online": False}},
            "devices_error": "fleet/devices.json is truncated"}
