@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from lab.cli.output import Handler, emit, quiet, say, state_dir
-from lab.errors import LabError, UsageError
+from lab.errors import ConfigError, LabError, UsageError
 from lab.stack.statedir import StackConfig, StateDir
 
 
@@ -22,12 +22,16 @@ def up(args: argparse.Namespace) -> int:
     from lab.stack import control as stack
 
     sd = state_dir(args)
-    cfg = StackConfig(devices=args.devices, delivery=args.delivery, max_queued=args.max_queued,
-                      outbox_capacity=args.outbox_capacity, outbox_policy=args.outbox_policy,
-                      sample_rate=args.sample_rate, chunk_seconds=args.chunk_seconds,
-                      ack_timeout=args.ack_timeout, seed=args.seed, persistence=not args.no_persistence,
-                      proxies=not args.no_proxy, profiles=args.profiles, profile_file=args.profile_file,
-                      episodes=tuple(args.episodes or ()))
+    try:
+        cfg = StackConfig(devices=args.devices, delivery=args.delivery, max_queued=args.max_queued,
+                          outbox_capacity=args.outbox_capacity, outbox_policy=args.outbox_policy,
+                          sample_rate=args.sample_rate, chunk_seconds=args.chunk_seconds,
+                          ack_timeout=args.ack_timeout, seed=args.seed,
+                          persistence=not args.no_persistence, proxies=not args.no_proxy,
+                          profiles=args.profiles, profile_file=args.profile_file,
+                          episodes=tuple(args.episodes or ()))
+    except ConfigError as exc:  # every value here came from the command line: bad usage
+        raise UsageError(str(exc)) from None
     _check_patients(cfg)
     progress = quiet if args.json else say
     _refuse_to_overwrite(sd, replace=args.replace)

@@ -54,6 +54,8 @@ def status_or_watch(args: argparse.Namespace) -> int:
     if args.json:
         raise UsageError("--watch shows the text view; use --json without --watch, in a loop")
     sd = state_dir(args)
+    stack_status(sd)  # no stack at all: one line and exit 1 now (a stack that goes away later
+    # is shown as such in the frames)
     # a terminal gets rich's coloured table redrawn in place; a pipe the plain text, frame by frame
     view = status_table if is_terminal(sys.stdout) else format_status
     return watch(lambda: view(stack_status(sd)), interval_s=args.interval, count=args.count,

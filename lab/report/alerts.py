@@ -25,6 +25,8 @@ from lab.timefmt import ago, iso
 
 def inspect_alerts(sd: StateDir, device: str | None, now: float) -> dict[str, Any]:
     """Every event (of one device), by device and onset, with the analysis' progress."""
+    if not sd.root.is_dir():  # no state dir at all is an error, not "no events"
+        raise StateDirError(f"no ecgpipe state in {sd.root}: run `ecgpipe up` first (or pass --state-dir)")
     db = sd.analysis_db
     if db.exists() or db.is_symlink():  # missing: the stack ran without the analysis (said on screen)
         require_sources(sd, analysis=True)
