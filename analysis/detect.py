@@ -80,6 +80,12 @@ def _quality(nk: Any, cleaned: npt.NDArray[np.float64], peaks: npt.NDArray[np.in
 
 
 VENTRICULAR_RATIO = 1.6  # beats this much taller than the shorter class are another morphology
+MIN_CLASS_BEATS = 2  # a class this small has an average of its own only when its heights agree
+CLASS_CV = 0.15  # ... within this coefficient of variation
+
+
+def _tight(heights: npt.NDArray[np.float64]) -> bool:
+    return float(np.std(heights)) <= CLASS_CV * float(np.mean(heights))
 
 
 def _per_morphology(nk: Any, cleaned: npt.NDArray[np.float64], peaks: npt.NDArray[np.int64],
@@ -90,19 +96,48 @@ def _per_morphology(nk: Any, cleaned: npt.NDArray[np.float64], peaks: npt.NDArra
     each beat is clean. When the beats' heights fall into two classes (the taller at least
     VENTRICULAR_RATIO times the shorter's median, each with MIN_BEATS_FOR_QUALITY beats),
     each class is matched against its own average and each beat keeps the better score. Noise
-    gains nothing: its "beats" do not resemble each other whichever way they are grouped."""
+    gains nothing: its "beats" do not resemble each other whichever way they are grouped.
+    In a record's first seconds a bigeminy has 2 or 3 beats of each kind: classes that small
+    count only when the heights within each class agree (within CLASS_CV), as a bigeminy's
+    do (2.1-2.2 and 0.9-1.0 mV) and noise's do not; a 2-beat average still correlates about
+    0.7 with each of two unrelated noise segments, hence the guard."""
     height = np.abs(cleaned[peaks])
     short_median = float(np.median(np.sort(height)[: max(1, len(height) // 2)]))
     tall = height >= VENTRICULAR_RATIO * short_median
-    if min(int(tall.sum()), int((~tall).sum())) < MIN_BEATS_FOR_QUALITY:
-        return q  # a class too small for an average of its own (the start of a record)
+    smaller = min(int(tall.sum()), int((~tall).sum()))
+    if smaller < MIN_CLASS_BEATS or (smaller < MIN_BEATS_FOR_QUALITY
+                                     and not all(_tight(height[c]) for c in (tall, ~tall))):
+        return q  # a class too small for an average of its own
     out = q.copy()
     for cls in (tall, ~tall):
         idx = peaks[cls]
-        qc = _quality(nk, cleaned, idx, sample_rate)
-        if qc is not None and qc.shape == q.shape:
-            out[idx] = np.maximum(q[idx], qc[idx])
+        if len(idx) >= MIN_BEATS_FOR_QUALITY:
+            qc = _quality(nk, cleaned, idx, sample_rate)
+            if qc is not None and qc.shape == q.shape:
+                out[idx] = np.maximum(q[idx], qc[idx])
+        else:  # neurokit2's template match needs more beats (it derives a rate from them)
+            out[idx] = np.maximum(q[idx], _small_class_match(cleaned, idx, sample_rate))
     return out
+
+
+SMALL_CLASS_WINDOW_S = (0.2, 0.4)  # around each R peak: the QRS and the start of the T wave
+
+
+def _small_class_match(cleaned: npt.NDArray[np.float64], idx: npt.NDArray[np.int64],
+                       sample_rate: int) -> npt.NDArray[np.float64]:
+    """Each beat's correlation with its class's average beat, the way neurokit2's template
+    match scores (Orphanidou et al. 2015), for a class of 2 or 3 beats: windows of
+    SMALL_CLASS_WINDOW_S around the R peaks (beats too near the signal's edges score 0)."""
+    before = round(SMALL_CLASS_WINDOW_S[0] * sample_rate)
+    after = round(SMALL_CLASS_WINDOW_S[1] * sample_rate)
+    inside = (idx >= before) & (idx + after <= len(cleaned))
+    scores = np.zeros(len(idx), dtype=np.float64)
+    if int(inside.sum()) < MIN_CLASS_BEATS:
+        return scores
+    segs = np.stack([cleaned[i - before : i + after] for i in idx[inside].tolist()])
+    template = segs.mean(axis=0)
+    scores[inside] = [float(np.corrcoef(seg, template)[0, 1]) for seg in segs]
+    return np.nan_to_num(scores)
 
 
 TINY_RATIO = 0.25  # a "beat" under a quarter of its neighbours' median height is not one

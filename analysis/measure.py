@@ -4,7 +4,9 @@ intervals, from neurokit2's detector and its wavelet delineation (`ecg_delineate
     measure(samples_mv, sample_rate) -> {"beats": [sample indices], "hr_bpm": float | None,
                                          "pr_ms": ..., "qrs_ms": ..., "qt_ms": ...}
 
-Each interval is the median over the beats where the delineation found both of its ends:
+The heart rate is 60 / the interquartile mean of the RR intervals (analysis.rules.typical_rr,
+as the rate rules use it: in bigeminy the median is one of two alternating intervals). Each
+interval is the median over the beats where the delineation found both of its ends:
 PR = QRS onset − P onset, QRS = QRS offset − QRS onset, QT = T offset − QRS onset. None where it
 cannot tell (fewer than 2 beats for HR; no beat with both ends for an interval; a signal the
 delineation refuses). The numbers are neurokit's: on ecgsyn's beat shape its wavelet QRS
@@ -21,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analysis.detect import detect
+from analysis.rules import typical_rr
 
 
 def _median_ms(starts: Any, ends: Any, sample_rate: int) -> float | None:
@@ -53,7 +56,8 @@ def measure(samples_mv: npt.NDArray[np.float64], sample_rate: int) -> dict[str, 
     out: dict[str, Any] = {"beats": [int(p) for p in peaks], "hr_bpm": None,
                            "pr_ms": None, "qrs_ms": None, "qt_ms": None}
     if peaks.size >= 2:
-        out["hr_bpm"] = round(60.0 * sample_rate / float(np.median(np.diff(peaks))), 1)
+        rr = np.diff(peaks).astype(np.float64)  # the rules' interquartile mean: bigeminy's
+        out["hr_bpm"] = round(60.0 * sample_rate / float(typical_rr(rr)), 1)  # two RRs both count
     if peaks.size == 0:
         return out
     w = _delineate(x, peaks, sample_rate)

@@ -20,9 +20,10 @@ Unreadable: a reading is unreadable when
 - more than 5 % of its samples sit at the int16 rails (saturated), or
 - the median template-match quality (neurokit2 "templatematch") of its beats and those within
   CONTEXT_S (8 s) of it is below QUALITY_MIN = 0.7, or
-- too few beats were found near it to judge by template and its filtered signal spreads over
-  more than NOISE_SPREAD_MV = 0.8 mV (5th to 95th percentile): something is there, and it is
-  not beats.
+- too few beats were found near it to judge by template and its filtered signal away from
+  those beats (BEAT_MASK_S around each) spreads over more than NOISE_SPREAD_MV = 0.8 mV (5th
+  to 95th percentile): something is there, and it is not beats (a PVC's complex alone spans
+  about 2 mV: in a bigeminy's first seconds it made the record's start read unreadable).
 Measured on ecgsyn-shaped beats at 250 Hz: every reading of a 7-minute record of sinus, brady,
 tachy and AF scored 0.90 or more but one (0.49: a 35-bpm reading at the live edge where a T
 wave was taken for a beat); 0.5 mV of white noise scored 0.47-0.69, or too few beats with a
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from analysis.detect import Detection, detect
 from analysis.merge import MERGE_GAP_S, merge
@@ -52,6 +54,8 @@ from ingest.store_feed import FeedReading
 FLAG_LEAD_OFF = 0x04  # wire.reading.FLAG_LEAD_OFF (being added there); the value is the contract
 QUALITY_MIN = 0.7
 NOISE_SPREAD_MV = 0.8
+BEAT_MASK_S = (0.15, 0.45)  # what of the signal around an R peak belongs to its beat (QRS, T)
+MIN_BETWEEN_S = 0.2  # less signal than this between beats: nothing to judge
 SATURATED_FRACTION = 0.05
 RULE_CONTEXT_S = 60.0
 
@@ -83,13 +87,28 @@ def _segment(r: FeedReading, span: Span, det: Detection) -> Segment:
         quality = round(float(np.median(near)), 4) if near.size else None
     noisy = False
     if quality is None and det.cleaned is not None:  # too few beats to judge by template
-        i0 = max(0, round((r.captured_at - span.t0) * span.sample_rate))
-        part = det.cleaned[i0 : i0 + len(r.samples)]
-        noisy = part.size > 0 and float(np.ptp(np.percentile(part, [5, 95]))) > NOISE_SPREAD_MV
+        noisy = _spread_between_beats(r, span, det.cleaned, det.peaks) > NOISE_SPREAD_MV
     readable = bool(not lead_off and not noisy and rails <= SATURATED_FRACTION * len(r.samples)
                     and (quality is None or quality >= QUALITY_MIN))
     return Segment(r.device_id, r.boot_epoch, r.seq, r.captured_at, r.end_at, r.strip_id,
                    readable, quality, lead_off)
+
+
+def _spread_between_beats(r: FeedReading, span: Span, cleaned: npt.NDArray[np.float64],
+                          peaks: npt.NDArray[np.int64]) -> float:
+    """The 5th-95th percentile spread (mV) of the reading's filtered signal away from its
+    detected beats (BEAT_MASK_S around each R peak: the QRS and T wave). A PVC's wide complex
+    spans 2 mV; between beats a clean record is near its baseline and noise is not. 0 when
+    the beats cover the reading."""
+    fs = span.sample_rate
+    i0 = max(0, round((r.captured_at - span.t0) * fs))
+    part = cleaned[i0 : i0 + len(r.samples)]
+    keep = np.ones(part.size, dtype=bool)
+    before, after = round(BEAT_MASK_S[0] * fs), round(BEAT_MASK_S[1] * fs)
+    for p in peaks.tolist():
+        keep[max(0, p - i0 - before) : max(0, p - i0 + after)] = False
+    rest = part[keep]
+    return float(np.ptp(np.percentile(rest, [5, 95]))) if rest.size >= MIN_BETWEEN_S * fs else 0.0
 
 
 def _windows(spans: Sequence[Span]) -> list[tuple[float, float]]:

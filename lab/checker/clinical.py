@@ -81,6 +81,7 @@ class Episode:
     raised_at: float | None = None
     delay_s: float | None = None  # real-time equivalent (_Timing)
     delay_raw_s: float | None = None  # raised_at − onset as the run's clock saw it
+    wait_s: float | None = None  # seen: raised − when it could first arrive (real-time equivalent)
     cause: str | None = None  # lost: why its readings are gone
     readings: int = 0  # generated readings holding it
 
@@ -100,6 +101,7 @@ class Clinical:
     events_by_kind: Mapping[str, int] = field(default_factory=dict)
     unreadable: int = 0  # "unreadable" events raised
     delay: Quantiles = field(default_factory=Quantiles)  # raised − observable onset, seen ones
+    wait: Quantiles = field(default_factory=Quantiles)  # raised − when it could arrive, late ones
     machine_scale: float = 1.0  # the machine's time after the last fault counted × this (_Timing)
 
     def recorded(self, kind: str | None = None) -> list[Episode]:
@@ -142,6 +144,7 @@ class Clinical:
             "by_kind": {k: self.counts(k) for k in self.kinds()},
             "lost_by_cause": self.lost_by_cause(),
             "delay_s": self.delay.as_dict(),
+            "wait_s": self.wait.as_dict(),
             "events": self.events, "unreadable_events": self.unreadable,
             "episodes": [e.as_dict() for e in self.episodes[:max_listed]],
             "episodes_left_off": max(0, len(self.episodes) - max_listed),
@@ -288,10 +291,14 @@ class _Timing:
         self.scale = scale
         self.fault_ends = sorted(w.end for w in history.faults if w.end is not None)
 
-    def raised(self, raised_at: float, ready: float) -> float:
+    def arrivable(self, raised_at: float, ready: float) -> float:
+        """When a reading ready at `ready` could first arrive: then, or at the end of the last
+        fault that ended between then and `raised_at` (it may have held it back)."""
         i = bisect.bisect_right(self.fault_ends, raised_at)
-        ends = [e for e in self.fault_ends[:i] if e > ready]
-        start = max([ready, *ends])
+        return max([ready, *(e for e in self.fault_ends[:i] if e > ready)])
+
+    def raised(self, raised_at: float, ready: float) -> float:
+        start = self.arrivable(raised_at, ready)
         return raised_at if raised_at <= start else start + (raised_at - start) * self.scale
 
 
@@ -305,10 +312,12 @@ def _episode(c: _Candidate, readings: _Readings | None, live_bound: float, timin
         at = onset if onset is not None else c.seg.start
         holding = readings.holding(first.onset, first.onset) if readings else []
         ready = holding[0][1] if holding else first.onset
-        delay = max(0.0, timing.raised(first.raised_at, ready) - at)
+        raised = timing.raised(first.raised_at, ready)
+        delay = max(0.0, raised - at)
+        wait = max(0.0, raised - max(at, timing.arrivable(first.raised_at, ready)))
         return replace(ep, outcome="live" if delay <= live_bound else "late", onset=at,
                        raised_at=first.raised_at, delay_s=round(delay, 6),
-                       delay_raw_s=round(max(0.0, first.raised_at - at), 6))
+                       delay_raw_s=round(max(0.0, first.raised_at - at), 6), wait_s=round(wait, 6))
     if not held:
         return ep
     outcome, cause = _fate(held)
@@ -330,6 +339,7 @@ def clinical(history: History, outcomes: Mapping[Key, ReadingOutcome],
                          timing) for group in cands.values() for c in group if c.counts]
     episodes.sort(key=lambda e: (e.start, e.dev, e.kind))
     delays = [e.delay_s for e in episodes if e.delay_s is not None]
+    waits = [e.wait_s for e in episodes if e.wait_s is not None and e.outcome == "late"]
     return Clinical(
         episodes=tuple(episodes),
         false_alarms=tuple(sorted(false, key=lambda a: (a.onset, a.dev))),
@@ -337,5 +347,6 @@ def clinical(history: History, outcomes: Mapping[Key, ReadingOutcome],
         events_by_kind=dict(Counter(e.kind for e in rhythm_events)),
         unreadable=sum(1 for e in history.clinical_events if e.kind == "unreadable"),
         delay=quantiles(delays),
+        wait=quantiles(waits),
         machine_scale=machine_scale,
     )

@@ -38,3 +38,15 @@ def broker_stats(state_root: Path) -> dict[str, Any]:
     latest = read_json(state_root / "watch" / "latest.json") or {}
     out["sampled_at"] = latest.get("t")
     return out
+
+
+def queued_now(state_root: Path) -> int | None:
+    """Messages the broker holds for subscribers, from the watcher's latest sample: its stored
+    count less its retained messages (the statuses are no backlog). None when there is no
+    sample yet, or it lacks the counters."""
+    latest = read_json(state_root / "watch" / "latest.json")
+    values = latest.get("values") if isinstance(latest, dict) else None
+    if not isinstance(values, dict) or not isinstance(values.get(STORED), int | float):
+        return None
+    retained = values.get(RETAINED, 0)
+    return max(0, int(values[STORED]) - int(retained if isinstance(retained, int | float) else 0))

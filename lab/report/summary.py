@@ -136,7 +136,9 @@ def _delay(seconds: float | None) -> str:
 
 def clinical_headline(c: dict[str, Any] | None) -> str:
     """The clinical section in one line: "12 AF episodes, 12 seen, all late (p50 71.8 h, max
-    72.1 h)", "12 AF episodes, none seen: 12 lost (qos0-link-down 12)", ..."""
+    72.1 h; each raised within 2 min of when it could arrive)", "12 AF episodes, none seen:
+    12 lost (qos0-link-down 12)", ... ("could arrive": its reading was captured and the fault
+    holding it back had ended: what is left of the delay is the pipeline's own.)"""
     if not c:
         return "no clinical section"
     t, kinds = c["totals"], c.get("by_kind", {})
@@ -152,6 +154,9 @@ def clinical_headline(c: dict[str, Any] | None) -> str:
             parts.append("none seen")
         else:
             delays = f"p50 {_delay(d['p50'])}, max {_delay(d['max'])}"
+            waited = c.get("wait_s", {}).get("max")
+            if late and waited is not None:  # how soon after they could arrive: the outage's cost
+                delays += f"; each raised within {_delay(waited)} of when it could arrive"
             when = ("all live" if live == seen else f"all late ({delays})" if late == seen
                     else f"{live} live, {late} late ({delays})")
             parts.append(f"{seen} seen, {when}")

@@ -4,9 +4,11 @@ After the timeline's end the devices record nothing more and deliver what they h
 compression the network is not compressed, so this can take real time; the runner waits as
 long as the backlog is really moving:
 
-    delivered    the outboxes are empty and the stored count has not changed for `quiet_s`
-                 (or twice the longest pause between two steps of progress seen so far, if
-                 longer: a broker-ack backlog drains from the broker, not the outboxes)
+    delivered    the outboxes are empty, the broker holds no message for a subscriber (its
+                 $SYS stored count less its retained ones, when known: a broker-ack backlog
+                 sits in the broker after the devices let go of it), and the stored count has
+                 not changed for `quiet_s` (or twice the longest pause between two steps of
+                 progress seen so far, if longer)
     stalled      nothing has moved for max(`min_stall_s`, 3 × that longest pause). An
                  end-to-end device whose last copies were dropped sends a probe after its ack
                  timeout (10 s doubling), so a stall shorter than that would cut it off
@@ -42,7 +44,7 @@ class DrainRule:
         self.limits = limits or DrainLimits()
         self.started: float | None = None
         self.first_stored = 0
-        self.levels: tuple[int, int] | None = None
+        self.levels: tuple[int, int, int | None] | None = None
         self.last_change = 0.0
         self.longest_pause = 0.0
 
@@ -58,18 +60,20 @@ class DrainRule:
         projected = elapsed + buffered / (moved / elapsed)
         return min(lim.max_limit_s, max(lim.min_limit_s, 1.5 * projected))
 
-    def observe(self, stored: int, buffered: int) -> str | None:
-        """None while the drain should go on; else why it is over."""
+    def observe(self, stored: int, buffered: int, queued: int | None = None) -> str | None:
+        """None while the drain should go on; else why it is over. `queued`: what the broker
+        holds for subscribers (None: not known, e.g. no $SYS sample yet)."""
         now = self.clock.monotonic()
         if self.started is None:
             self.started, self.first_stored, self.last_change = now, stored, now
-        if (stored, buffered) != self.levels:
+        if (stored, buffered, queued) != self.levels:
             if self.levels is not None:
                 self.longest_pause = max(self.longest_pause, now - self.last_change)
-            self.levels, self.last_change = (stored, buffered), now
+            self.levels, self.last_change = (stored, buffered, queued), now
         still = now - self.last_change
         lim = self.limits
-        if buffered == 0 and still >= max(lim.quiet_s, 2 * self.longest_pause):
+        empty = buffered == 0 and (queued is None or queued <= 0)
+        if empty and still >= max(lim.quiet_s, 2 * self.longest_pause):
             return DELIVERED
         if still >= max(lim.min_stall_s, 3 * self.longest_pause):
             return STALLED

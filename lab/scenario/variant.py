@@ -22,6 +22,7 @@ from ecgcore.clock import ScaledClock, SystemClock
 from ecgcore.waiting import wait_until
 from lab.checker import check
 from lab.history import label_windows, load_history
+from lab.history.brokerstats import queued_now
 from lab.nemesis import proxyctl
 from lab.nemesis.process import ProcessAction, ProcessNemesis, ProcessOp
 from lab.scenario.config import MIN_KEEPALIVE_S, SCENARIO_ORIGIN, max_lag_s, stack_config, story_drain
@@ -72,19 +73,21 @@ def drain(sd: StateDir, say: Progress) -> dict[str, Any]:
     ended: list[str] = []
 
     def over() -> bool:
-        why = rule.observe(stored_total(sd), buffered_total(sd))
+        why = rule.observe(stored_total(sd), buffered_total(sd), queued_now(sd.root))
         if why is not None:
             ended.append(why)
         return why is not None
 
     wait_until(over, rule.limits.max_limit_s + 5.0, poll_s=0.25)
-    left = buffered_total(sd)
+    left, held = buffered_total(sd), queued_now(sd.root)
     why = ended[0] if ended else OUT_OF_TIME
     if why == DELIVERED:
         say(f"      drained in {rule.elapsed():.1f} s real")
     else:
-        say(f"      drain {why} after {rule.elapsed():.1f} s real; {left} readings still buffered")
-    return {"ended": why, "real_s": round(rule.elapsed(), 3), "left": left}
+        broker = "" if held is None else f", {held} messages held by the broker"
+        say(f"      drain {why} after {rule.elapsed():.1f} s real; {left} readings still buffered"
+            f" on the devices{broker}")
+    return {"ended": why, "real_s": round(rule.elapsed(), 3), "left": left, "broker_left": held}
 
 
 def analysis_catch_up(sd: StateDir, say: Progress) -> dict[str, Any]:

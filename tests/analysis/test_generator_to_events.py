@@ -94,9 +94,6 @@ def test_sinus_with_or_without_premature_beats_raises_nothing_once_under_way(
 FIRST_SECONDS = 10.0  # a live record's first seconds, analysed before enough beats exist
 
 
-@pytest.mark.xfail(strict=True, reason="known limit: in a record's first seconds a bigeminy has "
-                   "too few beats of each shape for a template of its own, so the one average "
-                   "template scores its beats low and the start reads as unreadable")
 def test_a_bigeminy_raises_nothing_from_its_first_reading(events: dict[str, list[Event]]) -> None:
     assert events.get("hc-0006", []) == []
 

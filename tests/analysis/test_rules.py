@@ -12,7 +12,7 @@ from analysis import store_view
 from analysis.errors import AnalysisError
 from analysis.merge import StoredEvent, merge
 from analysis.model import Episode
-from analysis.rules import AF_ENTROPY, AF_NRMSSD, Run, af_window_flags, episodes
+from analysis.rules import AF_ENTROPY, AF_NRMSSD, Run, af_window_flags, episodes, typical_rr
 
 
 def beats_from(rr: np.ndarray) -> np.ndarray:
@@ -37,6 +37,21 @@ def test_rate_onsets_are_the_first_abnormal_beat() -> None:
     assert eps["brady"].onset == pytest.approx(b[20]) and eps["brady"].end == pytest.approx(b[32])
     assert eps["tachy"].onset == pytest.approx(b[52]) and eps["tachy"].open  # held to the data end
     assert "pause" not in eps and "af" not in eps
+
+
+@pytest.mark.parametrize(("bpm", "coupling"), [(50.0, 0.7), (60.0, 0.6), (85.0, 0.55), (85.0, 0.7)])
+def test_bigeminy_is_rated_by_both_its_intervals(bpm: float, coupling: float) -> None:
+    """In bigeminy the RR series alternates the PVC's coupling interval and its compensatory
+    pause: an odd window's median is one of the two (at 85 bpm with a 0.55 coupling, 155 bpm: a
+    false tachycardia; at 50 bpm, 36: a false bradycardia). The rate is the interquartile mean."""
+    rr0 = 60.0 / bpm
+    for first in (coupling, 2 - coupling):  # either interval first: odd windows of both kinds
+        rr = np.tile([first * rr0, (2 - first) * rr0], 40)
+        b = beats_from(rr)
+        eps = episodes("d", [Run(0.0, float(b[-1]) + 0.3, b)])
+        assert [e.kind for e in eps] == [], [(e.kind, e.evidence) for e in eps]
+    assert 60.0 / float(typical_rr(np.tile([coupling * rr0, (2 - coupling) * rr0], 5)[:9])) == \
+        pytest.approx(bpm, rel=0.12)
 
 
 def test_a_pause_and_an_asystole_at_the_end_of_the_data() -> None:

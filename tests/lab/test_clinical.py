@@ -100,6 +100,14 @@ def test_the_machines_time_after_the_last_fault_counts_at_real_seconds() -> None
     # after the fault, from the end of its strip: 30 s of capture and 40 real seconds: live
     assert by["b"].delay_s == pytest.approx(STRIP + 40) and by["b"].outcome == "live"
     assert clinical(h, o).episodes[0].delay_s == by["a"].delay_raw_s  # a real-time run: as seen
+    # the outage's share of a's delay is 72 h less 100 s; the pipeline's own, once it could
+    # arrive (the heal), is the 40 real seconds; only late episodes count in the summary's wait
+    c = clinical(h, o, machine_scale=1 / 20000)
+    assert by["a"].wait_s == pytest.approx(40) and c.wait.max == pytest.approx(40)
+    assert c.as_dict()["wait_s"]["max"] == pytest.approx(40)
+    from lab.report.summary import clinical_headline
+    assert "all late" not in clinical_headline(c.as_dict())  # b was live
+    assert "each raised within 40 s of when it could arrive" in clinical_headline(c.as_dict())
 
 
 def test_an_undetected_episode_is_blamed_on_what_happened_to_its_readings() -> None:
@@ -222,7 +230,8 @@ def test_the_summary_line_says_what_happened_to_the_episodes() -> None:
                    [af("a", T0 + 90, T0 + 1300), af("b", T0 + 90, T0 + 1300), af("c", T0 + 90, T0 + 1300)],
                    [event("a", T0 + 100, T0 + 100 + 72 * 3600)])
     doc = clinical(h, o).as_dict()
-    assert clinical_headline(doc) == ("3 AF episodes, 1 seen, all late (p50 72.0 h, max 72.0 h), "
+    assert clinical_headline(doc) == ("3 AF episodes, 1 seen, all late (p50 72.0 h, max 72.0 h; "
+                                      "each raised within 72.0 h of when it could arrive), "
                                       "1 lost (qos0-link-down 1), 1 missed by the detector, 0 false alarms")
     lines = clinical_lines(doc)
     assert lines[0].startswith("clinical: 3 AF episodes") and "af" in lines[1] and "late 1" in lines[1]

@@ -53,3 +53,31 @@ def test_an_empty_backlog_is_delivered_after_the_quiet_time() -> None:
     assert rule.observe(50, 0) is None
     clock.advance(2.0)
     assert rule.observe(50, 0) == DELIVERED
+
+
+def test_empty_outboxes_are_not_delivered_while_the_broker_holds_readings() -> None:
+    """broker-ack: the devices let go of a reading at its PUBACK, so the backlog of a slow or
+    still-reconnecting ingest sits in the broker with the outboxes empty and nothing moving
+    for a while. That is not delivered; the broker's queue draining to zero is."""
+    clock = ManualClock(start=0.0)
+    rule = DrainRule(clock)
+    assert rule.observe(50, 0, 300) is None
+    clock.advance(10.0)  # ingest still reconnecting: nothing moves for 10 s
+    assert rule.observe(50, 0, 300) is None
+    clock.advance(1.0)
+    assert rule.observe(350, 0, 0) is None  # the queue reached ingest ...
+    clock.advance(25.0)
+    assert rule.observe(350, 0, 0) == DELIVERED  # ... and stayed empty (2 x the 11-s pause)
+    still = ManualClock(start=0.0)
+    stuck = DrainRule(still)
+    assert stuck.observe(50, 0, 300) is None
+    still.advance(31.0)  # ingest never came back for it
+    assert stuck.observe(50, 0, 300) == STALLED
+
+
+def test_an_unknown_broker_level_does_not_hold_the_drain() -> None:
+    clock = ManualClock(start=0.0)
+    rule = DrainRule(clock)
+    assert rule.observe(50, 0, None) is None
+    clock.advance(2.0)
+    assert rule.observe(50, 0, None) == DELIVERED
