@@ -3,8 +3,9 @@
     detect(x_mv, sample_rate) -> Detection(peaks, quality)
 
 `peaks` are R-peak sample indices from `nk.ecg_peaks` on `nk.ecg_clean`'s output (neurokit's
-own method). `quality` is `nk.ecg_quality(method="templatematch")` (after Orphanidou et al.
-2015: each beat's correlation with the average beat, 0..1, one value per sample), or None
+own method). `quality` is neurokit2's `ecg_quality(method="templatematch")` (after Orphanidou
+et al. 2015: each beat's correlation with the average beat, 0..1, one value per sample; the
+same numbers computed on numpy arrays by analysis/templatematch.py, 13x faster), or None
 when fewer than MIN_BEATS_FOR_QUALITY beats were found (a template needs a few beats; a
 stretch without beats is judged by the rules, not here).
 
@@ -22,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from analysis.templatematch import templatematch
 
 MIN_BEATS_FOR_QUALITY = 4
 MIN_RR_S = 0.25  # neurokit's default 0.3 s caps the rate at 200 bpm: at 220 it found every other beat
@@ -72,9 +75,8 @@ def detect(x_mv: npt.NDArray[np.float64], sample_rate: int) -> Detection:
 
 def _quality(nk: Any, cleaned: npt.NDArray[np.float64], peaks: npt.NDArray[np.int64],
              sample_rate: int) -> npt.NDArray[np.float64] | None:
-    try:
-        return np.asarray(nk.ecg_quality(cleaned, rpeaks=peaks, sampling_rate=sample_rate,
-                                         method="templatematch"), dtype=np.float64)
+    try:  # = nk.ecg_quality(method="templatematch"), without its DataFrame per beat
+        return templatematch(nk, cleaned, peaks, sample_rate)
     except (ValueError, IndexError, ZeroDivisionError, TypeError):
         return None
 

@@ -270,6 +270,20 @@ def stored_readings(db_path: Path | str) -> list[StoredRow]:
         return _stored_rows(q)
 
 
+def keys_after(db_path: Path | str, rowid: int) -> list[tuple[str, int, int]]:
+    """(device_id, boot_epoch, seq) of the readings stored after row `rowid` (a reader that
+    walks the store in rowid order, as the analysis stage does, has not seen these)."""
+    rows = _query(db_path, "SELECT device_id, boot_epoch, seq FROM readings WHERE rowid > ?"
+                           " ORDER BY rowid", (int(rowid),))
+    return [(str(d), int(b), int(q)) for d, b, q in rows]
+
+
+def count_after(db_path: Path | str, rowid: int) -> int:
+    """How many readings were stored after row `rowid`."""
+    rows = _query(db_path, "SELECT COUNT(*) FROM readings WHERE rowid > ?", (int(rowid),))
+    return int(rows[0][0]) if rows else 0
+
+
 def duplicate_readings(db_path: Path | str) -> list[DuplicateRow]:
     """Every duplicate arrival, by received_at, then insertion."""
     with _snapshot(db_path) as q:

@@ -16,11 +16,15 @@ the fate of every reading (classify.py), each episode a patient had is given one
     lost        never raised, and some of its readings were evicted or lost (the cause: the most
                 common among those readings: broker-queue-overflow, qos0-link-down, evicted, ...)
     buffered    never raised, and some of its readings never arrived (still in an outbox)
-    missed      never raised although every reading holding it was stored: a detector miss
+    unanalysed  never raised, every reading holding it was stored, and some of them the
+                analysis stage had not analysed yet (history.unanalysed): the machine was
+                behind, which says nothing of the detector (a scenario run is then not faithful)
+    missed      never raised although every reading holding it was stored and analysed: a
+                detector miss
     unrecorded  no generated reading overlaps it (a strip-mode device records a few strips a
                 day); not counted in `episodes`, as nothing could have seen it
 
-So episodes = live + late + lost + buffered + missed. Delivery takes the blame whenever it
+So episodes = live + late + lost + buffered + unanalysed + missed. Delivery takes the blame whenever it
 withheld any of an episode's readings.
 
 What counts as an episode (EPISODE_KINDS, the analysis' event rules): a rhythm segment whose
@@ -54,7 +58,7 @@ from lab.history import Generated, History, Key
 from lab.history.truth import RHYTHM, ClinicalEvent, Patient, TruthSegment
 
 EPISODE_KINDS = ("af", "brady", "tachy", "pause")
-OUTCOMES = ("live", "late", "lost", "buffered", "missed")
+OUTCOMES = ("live", "late", "lost", "buffered", "unanalysed", "missed")
 UNRECORDED = "unrecorded"
 BRADY_BPM, TACHY_BPM, PAUSE_S = 40.0, 150.0, 3.0
 LIVE_SLACK_S = 60.0  # simulated seconds the analysis may take after a reading could be known
@@ -230,11 +234,12 @@ def _readings(history: History, outcomes: Mapping[Key, ReadingOutcome],
     return {d: _Readings(s) for d, s in spans.items()}
 
 
-def _fate(held: Sequence[tuple[float, float, ReadingOutcome]]) -> tuple[str, str | None]:
+def _fate(held: Sequence[tuple[float, float, ReadingOutcome]],
+          unanalysed: frozenset[Key] = frozenset()) -> tuple[str, str | None]:
     """An undetected episode's outcome from its readings' (module docstring)."""
     withheld = [o for _, _, o in held if o.outcome != "stored"]
     if not withheld:
-        return "missed", None
+        return ("unanalysed" if any(o.key in unanalysed for _, _, o in held) else "missed"), None
     if any(o.outcome == "buffered" for o in withheld):
         return "buffered", None
     causes = Counter(o.cause if o.outcome == "lost" else "evicted" for o in withheld)
@@ -302,7 +307,8 @@ class _Timing:
         return raised_at if raised_at <= start else start + (raised_at - start) * self.scale
 
 
-def _episode(c: _Candidate, readings: _Readings | None, live_bound: float, timing: _Timing) -> Episode:
+def _episode(c: _Candidate, readings: _Readings | None, live_bound: float, timing: _Timing,
+             unanalysed: frozenset[Key] = frozenset()) -> Episode:
     held = readings.holding(c.seg.start, c.end) if readings else []
     first = min((ev for ev in c.events), key=lambda ev: ev.raised_at, default=None)
     ep = Episode(c.seg.dev, c.kind, c.seg.label, c.seg.start, c.end, not c.seg.episode, UNRECORDED,
@@ -320,7 +326,7 @@ def _episode(c: _Candidate, readings: _Readings | None, live_bound: float, timin
                        delay_raw_s=round(max(0.0, first.raised_at - at), 6), wait_s=round(wait, 6))
     if not held:
         return ep
-    outcome, cause = _fate(held)
+    outcome, cause = _fate(held, unanalysed)
     return replace(ep, outcome=outcome, onset=onset, cause=cause)
 
 
@@ -336,7 +342,7 @@ def clinical(history: History, outcomes: Mapping[Key, ReadingOutcome],
     readings = _readings(history, outcomes, lengths, default) if cands else {}
     timing = _Timing(history, machine_scale)
     episodes = [_episode(c, readings.get(c.seg.dev), LIVE_SLACK_S + lengths.get(c.seg.dev, default),
-                         timing) for group in cands.values() for c in group if c.counts]
+                         timing, history.unanalysed) for group in cands.values() for c in group if c.counts]
     episodes.sort(key=lambda e: (e.start, e.dev, e.kind))
     delays = [e.delay_s for e in episodes if e.delay_s is not None]
     waits = [e.wait_s for e in episodes if e.wait_s is not None and e.outcome == "late"]

@@ -44,7 +44,7 @@ from lab.checker.cost import cost
 from lab.checker.counts import count
 from lab.checker.ec57 import ec57
 from lab.checker.expect import Expectation, verdict
-from lab.checker.fidelity import fidelity, no_story_drain
+from lab.checker.fidelity import fidelity, no_story_drain, with_analysis
 from lab.checker.index import ReadingIndex
 from lab.checker.measures import (
     backlog,
@@ -88,9 +88,12 @@ def check(history: History, expect: Expectation | str | Iterable[Expectation | s
         windows=window_reports(fw, classified.losses, drains),
         broker_dropped=drops.total,
         cost=cost(history, totals.generated, totals.stored, outbox.series, high, len(ix.devices)),
-        fidelity=fidelity(ix, fw.windows, drains, outbox.series, queue.series,
-                          end=history.ended_at or 0.0, max_lag_s=max_lag_s, story_drain_s=story_drain_s,
-                          restored=fw.restored),
+        fidelity=with_analysis(
+            fidelity(ix, fw.windows, drains, outbox.series, queue.series,
+                     end=history.ended_at or 0.0, max_lag_s=max_lag_s, story_drain_s=story_drain_s,
+                     restored=fw.restored),
+            len(history.unanalysed) if clin is not None else 0, totals.stored,
+            0 if clin is None else clin.counts()["unanalysed"]),
         clinical=clin, ec57=None if clin is None else ec57(history.beat_spans, history.truth, clin, end),
     )
     if expect is None:

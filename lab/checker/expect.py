@@ -15,7 +15,8 @@ A cause or eviction reason that never happened counts as 0; a window the history
 have fails; an undefined measure (latency with nothing stored) fails.
 
 Clinical measures (lab/checker/clinical.py): episodes, episodes_live, episodes_late,
-episodes_seen, episodes_lost, episodes_buffered, episodes_missed, episodes_unrecorded and
+episodes_seen, episodes_lost, episodes_buffered, episodes_unanalysed, episodes_missed,
+episodes_unrecorded and
 false_alarms, each also per kind with a suffix .af | .brady | .tachy | .pause
 ("episodes_seen.af = 0"), and episode_delay.p50|p99|max (seconds, undefined when nothing
 was seen). EC57 scores (lab/checker/ec57.py, fractions 0..1, undefined without beats):
@@ -78,7 +79,7 @@ METRIC_HELP = ("generated, committed, stored, duplicated, duplicates, recovered,
                "hwm.outbox|outbox_device|broker|broker_over_outbox, broker.dropped, drain.max, "
                "sent, resent, resent.<reason>, amplification, fidelity.lag, faithful, "
                "window.<id>.lost|drain|cause.<cause>, episodes, episodes_live|late|seen|lost|"
-               "buffered|missed|unrecorded, false_alarms (each also .af|.brady|.tachy|.pause), "
+               "buffered|unanalysed|missed|unrecorded, false_alarms (each also .af|.brady|.tachy|.pause), "
                "episode_delay.p50|p99|max, beats.se|ppv, beats.<artifact or clean>.se|ppv, "
                "episode_se|episode_ppv.<kind>")
 

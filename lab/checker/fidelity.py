@@ -166,6 +166,21 @@ def fidelity(ix: ReadingIndex, windows: Sequence[FaultWindow], drains: Sequence[
                        "speed_factor": None if not reasons else round(MARGIN * ratio, 4)})
 
 
+def with_analysis(fid: Fidelity, unanalysed: int, stored: int, episodes: int) -> Fidelity:
+    """A judged run whose analysis stage had not analysed every stored reading by its end did
+    not play its clinical timeline either: its clinical verdicts would blame the detector for
+    the machine's slowness. Not faithful, with a speed the analysis would have kept up with
+    (in proportion to what it did analyse, with the margin)."""
+    if fid.faithful is None or unanalysed <= 0 or stored <= 0:
+        return fid
+    share = max(0.0, (stored - unanalysed) / stored)
+    reason = (f"the analysis stage was behind: {unanalysed} of {stored} stored readings not "
+              f"analysed when the run ended ({episodes} episodes could not be judged)")
+    factor = round(MARGIN * max(share, 0.01), 4)
+    return Fidelity(**{**fid.__dict__, "faithful": False, "reasons": (*fid.reasons, reason),
+                       "speed_factor": min(factor, fid.speed_factor or factor)})
+
+
 def ix_start(ix: ReadingIndex) -> float:
     """The first time in the history's device events (0 when there are none)."""
     return ix.events[0].t if ix.events else 0.0

@@ -172,6 +172,7 @@ class History:
     truth: Sequence[TruthSegment] = ()
     clinical_events: Sequence[ClinicalEvent] = ()
     analysed: bool = True  # False: no analysis stage ran (no analysis store): nothing to judge
+    unanalysed: frozenset[Key] = frozenset()  # stored, but not analysed when the history was read
     patients: Mapping[str, Patient] = field(default_factory=dict)
     beat_spans: Sequence[BeatSpan] = ()  # a sample of stored signal, for EC57 (lab/history/beats.py)
 

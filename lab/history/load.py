@@ -38,7 +38,7 @@ from ecgcore.files import read_json, read_jsonl
 from ingest import store_view
 from ingest.errors import IngestError
 from lab.history.beats import load_beat_spans
-from lab.history.events import Duplicate, History, QuarantinedMessage, Stored
+from lab.history.events import Duplicate, History, Key, QuarantinedMessage, Stored
 from lab.history.records import broker_samples, parse_device_events
 from lab.history.truth import EVENT_KINDS, ClinicalEvent, Patient, parse_truth, patient
 from lab.history.windows import pair_faults
@@ -71,6 +71,16 @@ def read_clinical_events(db_path: Path) -> list[ClinicalEvent]:
         return []
     return [ClinicalEvent(e.device_id, EVENT_KINDS.get(e.kind, e.kind), e.onset, e.raised_at, e.end,
                           dict(e.evidence or {})) for e in events]
+
+
+def read_unanalysed(root: Path) -> frozenset[Key]:
+    """The stored readings the analysis stage has not analysed yet (it walks the ingest store
+    in rowid order up to its cursor); none when there is no analysis store or it cannot be read."""
+    try:
+        cursor = int(analysis_view.progress(root.joinpath(*ANALYSIS_DB))["cursor"])
+        return frozenset(store_view.keys_after(root / "ingest" / "ingest.sqlite", cursor))
+    except (AnalysisError, IngestError):
+        return frozenset()
 
 
 def read_patients(fleet_dir: Path) -> dict[str, Patient]:
@@ -110,5 +120,6 @@ def load_history(state_dir: Path, *, beats: bool = True) -> History:
         skipped={k: v for k, v in skipped.items() if v},
         truth=truth, clinical_events=read_clinical_events(root.joinpath(*ANALYSIS_DB)),
         analysed=root.joinpath(*ANALYSIS_DB).exists(),
+        unanalysed=read_unanalysed(root) if root.joinpath(*ANALYSIS_DB).exists() else frozenset(),
         patients=patients, beat_spans=spans,
     )

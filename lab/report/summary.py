@@ -165,6 +165,8 @@ def clinical_headline(c: dict[str, Any] | None) -> str:
             parts.append(f"{t['lost']} lost ({causes})")
         if t["buffered"]:
             parts.append(f"{t['buffered']} never arrived (still buffered)")
+        if t.get("unanalysed"):
+            parts.append(f"{t['unanalysed']} not analysed (the analysis stage was behind)")
         if t["missed"]:
             parts.append(f"{t['missed']} missed by the detector")
     if t.get("unrecorded"):
@@ -198,7 +200,8 @@ def clinical_lines(c: dict[str, Any] | None) -> list[str]:
     lines = [f"clinical: {clinical_headline(c)}"]
     for kind, k in c.get("by_kind", {}).items():
         lines.append(f"  {kind:<6} episodes {k['episodes']}: live {k['live']}, late {k['late']}, "
-                     f"lost {k['lost']}, never arrived {k['buffered']}, missed {k['missed']}; "
+                     f"lost {k['lost']}, never arrived {k['buffered']}, "
+                     f"not analysed {k.get('unanalysed', 0)}, missed {k['missed']}; "
                      f"false alarms {k['false_alarms']}")
     return lines
 

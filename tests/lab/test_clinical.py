@@ -20,6 +20,7 @@ from lab.history import (
     parse_device_events,
     parse_truth,
 )
+from lab.report.summary import clinical_headline
 
 T0 = 1_688_947_200.0
 STRIP = 30.0
@@ -122,7 +123,27 @@ def test_an_undetected_episode_is_blamed_on_what_happened_to_its_readings() -> N
                    "buffered": ("buffered", None), "missed": ("missed", None)}
     assert c.lost_by_cause() == {OVERFLOW: 1, "evicted": 1}
     assert c.counts() == {"episodes": 4, "live": 0, "late": 0, "lost": 2, "buffered": 1, "missed": 1,
-                          "unrecorded": 0, "seen": 0, "false_alarms": 0}
+                          "unanalysed": 0, "unrecorded": 0, "seen": 0, "false_alarms": 0}
+
+
+def test_stored_readings_the_analysis_had_not_reached_are_no_detector_miss() -> None:
+    """The analysis stage walks the store in order; if the run ends before it reaches the
+    readings holding an episode, the episode is `unanalysed` (the machine was behind), and a
+    judged run is not faithful, with a slower speed in proportion to what was analysed."""
+    h, o = history([strips("late", [T0, T0 + 400], ["stored", "stored"]),
+                    strips("missed", [T0, T0 + 400], ["stored", "stored"])],
+                   [af(d, T0 - 10, T0 + 600) for d in ("late", "missed")], [])
+    h = History(device_events=h.device_events, stored=h.stored, truth=h.truth,
+                unanalysed=frozenset({("late", 1, 1)}))
+    c = clinical(h, o)
+    assert {e.dev: e.outcome for e in c.episodes} == {"late": "unanalysed", "missed": "missed"}
+    assert "1 not analysed (the analysis stage was behind)" in clinical_headline(c.as_dict())
+    res = check(h, ["episodes_missed = 1", "episodes_unanalysed = 1"], max_lag_s=1e9)
+    assert res.ok, res.verdict_lines
+    f = res.fidelity
+    assert f.faithful is False and f.speed_factor == pytest.approx(0.7 * 3 / 4)
+    assert "1 of 4 stored readings not analysed" in f.reasons[-1], f.reasons
+    assert check(h).fidelity.faithful is None  # not judged (no bound): the section still says it
 
 
 def test_an_episode_no_reading_holds_is_unrecorded_and_not_counted() -> None:
