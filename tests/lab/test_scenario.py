@@ -24,7 +24,8 @@ from lab.scenario import (
 )
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
-SHIPPED = ["blackhole-vs-cut", "broker-restart-no-persistence", "cardiocomm-72h", "device-reboot",
+SHIPPED = ["ambulatory-artifacts", "blackhole-vs-cut", "broker-restart-no-persistence", "cardiocomm-72h",
+           "device-reboot",
            "ingest-crash-loop", "ingest-freeze-broker-restart", "thundering-herd"]
 
 # A valid file; the tests below break one line of it at a time. Line numbers are 1-based.

@@ -69,6 +69,8 @@ JOBS: dict[str, tuple[str, ...]] = {
     "ingest-freeze": ("ingest-freeze-broker-restart", "--devices", "10", "--speed", "20"),
     "device-reboot": ("device-reboot", *CONTINUOUS),
     "cardiocomm": ("cardiocomm-72h", *CARDIOCOMM, "--speed", "20000"),
+    # 30 simulated minutes of 12 continuous monitors at 30x: a minute of real time
+    "artifacts": ("ambulatory-artifacts", "--speed", "30"),
     **{f"herd-{v}": ("thundering-herd", *HERD, "--variant", v)
        for v in ("herd", "backoff-jitter", "paced", "end-to-end")},
     **{f"blackhole-{v}": ("blackhole-vs-cut", *BLACKHOLE, "--variant", v)
@@ -301,7 +303,7 @@ def test_a_frozen_ingest_and_a_broker_restart_cost_end_to_end_a_few_copies_not_a
     assert cost["amplification"] <= 1.2 and cost["broker_over_outbox"] <= 1.2, cost
 
 
-E2E_JOBS = ("cardiocomm", "broker-restart-no-persistence", "device-reboot", "crash-end-to-end",
+E2E_JOBS = ("cardiocomm", "artifacts", "broker-restart-no-persistence", "device-reboot", "crash-end-to-end",
             "herd-end-to-end", "blackhole-end-to-end", "ingest-freeze", "realtime-1x-end-to-end")
 
 
@@ -317,6 +319,20 @@ def test_every_end_to_end_variant_loses_nothing_without_a_flood(runs: RunPool, j
     if rep["backlog"]["broker_hwm"]:  # a broker peak above its baseline
         assert cost["broker_over_outbox"] is not None and cost["broker_over_outbox"] <= 1.2, \
             (cost, rep["backlog"])
+
+
+def test_artifacts_lower_the_beat_scores_each_by_its_own_label(runs: RunPool) -> None:
+    """ambulatory-artifacts: the EC57 beat scores per artifact, against the generator's beats.
+    Clean signal above 99 %; a lead-off has no beats to find; every scheduled artifact is
+    scored under its own label; the AF episode under motion and EMG is still seen."""
+    run = runs.get("artifacts")
+    passed(run)
+    rep = run.variant("end-to-end")["check"]
+    beats = rep["ec57"]["beats"]["by_artifact"]
+    assert {"clean", "motion", "emg", "wander", "mains", "lead-off"} <= set(beats), sorted(beats)
+    assert beats["clean"]["se"] >= 0.99 and beats["clean"]["ppv"] >= 0.99, beats["clean"]
+    assert beats["lead-off"]["se"] < 0.5, beats["lead-off"]
+    assert rep["clinical"]["by_kind"]["af"]["live"] + rep["clinical"]["by_kind"]["af"]["late"] == 3
 
 
 def test_a_run_the_machine_could_not_follow_is_unfaithful_never_a_pass(runs: RunPool) -> None:
