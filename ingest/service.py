@@ -101,6 +101,7 @@ class ServiceStats:
     stored: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    conflicts: int = 0  # of the quarantined: a stored key again with other content
     internal_errors: int = 0
     fallback_batches: int = 0
     acks_sent: int = 0
@@ -252,11 +253,13 @@ class IngestService:
         s.stored += len(result.stored)
         s.duplicates += len(result.duplicates)
         s.quarantined += result.quarantined
+        s.conflicts += len(result.conflicts)
 
     def stats_line(self) -> str:
         s, src = self.stats, self.source.stats
         return (
             f"stats: stored={s.stored} duplicates={s.duplicates} quarantined={s.quarantined}"
+            f" conflicts={s.conflicts}"
             f" batches={s.batches} largest_batch={s.largest_batch}"
             f" queue={self.source.queue.qsize()}"
             f" blocked_puts={src.blocked_puts} connected={self.source.connected}"

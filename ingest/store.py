@@ -2,10 +2,18 @@
 
 One call, one transaction: `store_batch(accepted, quarantined, stored_at)` inserts every valid
 reading keyed by (device_id, boot_epoch, seq), records every key that was already present (or
-repeated inside the batch) in `duplicates` instead of storing it twice, writes every
-quarantined message with its raw bytes, and commits once. It returns a BatchResult saying
-which keys were newly stored and which were duplicates, so the acker can confirm both: a
-duplicate is durably stored too (by an earlier commit or earlier in this one).
+repeated inside the batch) with the same content in `duplicates` instead of storing it twice,
+writes every quarantined message with its raw bytes, and commits once. It returns a
+BatchResult saying which keys were newly stored and which were duplicates, so the acker can
+confirm both: a duplicate is durably stored too (by an earlier commit or earlier in this one).
+
+Same key, different content is no duplicate: it is a *conflict*. A device never makes two
+readings with one key, so a second, different reading under a stored key is forged or broken
+(CRC-valid readings with real devices' keys and capture times 50 years ahead were counted as
+duplicates before). The first one stored is kept; the later one is quarantined with reason
+`conflict` (its raw bytes, and which fields differ), counted in BatchResult.conflicts, and
+never confirmed. Content is everything a reading says but its backlog flag (bit 0: whether
+the device sent it live or from its outbox, which a genuine re-send may change).
 
 Durability: journal_mode=WAL with synchronous=FULL. An end-to-end ack tells a device it may
 delete its copy, so a commit must survive a power cut, not only a kill -9. With NORMAL, WAL
@@ -28,8 +36,22 @@ from typing import Protocol
 
 from ingest.errors import SchemaError, StoreError
 from ingest.validate import Accepted, Quarantined
+from wire.codec import ReadingFields
+from wire.reading import FLAG_BACKLOG
 
 Key = tuple[str, int, int]  # (device_id, boot_epoch, seq)
+Content = tuple[object, ...]  # CONTENT_FIELDS of one reading, the backlog flag masked out
+CONTENT_FIELDS = ("captured_at", "sample_rate_hz", "gain_uv", "n_samples", "strip_id", "chunk",
+                  "chunks", "samples", "flags")
+
+
+def content_of(r: ReadingFields) -> Content:
+    return (r.captured_at, r.sample_rate_hz, r.gain_uv, r.n_samples, r.strip_id, r.chunk,
+            r.chunks, bytes(r.samples_be), r.flags & ~FLAG_BACKLOG)
+
+
+def _differs(old: Content, new: Content) -> str:
+    return ", ".join(f for f, a, b in zip(CONTENT_FIELDS, old, new, strict=True) if a != b)
 
 # Quarantined payloads can be up to Mosquitto's message_size_limit (256 MB by default); keep
 # at most this many raw bytes of one message, and say so in its detail.
@@ -100,7 +122,8 @@ class BatchResult:
 
     stored: tuple[Key, ...] = ()
     duplicates: tuple[Key, ...] = ()
-    quarantined: int = 0
+    quarantined: int = 0  # including the conflicts
+    conflicts: tuple[Key, ...] = ()  # a stored key, different content: quarantined, never confirmed
 
     def stored_by_device(self) -> dict[str, list[int]]:
         return _by_device(self.stored)
@@ -117,7 +140,15 @@ class BatchResult:
             self.stored + other.stored,
             self.duplicates + other.duplicates,
             self.quarantined + other.quarantined,
+            self.conflicts + other.conflicts,
         )
+
+
+def _conflict(a: Accepted, old: Content, new: Content) -> Quarantined:
+    dev, boot, seq = a.key
+    return Quarantined(a.topic, "conflict",
+                       f"({dev}, boot {boot}, seq {seq}) is already stored with other content"
+                       f" (differs in: {_differs(old, new)}); the first is kept", a.raw, a.received_at)
 
 
 class Store(Protocol):
@@ -166,20 +197,25 @@ class SqliteStore:
         """Store one batch in one transaction; StoreError (and nothing committed) on failure."""
         stored: list[Key] = []
         dups: list[Key] = []
+        conflicts: list[tuple[Key, Quarantined]] = []
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                existing = self._existing_keys([a.key for a in accepted])
+                existing = self._existing([a.key for a in accepted])
                 rows: list[tuple[object, ...]] = []
                 dup_rows: list[tuple[object, ...]] = []
                 for a in accepted:
                     r = a.fields
+                    content = content_of(r)
                     if r.key in existing:
+                        if existing[r.key] != content:
+                            conflicts.append((r.key, _conflict(a, existing[r.key], content)))
+                            continue
                         dup_rows.append((r.device_id, r.boot_epoch, r.seq, a.received_at))
                         dups.append(r.key)
                         continue
-                    existing.add(r.key)  # a second copy later in this batch is a duplicate
+                    existing[r.key] = content  # a second copy later in this batch is a duplicate
                     stored.append(r.key)
                     rows.append((
                         r.device_id, r.boot_epoch, r.seq, r.captured_at, a.received_at,
@@ -192,7 +228,7 @@ class SqliteStore:
                     db.execute(_insert_many(len(part)), [x for row in part for x in row])
                 if dup_rows:
                     db.executemany(_INSERT_DUPLICATE, dup_rows)
-                for q in quarantined:
+                for q in (*quarantined, *(c for _, c in conflicts)):
                     raw, detail = q.raw, q.detail
                     if len(raw) > MAX_QUARANTINE_RAW:
                         detail += f" [raw kept: first {MAX_QUARANTINE_RAW} of {len(raw)} bytes]"
@@ -206,21 +242,27 @@ class SqliteStore:
         except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
             what = f"{len(accepted)} readings + {len(quarantined)} quarantined"
             raise StoreError(f"storing a batch of {what} failed: {exc}") from exc
-        return BatchResult(tuple(stored), tuple(dups), len(quarantined))
+        return BatchResult(tuple(stored), tuple(dups), len(quarantined) + len(conflicts),
+                           tuple(k for k, _ in conflicts))
 
-    def _existing_keys(self, keys: Sequence[Key]) -> set[Key]:
-        """Which of these keys are already stored: one indexed join per chunk of keys."""
-        found: set[Key] = set()
+    def _existing(self, keys: Sequence[Key]) -> dict[Key, Content]:
+        """The content of those of these keys that are already stored: one indexed join per
+        chunk of keys."""
+        found: dict[Key, Content] = {}
         unique = list(dict.fromkeys(keys))
+        cols = ", ".join(f"r.{c}" for c in CONTENT_FIELDS)
         for i in range(0, len(unique), _KEYS_PER_LOOKUP):
             part = unique[i : i + _KEYS_PER_LOOKUP]
             keys_table = ",".join(["(?,?,?)"] * len(part))  # placeholders only: keys are bound
             sql = (
-                f"SELECT r.device_id, r.boot_epoch, r.seq FROM (VALUES {keys_table})"  # noqa: S608 -- see above
+                f"SELECT r.device_id, r.boot_epoch, r.seq, {cols} FROM (VALUES {keys_table})"  # noqa: S608 -- see above
                 " AS v JOIN readings AS r ON r.device_id = v.column1"
                 " AND r.boot_epoch = v.column2 AND r.seq = v.column3"
             )
-            found.update(self._db.execute(sql, [x for k in part for x in k]).fetchall())
+            for row in self._db.execute(sql, [x for k in part for x in k]).fetchall():
+                content = (*row[3:-1], int(row[-1]) & ~FLAG_BACKLOG)
+                found[(str(row[0]), int(row[1]), int(row[2]))] = tuple(
+                    bytes(v) if isinstance(v, bytes | memoryview) else v for v in content)
         return found
 
     def close(self) -> None:

@@ -16,6 +16,8 @@ Reasons:
     bad-field            also: a chunk longer than MAX_CHUNK_SECONDS (n_samples / sample_rate_hz)
     internal-error       an unexpected exception while validating (a bug, never bad input);
                          the service also uses it when storing one message fails
+    conflict             (set by the store, not here) a valid reading whose key is already
+                         stored with other content: the first is kept (ingest/store.py)
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ REASONS = frozenset(
         "bad-field",
         "device-mismatch",
         "internal-error",
+        "conflict",
     }
 )
 

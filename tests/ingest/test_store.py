@@ -134,3 +134,31 @@ def test_an_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "dir.sqlite").mkdir()
     with pytest.raises(StoreError):
         SqliteStore(tmp_path / "dir.sqlite")
+
+
+def test_same_key_other_content_is_a_conflict_not_a_duplicate(store: SqliteStore) -> None:
+    """A CRC-valid reading under a stored key with a capture time 50 years ahead (or other
+    samples, or another rate) is quarantined as a conflict; the first is kept, and the
+    conflict is not confirmed. A genuine copy re-sent from the backlog (bit 0 set) is still a
+    duplicate."""
+    first = store.store_batch([acc("hc-0001", 5)], [], stored_at=T)
+    assert first.stored == (("hc-0001", 1, 5),)
+    future = acc("hc-0001", 5, captured_at=1_700_000_000.0 + 50 * 365 * 86400)
+    other_rate = acc("hc-0001", 5, rate=500)
+    resent = acc("hc-0001", 5, flags=FLAG_BACKLOG)
+    res = store.store_batch([future, other_rate, resent], [], stored_at=T + 1)
+    assert res.conflicts == (("hc-0001", 1, 5), ("hc-0001", 1, 5)) and res.quarantined == 2
+    assert res.duplicates == (("hc-0001", 1, 5),) and res.stored == ()
+    assert res.confirmed_by_device() == {"hc-0001": [5]}  # the duplicate; it is stored
+    q = rows(store, "SELECT reason, detail, raw FROM quarantine ORDER BY id")
+    assert [r[0] for r in q] == ["conflict", "conflict"]
+    assert "differs in: captured_at" in q[0][1] and "sample_rate_hz" in q[1][1], q
+    assert q[0][2] == future.raw  # the raw bytes kept
+    (kept,) = rows(store, "SELECT captured_at, sample_rate_hz FROM readings")
+    assert kept == (1_700_000_005.0, 250)  # the first one
+
+
+def test_a_conflict_within_one_batch_keeps_the_first(store: SqliteStore) -> None:
+    res = store.store_batch([acc("hc-0002", 1), acc("hc-0002", 1, captured_at=1.0e9)], [], stored_at=T)
+    assert res.stored == (("hc-0002", 1, 1),) and res.conflicts == (("hc-0002", 1, 1),)
+    assert rows(store, "SELECT captured_at FROM readings") == [(1_700_000_001.0,)]
