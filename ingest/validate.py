@@ -14,6 +14,9 @@ Reasons:
                          the WireError's own .reason (see wire/errors.py)
     device-mismatch      topic device id != payload device id
     bad-field            also: a chunk longer than MAX_CHUNK_SECONDS (n_samples / sample_rate_hz)
+    implausible-time     a chunk that ends more than MAX_FUTURE_S after it was received: a
+                         device cannot send what it has not captured yet (forged, or a
+                         device clock far off; the clocks are the service's and the device's)
     internal-error       an unexpected exception while validating (a bug, never bad input);
                          the service also uses it when storing one message fails
     conflict             (set by the store, not here) a valid reading whose key is already
@@ -31,6 +34,9 @@ from wire.codec import ReadingFields, decode_fields
 # A 30-s strip fits wire.reading.MAX_SAMPLES at 1 kHz; a minute of ECG in one chunk is absurd
 # for this product (continuous mode sends 1-s chunks) and would distort latency and gap maths.
 MAX_CHUNK_SECONDS = 60.0
+# A device's clock may run ahead of the service's; five minutes is far beyond NTP-synced phones
+# and handhelds, and far short of the decades a forger may claim.
+MAX_FUTURE_S = 300.0
 ECG_KIND = "ecg"
 
 REASONS = frozenset(
@@ -46,6 +52,7 @@ REASONS = frozenset(
         "device-mismatch",
         "internal-error",
         "conflict",
+        "implausible-time",
     }
 )
 
@@ -116,6 +123,11 @@ def _validate(topic: str, raw: bytes, received_at: float) -> Accepted | Quaranti
     checked = _check(topic, raw)
     if isinstance(checked, _Problem):
         return Quarantined(topic, checked.reason, checked.detail, raw, received_at)
+    ahead = checked.captured_at + checked.n_samples / checked.sample_rate_hz - received_at
+    if ahead > MAX_FUTURE_S:
+        return Quarantined(topic, "implausible-time",
+                           f"captured up to {ahead:.0f} s after it was received (at most"
+                           f" {MAX_FUTURE_S:.0f} s of clock difference is allowed)", raw, received_at)
     return Accepted(topic, checked, received_at, raw)
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.validate import REASONS, Accepted, Quarantined, validate
+from ingest.validate import MAX_FUTURE_S, REASONS, Accepted, Quarantined, validate
 from tests.ingest.conftest import make_reading, payload_of
 from wire import MAX_PAYLOAD_BYTES, encode_reading
 
@@ -19,10 +19,14 @@ TOPIC = "heartcheck/hc-0001/ecg"
 
 
 def q(topic: str, payload: bytes) -> Quarantined:
-    v = validate(topic, payload, T)
+    return q_at(topic, payload, T)
+
+
+def q_at(topic: str, payload: bytes, at: float) -> Quarantined:
+    v = validate(topic, payload, at)
     assert isinstance(v, Quarantined), v
     assert v.raw == payload
-    assert v.received_at == T
+    assert v.received_at == at
     assert v.detail
     return v
 
@@ -117,8 +121,24 @@ def test_every_reason_is_covered_by_this_file() -> None:
         q(TOPIC, encode_reading(make_reading("hc-0001", 1, n=30_000, rate=100))).reason,
         q("heartcheck/hc-9/ecg", payload_of("hc-0001", 1)).reason,
         q(TOPIC, b"\x00" * (MAX_PAYLOAD_BYTES + 1)).reason,
+        q_at(TOPIC, payload_of("hc-0001", 1), T - 3600).reason,
     }
     assert seen == REASONS - {"internal-error", "conflict"}  # conflict: the store (test_store.py)
+
+
+def test_a_capture_time_ahead_of_the_service_clock_is_implausible() -> None:
+    """A reading that ends more than MAX_FUTURE_S after it was received is quarantined; one
+    captured before it arrived, or a little ahead (a device clock a minute fast), is not."""
+    payload = payload_of("hc-0001", 1)  # captured 1_700_000_001, 1 s long
+    end = 1_700_000_002.0
+    assert isinstance(validate(TOPIC, payload, end + 5), Accepted)
+    assert isinstance(validate(TOPIC, payload, end - 60), Accepted)
+    far = validate(TOPIC, payload, end - MAX_FUTURE_S - 1)
+    assert isinstance(far, Quarantined) and far.reason == "implausible-time", far
+    assert far.raw == payload
+    fifty = encode_reading(make_reading("hc-0001", 1, captured_at=1_700_000_000.0 + 50 * 365 * 86400))
+    q50 = validate(TOPIC, fifty, end)
+    assert isinstance(q50, Quarantined) and q50.reason == "implausible-time"
 
 
 def test_internal_error_instead_of_raising(monkeypatch: pytest.MonkeyPatch) -> None:

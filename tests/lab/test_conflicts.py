@@ -1,8 +1,9 @@
 """A forger with a real device's key (issue 12): on a running stack, an anonymous client
-publishes CRC-valid readings under keys ingest has already stored, with capture times 50 years
-ahead. Each is quarantined as a conflict, the genuine reading stays, and `inspect ingest` and
-`report` say so. (Until readings are signed, a forgery that arrives FIRST still wins; that is
-the signature work of the same issue.)"""
+publishes CRC-valid readings under keys ingest has already stored: with capture times 50 years
+ahead (quarantined as implausible-time), and with the genuine capture times but other samples
+(quarantined as conflicts: same key, other content). The genuine readings stay, nothing is
+counted as a duplicate, and `inspect ingest` and `report` say so. (Until readings are signed,
+a plausible forgery that arrives FIRST still wins; that is the signature work of the issue.)"""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 FIFTY_YEARS = 50 * 365 * 86400.0
 
 
-def test_forged_readings_under_stored_keys_are_conflicts_not_duplicates(tmp_path: Path) -> None:
+def test_forged_readings_under_stored_keys_are_quarantined_not_duplicates(tmp_path: Path) -> None:
     s = tmp_path / "stack"
     sd = StateDir(s)
     cli(s, "up", "--devices", "2", "--delivery", "end-to-end", "--no-proxy")
@@ -38,16 +39,19 @@ def test_forged_readings_under_stored_keys_are_conflicts_not_duplicates(tmp_path
             for row in genuine:
                 samples = store_view.reading_samples(sd.ingest_db, row.device_id, row.boot_epoch, row.seq)
                 assert samples is not None
-                forged = Reading(row.device_id, row.boot_epoch, row.seq, row.captured_at + FIFTY_YEARS,
-                                 samples.sample_rate_hz, samples.gain_uv, samples.samples)
-                pub.publish(ecg_topic(row.device_id), encode_reading(forged))
+                ahead = Reading(row.device_id, row.boot_epoch, row.seq, row.captured_at + FIFTY_YEARS,
+                                samples.sample_rate_hz, samples.gain_uv, samples.samples)
+                altered = Reading(row.device_id, row.boot_epoch, row.seq, row.captured_at,
+                                  samples.sample_rate_hz, samples.gain_uv, samples.samples // 2)
+                pub.publish(ecg_topic(row.device_id), encode_reading(ahead))
+                pub.publish(ecg_topic(row.device_id), encode_reading(altered))
             pub.wait_all()
         finally:
             pub.close()
-        wait_until(lambda: store_view.quarantine_counts(sd.ingest_db).get("conflict", 0) >= 3, 20,
+        wait_until(lambda: sum(store_view.quarantine_counts(sd.ingest_db).values()) >= 6, 20,
                    what="the forgeries quarantined")
         doc = cj(s, "inspect", "ingest")
-        assert doc["quarantine"]["by_reason"] == {"conflict": 3}, doc["quarantine"]
+        assert doc["quarantine"]["by_reason"] == {"conflict": 3, "implausible-time": 3}, doc["quarantine"]
         assert "conflict: 3" in cli(s, "inspect", "ingest").stdout
         kept = {(r.device_id, r.boot_epoch, r.seq): r.captured_at
                 for r in store_view.stored_readings(sd.ingest_db)}
@@ -58,5 +62,5 @@ def test_forged_readings_under_stored_keys_are_conflicts_not_duplicates(tmp_path
     finally:
         cli(s, "down", check=False)
     rep = cj(s, "report")
-    assert rep["quarantined"]["by_reason"] == {"conflict": 3}
+    assert rep["quarantined"]["by_reason"] == {"conflict": 3, "implausible-time": 3}
     assert rep["totals"]["lost"] == 0, rep["totals"]
