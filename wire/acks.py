@@ -36,8 +36,8 @@ def encode_ack(device_id: str, ranges: Iterable[tuple[int, int]]) -> bytes:
 def decode_ack(payload: bytes) -> tuple[str, list[tuple[int, int]]]:
     try:
         doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FieldError(f"ack is not JSON: {exc}") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
+        raise FieldError(f"ack is not JSON: {type(exc).__name__}: {str(exc)[:200]}") from exc
     if not isinstance(doc, dict) or doc.get("v") != ACK_VERSION:
         raise VersionError(f"ack version {doc.get('v') if isinstance(doc, dict) else None!r}")
     ranges = doc.get("ranges")
@@ -48,7 +48,7 @@ def decode_ack(payload: bytes) -> tuple[str, list[tuple[int, int]]]:
         if (
             not isinstance(r, list)
             or len(r) != 2
-            or not all(isinstance(x, int) for x in r)
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in r)
             or not 0 <= r[0] <= r[1]
         ):
             raise FieldError(f"bad ack range {r!r}")

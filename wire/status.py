@@ -22,8 +22,8 @@ def encode_status(device_id: str, state: str, boot_epoch: int, at: float) -> byt
 def _document(payload: bytes, what: str) -> object:
     try:
         return json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FieldError(f"{what} is not JSON: {exc}") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
+        raise FieldError(f"{what} is not JSON: {type(exc).__name__}: {str(exc)[:200]}") from exc
 
 
 def _json_dumps(doc: dict[str, object]) -> bytes:
