@@ -28,6 +28,7 @@ from devices.errors import ConfigError, DeviceError, ProfileError
 from devices.fleet import SOURCES, Fleet, FleetConfig
 from devices.profile import Cohort
 from ecgcore.modes import BACKOFFS, DELIVERY_MODES, OUTBOX_POLICIES, RECORDINGS, OutboxPolicy, Recording
+from ecgcore.secrets import SecretFileError, read_master_key
 from ecgcore.strict_warnings import apply_from_env
 
 
@@ -64,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resend-cap", type=float, default=300.0,
                    help="end-to-end: the probe's longest wait, real seconds")
     p.add_argument("--window", type=int, default=50, help="readings in flight per device")
+    p.add_argument("--ack-key-file", type=Path, default=None, metavar="FILE",
+                   help="end-to-end: act only on acks signed with the key this master secret gives"
+                        " each device (wire.acks; the stack's DIR/secrets/ack.key); unsigned or"
+                        " forged acks are counted and ignored (default: any ack is believed)")
     p.add_argument("--ecg-source", choices=SOURCES, default="ecgsyn",
                    help="ecgsyn (each device its own signal, from neurokit2 ecgsyn beats built "
                         "once and cached) or synthetic (a periodic bank, for transport-only runs)")
@@ -116,6 +121,10 @@ def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
     parser = build_parser()
     ns = parser.parse_args(argv)
     try:
+        master = None if ns.ack_key_file is None else read_master_key(ns.ack_key_file)
+    except SecretFileError as exc:
+        parser.error(str(exc))  # exits 2
+    try:
         return FleetConfig(
             state_dir=ns.state_dir, host=ns.host, port=ns.port, devices=ns.devices,
             delivery=ns.delivery, outbox_capacity=ns.outbox_capacity,
@@ -127,6 +136,7 @@ def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
             keepalive=ns.keepalive, reconnect_backoff=ns.reconnect_backoff, backoff_cap=ns.backoff_cap,
             backlog_pace=ns.backlog_pace, cohorts=tuple(ns.cohort), record_until=ns.record_until,
             profiles=ns.profiles, profile_file=ns.profile_file, episodes=tuple(ns.episode),
+            ack_master_key=master,
         )
     except ConfigError as exc:
         parser.error(str(exc))  # exits 2

@@ -91,7 +91,7 @@ from ecgcore.modes import (
     OutboxPolicy,
     Recording,
 )
-from wire import INGEST_STATUS_TOPIC, WireError, decode_ack, decode_service_status
+from wire import INGEST_STATUS_TOPIC, WireError, ack_key, decode_ack, decode_service_status
 from wire.reading import DEVICE_ID_RE
 
 SOURCES = ("ecgsyn", "synthetic")
@@ -134,6 +134,7 @@ class FleetConfig:
     profiles: str | None = None  # a catalogue mix, "sinus:70%,af:30%" (devices/catalogue.py)
     profile_file: Path | None = None  # a user's catalogue TOML: adds or replaces entries
     episodes: tuple[str, ...] = ()  # scheduled episodes, KIND@START+DURATION[:devices=I-J]
+    ack_master_key: bytes | None = field(default=None, repr=False)  # acks must be signed (wire.acks)
     device: DeviceConfig = field(init=False)
 
     def __post_init__(self) -> None:
@@ -273,6 +274,7 @@ class Fleet:
         self._stop_requested = False
         self.devices: list[Device] = []
         self.bad_acks = 0
+        self._ack_keys: dict[str, bytes] = {}
         self.steps = 0  # loop iterations, and ticks among them (for logs and tests)
         self.ticks = 0
         self.running = False  # True from the end of start() to the start of shutdown()
@@ -401,7 +403,7 @@ class Fleet:
                 self._ingest_status(device, ev.payload)
             elif ev.kind == "message":
                 try:
-                    device_id, ranges = decode_ack(ev.payload)
+                    device_id, ranges = decode_ack(ev.payload, self._ack_key(device.device_id))
                 except WireError as exc:
                     self._bad_ack(ev.topic, str(exc))
                     continue
@@ -419,6 +421,16 @@ class Fleet:
             self._bad_ack(INGEST_STATUS_TOPIC, str(exc))
             return
         device.on_ingest_status(doc["state"] == "online", str(doc["session"]))
+
+    def _ack_key(self, device_id: str) -> bytes | None:
+        """The key this device's acks must be signed with (None: any ack is believed)."""
+        master = self.config.ack_master_key
+        if master is None:
+            return None
+        key = self._ack_keys.get(device_id)
+        if key is None:
+            key = self._ack_keys[device_id] = ack_key(master, device_id)
+        return key
 
     def _bad_ack(self, topic: str, why: str) -> None:
         self.bad_acks += 1

@@ -29,7 +29,7 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TextIO
 
@@ -80,6 +80,7 @@ class ServiceConfig:
     reconnect_max_s: float = 4.0  # real seconds between attempts to reach the broker again, at most
     keepalive_s: int = 30  # MQTT keepalive, real seconds
     session_expiry_s: int = 86_400  # how long the broker keeps our session while we are away
+    ack_master_key: bytes | None = field(default=None, repr=False)  # signs acks (wire.acks); None: unsigned
 
     @property
     def ingest_dir(self) -> Path:
@@ -214,7 +215,7 @@ class IngestService:
         # for its ack timeout. Only when paho's outgoing window (20 QoS 1 messages in flight)
         # is full can a PUBACK overtake an ack; the device's resend covers that case.
         if self.config.acks:
-            acks = build_acks(result)
+            acks = build_acks(result, self.config.ack_master_key)
             self.stats.acks_sent += self.source.publish_acks([(a.topic, a.payload) for a in acks])
         # Every message of the batch is recorded now, so the broker may forget them.
         self.source.ack_broker(batch)

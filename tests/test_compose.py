@@ -43,3 +43,11 @@ def test_the_image_holds_every_package_the_project_installs() -> None:
     compose = (ROOT / "docker-compose.yml").read_text()
     for service in ("ingest:", "analysis:", "devices:"):
         assert service in compose
+
+
+def test_compose_signs_acks_as_ecgpipe_up_does() -> None:
+    """Ingest and the devices get the same ack key file, made by the secrets service first."""
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert '"python", "-m", "ecgcore.secrets", "/state/secrets/ack.key"' in compose
+    assert compose.count('"--ack-key-file", "/state/secrets/ack.key"') == 2
+    assert compose.count("condition: service_completed_successfully") == 2

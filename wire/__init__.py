@@ -4,7 +4,7 @@ Everything that crosses the broker is defined here, and nothing else imports pah
 See docs/wire-format.md for the byte layout.
 """
 
-from wire.acks import decode_ack, encode_ack, seqs_to_ranges
+from wire.acks import ack_key, decode_ack, encode_ack, seqs_to_ranges
 from wire.codec import MAX_PAYLOAD_BYTES, WIRE_VERSION, decode_reading, encode_reading
 from wire.errors import WireError
 from wire.reading import FLAG_BACKLOG, Reading
@@ -18,6 +18,7 @@ __all__ = [
     "WIRE_VERSION",
     "Reading",
     "WireError",
+    "ack_key",
     "ack_topic",
     "decode_ack",
     "decode_reading",

@@ -38,3 +38,9 @@ class ChecksumError(WireError):
 
 class FieldError(WireError):
     reason = "bad-field"
+
+
+class SignatureError(WireError):
+    """A message that must be signed is unsigned, or its signature does not match."""
+
+    reason = "bad-signature"

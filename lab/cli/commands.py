@@ -28,6 +28,7 @@ def up(args: argparse.Namespace) -> int:
                           sample_rate=args.sample_rate, chunk_seconds=args.chunk_seconds,
                           ack_timeout=args.ack_timeout, seed=args.seed,
                           persistence=not args.no_persistence, proxies=not args.no_proxy,
+                          signed_acks=not args.insecure,
                           profiles=args.profiles, profile_file=args.profile_file,
                           episodes=tuple(args.episodes or ()))
     except ConfigError as exc:  # every value here came from the command line: bad usage

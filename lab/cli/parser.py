@@ -166,6 +166,9 @@ def _add_up(sub: Subparsers, common: OneLineParser) -> None:
     up.add_argument("--no-persistence", action="store_true", help="run Mosquitto with persistence off")
     up.add_argument("--no-proxy", action="store_true",
                     help="connect ingest and devices to the broker directly (no cut/heal/slow/flap)")
+    up.add_argument("--insecure", action="store_true",
+                    help="end-to-end acks unsigned, and the devices act on any ack (the lab's "
+                         "comparison: a forged confirmation then deletes readings a device still holds)")
     up.add_argument("--replace", action="store_true",
                     help="discard a finished run's files in the state dir (its ledger) and start afresh")
     up.add_argument("--json", action="store_true", help="print the stack's status as JSON when it is up")

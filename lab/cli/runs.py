@@ -94,8 +94,12 @@ def ingest_run(args: argparse.Namespace) -> int:
                  "--speed": cfg.speed}
         given = {k: stack[k] if v is None else v for k, v in given.items()}
         acks = Delivery(cfg.delivery).ingest_confirms if args.acks is None else args.acks
+        if args.ack_key_file is None and cfg.signed_acks and sd.ack_key_file.is_file():
+            argv += ["--ack-key-file", str(sd.ack_key_file)]  # the stack's devices want signed acks
     else:
         acks = args.acks
+    if args.ack_key_file is not None:
+        argv += ["--ack-key-file", str(args.ack_key_file)]
     for flag, value in given.items():
         argv += [flag, str(value)]
     return ingest_main([*argv, "--acks" if acks else "--no-acks"], prog="ecgpipe ingest run")

@@ -24,6 +24,7 @@ from typing import Any
 from ecgcore.clock import shared_clock_env
 from ecgcore.files import read_json, write_json_atomic
 from ecgcore.modes import LINKS, Delivery, Link, Recording
+from ecgcore.secrets import SecretFileError, ensure_master_key
 from ecgcore.waiting import wait_until
 from lab.errors import ComponentError, ConfigError, StateDirError
 from lab.stack.broker import BrokerSettings, broker_argv, write_config
@@ -68,7 +69,7 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
                            "--speed", str(cfg.speed), "--seed", str(cfg.seed))
     if name == "ingest":
         acks = "--acks" if Delivery(cfg.delivery).ingest_confirms else "--no-acks"
-        return python_argv("ingest", *common(proxy_port(cfg, "ingest")), acks,
+        return python_argv("ingest", *common(proxy_port(cfg, "ingest")), acks, *_ack_key_args(sd, cfg),
                            "--reconnect-max", repr(cfg.ingest_reconnect_max),
                            "--keepalive", str(cfg.ingest_keepalive),
                            "--session-expiry", str(cfg.ingest_session_expiry))
@@ -77,7 +78,7 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
     if name == "devices":
         return python_argv(
             "devices", *common(proxy_port(cfg, "devices")), "--devices", str(cfg.devices),
-            "--delivery", cfg.delivery,
+            "--delivery", cfg.delivery, *_ack_key_args(sd, cfg),
             "--outbox-capacity", str(cfg.outbox_capacity), "--outbox-policy", cfg.outbox_policy,
             "--chunk-seconds", str(cfg.chunk_seconds), "--sample-rate", str(cfg.sample_rate),
             "--seed", str(cfg.seed), "--ack-timeout", str(cfg.ack_timeout), "--id-prefix", cfg.id_prefix,
@@ -93,6 +94,19 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
                "--strips-per-day", str(cfg.strips_per_day), "--strip-chunks", str(cfg.strip_chunks)]
               if cfg.recording == Recording.STRIP else []))
     raise ConfigError(f"unknown component {name!r}; use broker, ingest or devices")
+
+
+def _ack_key_args(sd: StateDir, cfg: StackConfig) -> list[str]:
+    """Signed end-to-end acks (the default): the stack's master secret, made on first use
+    (DIR/secrets/ack.key, 0600); ingest signs with it and the devices accept nothing else.
+    `up --insecure` (cfg.signed_acks False): nothing, and the devices act on any ack."""
+    if not cfg.signed_acks:
+        return []
+    try:
+        ensure_master_key(sd.ack_key_file)
+    except (SecretFileError, OSError) as exc:
+        raise StateDirError(str(exc)) from exc
+    return ["--ack-key-file", str(sd.ack_key_file)]
 
 
 def start_clock(sd: StateDir, lead_s: float = 0.3) -> float:

@@ -92,6 +92,7 @@ class StackConfig:
     profiles: str | None = None  # devices' --profiles: a catalogue mix, "sinus:70%,af:10%,..."
     profile_file: str | None = None  # devices' --profile-file: the user's own catalogue (TOML)
     episodes: tuple[str, ...] = ()  # devices' --episode KIND@START+DURATION:devices=RANGES specs
+    signed_acks: bool = True  # end-to-end acks signed (DIR/secrets/ack.key); False: `up --insecure`
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cohorts", tuple(self.cohorts))
@@ -224,6 +225,10 @@ class StateDir:
     @property
     def analysis_db(self) -> Path:
         return self.root / "analysis" / "analysis.sqlite"
+
+    @property
+    def ack_key_file(self) -> Path:
+        return self.root / "secrets" / "ack.key"
 
     @property
     def analysis_ready(self) -> Path:

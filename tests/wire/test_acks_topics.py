@@ -41,3 +41,25 @@ def test_topics_and_status() -> None:
         ecg_topic("has space")
     doc = decode_status(encode_status("hc-7", "offline", 3, 12.5))
     assert doc["state"] == "offline" and doc["boot_epoch"] == 3
+
+
+def test_signed_acks() -> None:
+    from wire import ack_key
+    from wire.errors import SignatureError
+
+    master = bytes(range(32))
+    key = ack_key(master, "hc-0001")
+    assert key != ack_key(master, "hc-0002") and len(key) == 32
+    signed = encode_ack("hc-0001", [(0, 41), (43, 43)], key)
+    assert decode_ack(signed, key) == ("hc-0001", [(0, 41), (43, 43)])
+    assert decode_ack(signed) == ("hc-0001", [(0, 41), (43, 43)])  # no key: not checked
+    unsigned = encode_ack("hc-0001", [(0, 41)])
+    assert b"sig" not in unsigned
+    with pytest.raises(SignatureError, match="unsigned ack"):
+        decode_ack(unsigned, key)
+    with pytest.raises(SignatureError, match="does not match"):
+        decode_ack(signed.replace(b"[43,43]", b"[43,99]"), key)  # a widened range
+    with pytest.raises(SignatureError, match="does not match"):
+        decode_ack(encode_ack("hc-0001", [(0, 41)], ack_key(master, "hc-0002")), key)
+    with pytest.raises(SignatureError, match="does not match"):
+        decode_ack(encode_ack("hc-0001", [(0, 41)], ack_key(b"\x00" * 32, "hc-0001")), key)

@@ -1,0 +1,89 @@
+"""Forged confirmations (issue 12's measured attack): while ingest is down, an anonymous client
+publishes an ack to every device's ack topic naming every seq. With signed acks (the default)
+the devices ignore them and count them, keep every reading, and lose nothing once ingest is
+back. With `up --insecure` the same forgeries make end-to-end devices delete readings they
+still hold, and the ledger counts them lost: the lab's comparison."""
+
+from __future__ import annotations
+
+import json
+import stat
+import uuid
+from pathlib import Path
+
+import pytest
+
+from lab.stack.levels import Stable, buffered_total, stored_total
+from lab.stack.statedir import StateDir
+from tests.conftest import wait_until
+from tests.ingest.conftest import Publisher
+from tests.lab.test_cli import cj, cli
+from wire import ack_topic, encode_ack
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+DEVICES = 3
+
+
+def forge(s: Path, key: bytes | None = None) -> None:
+    """An ack for every seq of every device, unsigned (or signed with a key of the forger's)."""
+    broker = cj(s, "status")["broker"]
+    pub = Publisher(broker["host"], broker["port"], f"forger-{uuid.uuid4().hex[:8]}")
+    try:
+        for i in range(DEVICES):
+            dev = f"hc-{i:04d}"
+            pub.publish(ack_topic(dev), encode_ack(dev, [(0, 1_000_000)], key))
+        pub.wait_all()
+    finally:
+        pub.close()
+
+
+def outage_with_forgeries(s: Path, *up_args: str) -> tuple[int, int]:
+    """Up, ingest killed, readings buffer, forgeries published; ingest back, drained, down.
+    Returns (buffered just before the forgeries, buffered once they were handled)."""
+    sd = StateDir(s)
+    cli(s, "up", "--devices", str(DEVICES), "--delivery", "end-to-end", "--no-proxy", *up_args)
+    try:
+        wait_until(lambda: stored_total(sd) >= DEVICES, 30, what="readings stored")
+        cli(s, "kill", "ingest")
+        wait_until(lambda: buffered_total(sd) >= 4 * DEVICES, 30, what="readings buffered on the devices")
+        before = buffered_total(sd)
+        forge(s)
+        forge(s, key=b"\x01" * 32)
+        log = sd.root / "fleet" / "fleet.log"
+        handled = wait_until(lambda: "ignored a bad ack" in log.read_text() or buffered_total(sd) < before,
+                             20, what="the forged acks handled")
+        assert handled
+        after = buffered_total(sd)
+        cli(s, "start", "ingest")
+        wait_until(lambda: buffered_total(sd) == 0, 60, what="the backlog delivered")
+        cli(s, "kill", "devices", "--signal", "TERM")
+        wait_until(Stable(sd), 20, what="ingest quiet")
+    finally:
+        cli(s, "down", check=False)
+    return before, after
+
+
+def test_signed_acks_make_forgeries_harmless(tmp_path: Path) -> None:
+    s = tmp_path / "secure"
+    before, after = outage_with_forgeries(s)
+    assert after >= before, (before, after)  # nothing deleted on a forged word
+    log = (s / "fleet" / "fleet.log").read_text()
+    assert "unsigned ack" in log or "ack signature does not match" in log, log[-2000:]
+    key = s / "secrets" / "ack.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and stat.S_IMODE(key.parent.stat().st_mode) == 0o700
+    secret = key.read_text().strip()
+    for f in (s / "stack.json", s / "fleet" / "fleet.log", s / "ingest" / "ingest.log"):
+        assert secret not in f.read_text()  # the path travels, never the secret
+    assert json.loads((s / "stack.json").read_text())["signed_acks"] is True
+    rep = cj(s, "report")
+    assert rep["totals"]["lost"] == 0 and rep["totals"]["generated"] == rep["totals"]["stored"], rep["totals"]
+
+
+def test_insecure_acks_let_a_forger_delete_what_devices_still_hold(tmp_path: Path) -> None:
+    s = tmp_path / "insecure"
+    before, after = outage_with_forgeries(s, "--insecure")
+    assert after < before, (before, after)
+    assert not (s / "secrets").exists()
+    rep = cj(s, "report")
+    assert rep["totals"]["lost"] >= before - after > 0, rep["totals"]
