@@ -44,7 +44,8 @@ from lab.checker.cost import cost
 from lab.checker.counts import count
 from lab.checker.ec57 import ec57
 from lab.checker.expect import Expectation, verdict
-from lab.checker.fidelity import fidelity, no_story_drain, with_analysis
+from lab.checker.fidelity import fidelity, ix_start, no_story_drain, with_analysis, with_generation
+from lab.checker.generation import skipped_chunks
 from lab.checker.index import ReadingIndex
 from lab.checker.measures import (
     backlog,
@@ -78,6 +79,7 @@ def check(history: History, expect: Expectation | str | Iterable[Expectation | s
     high = backlog(outbox, queue)
     drains = window_drains(fw.windows, outbox.series, queue.series)
     end = run_end if run_end is not None else (history.ended_at or 0.0)
+    skips = skipped_chunks(history, fw.windows)
     # without an analysis stage there is nothing to judge: no episode counts as missed
     clin = clinical(history, classified.outcomes, end, machine_scale) if history.analysed else None
     result = CheckResult(
@@ -88,12 +90,13 @@ def check(history: History, expect: Expectation | str | Iterable[Expectation | s
         windows=window_reports(fw, classified.losses, drains),
         broker_dropped=drops.total,
         cost=cost(history, totals.generated, totals.stored, outbox.series, high, len(ix.devices)),
-        fidelity=with_analysis(
+        fidelity=with_generation(with_analysis(
             fidelity(ix, fw.windows, drains, outbox.series, queue.series,
                      end=history.ended_at or 0.0, max_lag_s=max_lag_s, story_drain_s=story_drain_s,
                      restored=fw.restored),
             len(history.unanalysed) if clin is not None else 0, totals.stored,
             0 if clin is None else clin.counts()["unanalysed"]),
+            skips.count, skips.generated, skips.first_at, ix_start(ix)),
         clinical=clin, ec57=None if clin is None else ec57(history.beat_spans, history.truth, clin, end),
     )
     if expect is None:

@@ -181,6 +181,20 @@ def with_analysis(fid: Fidelity, unanalysed: int, stored: int, episodes: int) ->
                        "speed_factor": min(factor, fid.speed_factor or factor)})
 
 
+def with_generation(fid: Fidelity, skipped: int, generated: int, first_at: float | None,
+                    start: float) -> Fidelity:
+    """A judged run whose fleet skipped chunks it could not generate in time (generation.py)
+    recorded less than its story: not faithful, with a speed in proportion to what it made."""
+    if fid.faithful is None or skipped <= 0:
+        return fid
+    when = "" if first_at is None else f" (the first after t = {_span(first_at - start)})"
+    reason = (f"the fleet fell behind generating: {skipped} chunks never generated{when}; the"
+              f" devices made {generated} of {generated + skipped} readings")
+    factor = round(MARGIN * generated / (generated + skipped), 4)
+    return Fidelity(**{**fid.__dict__, "faithful": False, "reasons": (*fid.reasons, reason),
+                       "speed_factor": min(factor, fid.speed_factor or factor)})
+
+
 def ix_start(ix: ReadingIndex) -> float:
     """The first time in the history's device events (0 when there are none)."""
     return ix.events[0].t if ix.events else 0.0

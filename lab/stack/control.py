@@ -192,6 +192,10 @@ def clear_previous_run(sd: StateDir) -> bool:
     return had
 
 
+PORT_ATTEMPTS = 3
+PORT_TAKEN = "Address already in use"  # the proxies' and Mosquitto's words, in the log tail
+
+
 def with_free_ports(cfg: StackConfig) -> StackConfig:
     """Pick a free port for the broker and each proxy left at 0, all different."""
     chosen: dict[str, Any] = {}
@@ -226,16 +230,27 @@ def up(sd: StateDir, cfg: StackConfig, progress: Progress = _quiet) -> StackConf
     sd.create()
     if clear_previous_run(sd):
         progress(f"replaced the previous run's files in {sd.root}")
-    cfg = with_free_ports(cfg)
-    sd.save_config(cfg)
-    try:
-        stages = ("ingest", "analysis") if cfg.analysis else ("ingest",)
-        for name in ("broker", "watch", *(PROXIES if cfg.proxies else ()), *stages, "devices"):
-            start_component(sd, cfg, name, progress)
-    except Exception:
-        down(sd)
-        raise
-    return cfg
+    requested = cfg
+    picked = 0 in (cfg.port, *((cfg.proxy_ingest_port, cfg.proxy_devices_port) if cfg.proxies else ()))
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        cfg = with_free_ports(requested)
+        sd.save_config(cfg)
+        try:
+            stages = ("ingest", "analysis") if cfg.analysis else ("ingest",)
+            for name in ("broker", "watch", *(PROXIES if cfg.proxies else ()), *stages, "devices"):
+                start_component(sd, cfg, name, progress)
+            return cfg
+        except ComponentError as exc:
+            down(sd)
+            # a free port is only free until someone binds it: another stack starting at the
+            # same moment (parallel tests, scenario pools) may take one we picked first
+            if not (picked and attempt < PORT_ATTEMPTS and PORT_TAKEN in str(exc)):
+                raise
+            progress(f"a port picked for this stack was taken meanwhile; trying other ports ({attempt})")
+        except Exception:
+            down(sd)
+            raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def down(sd: StateDir, progress: Progress = _quiet) -> list[str]:
