@@ -91,7 +91,7 @@ from ecgcore.modes import (
     OutboxPolicy,
     Recording,
 )
-from wire import INGEST_STATUS_TOPIC, WireError, ack_key, decode_ack, decode_service_status
+from wire import INGEST_STATUS_TOPIC, WireError, ack_key, decode_ack, decode_service_status, status_key
 from wire.reading import DEVICE_ID_RE
 
 SOURCES = ("ecgsyn", "synthetic")
@@ -275,6 +275,8 @@ class Fleet:
         self.devices: list[Device] = []
         self.bad_acks = 0
         self._ack_keys: dict[str, bytes] = {}
+        master = config.ack_master_key  # ingest's status is signed too: a forged one is ignored
+        self._status_key = None if master is None else status_key(master)
         self.steps = 0  # loop iterations, and ticks among them (for logs and tests)
         self.ticks = 0
         self.running = False  # True from the end of start() to the start of shutdown()
@@ -416,7 +418,7 @@ class Fleet:
         if not payload:
             return  # the retained status was cleared
         try:
-            doc = decode_service_status(payload)
+            doc = decode_service_status(payload, self._status_key)
         except WireError as exc:
             self._bad_ack(INGEST_STATUS_TOPIC, str(exc))
             return

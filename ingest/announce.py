@@ -39,8 +39,10 @@ def random_name() -> str:
 class Announcer:
     """The status payloads of one ingest process, and its session's name."""
 
-    def __init__(self, path: Path | None, *, new_name: Callable[[], str] = random_name) -> None:
+    def __init__(self, path: Path | None, *, new_name: Callable[[], str] = random_name,
+                 key: bytes | None = None) -> None:
         self._path = path
+        self._key = key  # signs both payloads (wire.status.status_key); None: unsigned
         self._new_name = new_name
         self.boot = new_name()
         doc = read_json(path) if path is not None else None
@@ -59,7 +61,8 @@ class Announcer:
         return self.session
 
     def online(self, session_present: bool, at: float) -> bytes:
-        return encode_service_status("online", self.boot, self.session or "", session_present, at)
+        return encode_service_status("online", self.boot, self.session or "", session_present, at,
+                                     self._key)
 
     def offline(self, at: float) -> bytes:
-        return encode_service_status("offline", self.boot, self.session or "", True, at)
+        return encode_service_status("offline", self.boot, self.session or "", True, at, self._key)

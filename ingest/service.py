@@ -42,6 +42,7 @@ from ingest.handoff import BatchQueue
 from ingest.store import BatchResult, SqliteStore, Store
 from ingest.subscriber import InboundMessage, Subscriber, SubscriberConfig, SubscriberStats
 from ingest.validate import Accepted, Quarantined, validate
+from wire import status_key
 
 DB_NAME = "ingest.sqlite"
 READY_NAME = "ready.json"
@@ -109,6 +110,11 @@ class ServiceStats:
     largest_batch: int = 0
 
 
+def _status_key(config: ServiceConfig) -> bytes | None:
+    """Signs ingest's status when acks are signed (wire.status.status_key)."""
+    return None if config.ack_master_key is None else status_key(config.ack_master_key)
+
+
 class IngestService:
     def __init__(
         self,
@@ -132,7 +138,7 @@ class IngestService:
                              session_expiry_s=config.session_expiry_s,
                              reconnect_min_s=config.reconnect_max_s / 4,
                              reconnect_max_s=config.reconnect_max_s), clock, log=self.log,
-            announcer=Announcer(config.ingest_dir / SESSION_NAME),
+            announcer=Announcer(config.ingest_dir / SESSION_NAME, key=_status_key(config)),
         )
         self.stats = ServiceStats()
         self._stop = threading.Event()

@@ -8,7 +8,13 @@ from wire.acks import ack_key, decode_ack, encode_ack, seqs_to_ranges
 from wire.codec import MAX_PAYLOAD_BYTES, WIRE_VERSION, decode_reading, encode_reading
 from wire.errors import WireError
 from wire.reading import FLAG_BACKLOG, Reading
-from wire.status import decode_service_status, decode_status, encode_service_status, encode_status
+from wire.status import (
+    decode_service_status,
+    decode_status,
+    encode_service_status,
+    encode_status,
+    status_key,
+)
 from wire.topics import INGEST_STATUS_TOPIC, ack_topic, device_from_topic, ecg_topic, status_topic
 
 __all__ = [
@@ -31,5 +37,6 @@ __all__ = [
     "encode_service_status",
     "encode_status",
     "seqs_to_ranges",
+    "status_key",
     "status_topic",
 ]

@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 
-from wire.errors import FieldError
+from wire.errors import FieldError, SignatureError
 from wire.reading import check_device_id
 
 STATES = ("online", "offline")
@@ -59,16 +61,29 @@ def decode_status(payload: bytes) -> dict[str, object]:
 SERVICE_VERSION = 1
 
 
+def status_key(master: bytes) -> bytes:
+    """The key ingest's status is signed with, derived from the stack's master secret (the one
+    wire.acks.ack_key derives each device's ack key from)."""
+    return hmac.new(master, b"ecgpipe-ingest-status", hashlib.sha256).digest()
+
+
 def encode_service_status(state: str, boot: str, session: str, session_present: bool,
-                          at: float) -> bytes:
+                          at: float, key: bytes | None = None) -> bytes:
+    """The status; with `key`, signed: "sig" is the hex HMAC-SHA256 of the unsigned bytes."""
     _check_state(state)
-    return _json_dumps({"v": SERVICE_VERSION, "service": "ingest", "state": state, "boot": str(boot),
-                        "session": str(session), "session_present": bool(session_present),
-                        "at": round(at, 3)})
+    doc: dict[str, object] = {"v": SERVICE_VERSION, "service": "ingest", "state": state,
+                              "boot": str(boot), "session": str(session),
+                              "session_present": bool(session_present), "at": round(at, 3)}
+    if key is None:
+        return _json_dumps(doc)
+    doc["sig"] = hmac.new(key, _json_dumps(doc), hashlib.sha256).hexdigest()
+    return _json_dumps(doc)
 
 
-def decode_service_status(payload: bytes) -> dict[str, object]:
-    """The status document; FieldError when it is not one (wrong version, state or fields)."""
+def decode_service_status(payload: bytes, key: bytes | None = None) -> dict[str, object]:
+    """The status document; FieldError when it is not one (wrong version, state or fields).
+    With `key`, it must be signed with it (SignatureError): a forged "offline" would pause the
+    devices, a forged new session make them re-send."""
     doc = _document(payload, "service status")
     if not isinstance(doc, dict) or doc.get("v") != SERVICE_VERSION:
         raise FieldError("service status has no supported version")
@@ -76,4 +91,14 @@ def decode_service_status(payload: bytes) -> dict[str, object]:
         raise FieldError("service status has no valid state")
     if not isinstance(doc.get("session"), str) or not isinstance(doc.get("boot"), str):
         raise FieldError("service status names no boot and session")
+    if key is not None:
+        sig, at = doc.get("sig"), doc.get("at")
+        if not isinstance(sig, str):
+            raise SignatureError("unsigned service status (signed ones only)")
+        if not isinstance(at, int | float) or isinstance(at, bool):
+            raise FieldError("service status has no time")
+        want = encode_service_status(str(doc["state"]), str(doc["boot"]), str(doc["session"]),
+                                     bool(doc.get("session_present")), float(at), key)
+        if not hmac.compare_digest(want, bytes(payload)):
+            raise SignatureError("service status signature does not match")
     return doc

@@ -18,7 +18,7 @@ from lab.stack.statedir import StateDir
 from tests.conftest import wait_until
 from tests.ingest.conftest import Publisher
 from tests.lab.test_cli import cj, cli
-from wire import ack_topic, encode_ack
+from wire import INGEST_STATUS_TOPIC, ack_topic, encode_ack, encode_service_status
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -78,6 +78,31 @@ def test_signed_acks_make_forgeries_harmless(tmp_path: Path) -> None:
     assert json.loads((s / "stack.json").read_text())["signed_acks"] is True
     rep = cj(s, "report")
     assert rep["totals"]["lost"] == 0 and rep["totals"]["generated"] == rep["totals"]["stored"], rep["totals"]
+
+
+def test_a_forged_offline_status_does_not_pause_signed_devices(tmp_path: Path) -> None:
+    """Ingest's retained status tells end-to-end devices to hold their readings ("offline")
+    or that its broker session is new (re-send). Signed like the acks: an anonymous client's
+    retained "offline" is ignored and the devices go on delivering."""
+    s = tmp_path / "status"
+    sd = StateDir(s)
+    cli(s, "up", "--devices", str(DEVICES), "--delivery", "end-to-end", "--no-proxy")
+    try:
+        wait_until(lambda: stored_total(sd) >= DEVICES, 30, what="readings stored")
+        broker = cj(s, "status")["broker"]
+        pub = Publisher(broker["host"], broker["port"], f"forger-{uuid.uuid4().hex[:8]}")
+        try:
+            forged = encode_service_status("offline", "f0f0f0f0f0f0", "f0f0f0f0f0f0", True, 1.0)
+            pub.client.publish(INGEST_STATUS_TOPIC, forged, qos=1, retain=True).wait_for_publish(10)
+        finally:
+            pub.close()
+        log = sd.root / "fleet" / "fleet.log"
+        wait_until(lambda: "unsigned service status" in log.read_text(), 20, what="the forgery refused")
+        after = stored_total(sd)
+        wait_until(lambda: stored_total(sd) >= after + 3 * DEVICES, 30, what="delivery going on")
+        assert buffered_total(sd) <= 3 * DEVICES  # nothing piling up on the devices
+    finally:
+        cli(s, "down", check=False)
 
 
 def test_insecure_acks_let_a_forger_delete_what_devices_still_hold(tmp_path: Path) -> None:

@@ -63,3 +63,22 @@ def test_signed_acks() -> None:
         decode_ack(encode_ack("hc-0001", [(0, 41)], ack_key(master, "hc-0002")), key)
     with pytest.raises(SignatureError, match="does not match"):
         decode_ack(encode_ack("hc-0001", [(0, 41)], ack_key(b"\x00" * 32, "hc-0001")), key)
+
+
+def test_signed_service_status() -> None:
+    from wire import decode_service_status, encode_service_status, status_key
+    from wire.errors import SignatureError
+
+    key = status_key(bytes(range(32)))
+    signed = encode_service_status("online", "b00700000000", "5e5510000000", False, 1_700_000_000.25, key)
+    doc = decode_service_status(signed, key)
+    assert doc["state"] == "online" and doc["session"] == "5e5510000000"
+    assert decode_service_status(signed)["state"] == "online"  # no key: not checked
+    unsigned = encode_service_status("offline", "b00700000000", "5e5510000000", True, 1_700_000_001.0)
+    with pytest.raises(SignatureError, match="unsigned"):
+        decode_service_status(unsigned, key)
+    with pytest.raises(SignatureError, match="does not match"):
+        decode_service_status(signed.replace(b'"online"', b'"offline"'), key)
+    other = status_key(b"\0" * 32)  # another stack's key
+    with pytest.raises(SignatureError, match="does not match"):
+        decode_service_status(encode_service_status("offline", "b", "s", True, 1.0, other), key)
