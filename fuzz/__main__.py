@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 # fuzz.targets' names; not imported here: the child must import wire/ and ingest/ only inside
 # atheris' instrumentation (tests/test_fuzz_targets.py checks the two lists agree)
@@ -38,8 +39,14 @@ def _one(target: str, runs: int, corpus: Path, max_len: int) -> None:
     atheris.Fuzz()
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message}", file=sys.stderr)  # one line, no usage block
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fuzz", description=__doc__.splitlines()[0])
+    ap = _OneLineParser(prog="python -m fuzz", description=__doc__.splitlines()[0])
     ap.add_argument("targets", nargs="*", metavar="TARGET",
                     help=f"of {', '.join(TARGET_NAMES)} (default: all)")
     ap.add_argument("--runs", type=int, default=100_000, help="inputs per target (default 100000)")

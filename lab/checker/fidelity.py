@@ -176,9 +176,7 @@ def with_analysis(fid: Fidelity, unanalysed: int, stored: int, episodes: int) ->
     share = max(0.0, (stored - unanalysed) / stored)
     reason = (f"the analysis stage was behind: {unanalysed} of {stored} stored readings not "
               f"analysed when the run ended ({episodes} episodes could not be judged)")
-    factor = round(MARGIN * max(share, 0.01), 4)
-    return Fidelity(**{**fid.__dict__, "faithful": False, "reasons": (*fid.reasons, reason),
-                       "speed_factor": min(factor, fid.speed_factor or factor)})
+    return _fell_behind(fid, reason, max(share, 0.01))
 
 
 def with_generation(fid: Fidelity, skipped: int, generated: int, first_at: float | None,
@@ -190,7 +188,13 @@ def with_generation(fid: Fidelity, skipped: int, generated: int, first_at: float
     when = "" if first_at is None else f" (the first after t = {_span(first_at - start)})"
     reason = (f"the fleet fell behind generating: {skipped} chunks never generated{when}; the"
               f" devices made {generated} of {generated + skipped} readings")
-    factor = round(MARGIN * generated / (generated + skipped), 4)
+    return _fell_behind(fid, reason, generated / (generated + skipped))
+
+
+def _fell_behind(fid: Fidelity, reason: str, share: float) -> Fidelity:
+    """`fid` made not faithful for one more reason; the suggested speed is the run's times
+    the share of the work that got done (with the margin), or what it already was if lower."""
+    factor = round(MARGIN * share, 4)
     return Fidelity(**{**fid.__dict__, "faithful": False, "reasons": (*fid.reasons, reason),
                        "speed_factor": min(factor, fid.speed_factor or factor)})
 

@@ -105,7 +105,7 @@ def _ack_key_args(sd: StateDir, cfg: StackConfig) -> list[str]:
     try:
         ensure_master_key(sd.ack_key_file)
     except (SecretFileError, OSError) as exc:
-        raise StateDirError(str(exc)) from exc
+        raise StateDirError(f"{exc}; delete it to have a new one made, or use --insecure") from exc
     return ["--ack-key-file", str(sd.ack_key_file)]
 
 
@@ -230,6 +230,7 @@ def up(sd: StateDir, cfg: StackConfig, progress: Progress = _quiet) -> StackConf
     sd.create()
     if clear_previous_run(sd):
         progress(f"replaced the previous run's files in {sd.root}")
+    _ack_key_args(sd, cfg)  # a damaged secret stops `up` before anything starts
     requested = cfg
     picked = 0 in (cfg.port, *((cfg.proxy_ingest_port, cfg.proxy_devices_port) if cfg.proxies else ()))
     for attempt in range(1, PORT_ATTEMPTS + 1):

@@ -112,3 +112,15 @@ def test_insecure_acks_let_a_forger_delete_what_devices_still_hold(tmp_path: Pat
     assert not (s / "secrets").exists()
     rep = cj(s, "report")
     assert rep["totals"]["lost"] >= before - after > 0, rep["totals"]
+
+
+def test_a_damaged_secret_stops_up_before_anything_starts(tmp_path: Path) -> None:
+    s = tmp_path / "damaged"
+    (s / "secrets").mkdir(parents=True)
+    (s / "secrets" / "ack.key").write_text("not a key\n")
+    res = cli(s, "up", "--devices", "1", check=False)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 1 and len(lines) == 1, res.stderr
+    assert "ack.key: not an ack key" in lines[0] and "--insecure" in lines[0]
+    assert "Traceback" not in res.stderr
+    assert not list(s.rglob("*.pid"))  # nothing was started
