@@ -5,7 +5,10 @@ anything else: that is a crash.
 
     reading    wire.codec.decode_fields: a reading or a WireError
     validate   ingest.validate.validate on the ECG topic and on a topic made from the input's
-               first bytes: an Accepted or a Quarantined, never an exception (its contract)
+               first bytes: an Accepted or a Quarantined, never an exception (its contract);
+               and once more with keys, on the topic of the device the input's header names,
+               that device's key among them (FUZZ_ROOT), so the signature checks run: accepted
+               then only if the input is signed with that key (checked here on its own)
     reading_crc, validate_crc
                the same with a correct CRC-32 appended to the input: random bytes almost never
                pass the checksum, so these reach the field checks behind it
@@ -15,16 +18,22 @@ anything else: that is a crash.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ingest.validate import Accepted, Quarantined, validate
-from wire import WireError
+from wire import WireError, ecg_topic, reading_key
 from wire.acks import decode_ack
 from wire.codec import decode_fields
+from wire.reading import check_device_id
 from wire.status import decode_service_status, decode_status
 
 RECEIVED_AT = 1_700_000_100.0
+# Every device's root in the keyed validation; the signed seeds in tests/fuzz_corpus/validate*/
+# are signed with reading_key(FUZZ_ROOT, their device), so the fuzzer starts from accepted ones.
+FUZZ_ROOT = bytes(range(32))
 
 
 class ContractError(AssertionError):
@@ -40,15 +49,36 @@ def reading(data: bytes) -> None:
         raise ContractError(f"{fields.n_samples} samples in {len(fields.samples_be)} bytes")
 
 
+def _validated(topic: str, data: bytes, keys: Mapping[str, bytes] | None = None) -> Accepted | Quarantined:
+    got = validate(topic, data, RECEIVED_AT, keys)
+    if not isinstance(got, Accepted | Quarantined):
+        raise ContractError(f"validate returned {type(got).__name__}")
+    if isinstance(got, Quarantined) and got.reason == "internal-error":
+        raise ContractError(f"internal-error on input: {got.detail}")
+    return got
+
+
+def _header_device(data: bytes) -> str:
+    """The device id the input's header names (its length at byte 4), if it is a valid id."""
+    try:
+        return check_device_id(data[5 : 5 + data[4]].decode("ascii"))
+    except (IndexError, UnicodeDecodeError, WireError):
+        return "hc-0001"
+
+
 def validate_message(data: bytes) -> None:
     topic_len = data[0] % 48 if data else 0
     topics = ["heartcheck/hc-0001/ecg", data[1 : 1 + topic_len].decode("utf-8", "replace")]
     for topic in topics:
-        got = validate(topic, data, RECEIVED_AT)
-        if not isinstance(got, Accepted | Quarantined):
-            raise ContractError(f"validate returned {type(got).__name__}")
-        if isinstance(got, Quarantined) and got.reason == "internal-error":
-            raise ContractError(f"internal-error on input: {got.detail}")
+        _validated(topic, data)
+    device = _header_device(data)
+    key = reading_key(FUZZ_ROOT, device)
+    got = _validated(ecg_topic(device), data, {device: key})
+    if isinstance(got, Accepted):
+        sig = got.fields.signature
+        want = hmac.new(key, data[: len(data) - 4 - len(sig)], hashlib.sha256).digest()
+        if not hmac.compare_digest(sig, want):
+            raise ContractError(f"accepted with keys, but not signed with {device!r}'s key")
 
 
 def ack(data: bytes) -> None:

@@ -12,8 +12,10 @@ readings with one key, so a second, different reading under a stored key is forg
 (CRC-valid readings with real devices' keys and capture times 50 years ahead were counted as
 duplicates before). The first one stored is kept; the later one is quarantined with reason
 `conflict` (its raw bytes, and which fields differ), counted in BatchResult.conflicts, and
-never confirmed. Content is everything a reading says but its backlog flag (bit 0: whether
-the device sent it live or from its outbox, which a genuine re-send may change).
+never confirmed. Content is everything a reading says but how this copy was sent: not the
+backlog flag (bit 0: live or from the outbox, which a genuine re-send may change) and not the
+signature (flag bit 1 and its bytes: a re-send with the backlog bit is signed again, so its
+signature differs; the signature is checked by validate() and never stored).
 
 Durability: journal_mode=WAL with synchronous=FULL. An end-to-end ack tells a device it may
 delete its copy, so a commit must survive a power cut, not only a kill -9. With NORMAL, WAL
@@ -37,17 +39,19 @@ from typing import Protocol
 from ingest.errors import SchemaError, StoreError
 from ingest.validate import Accepted, Quarantined
 from wire.codec import ReadingFields
-from wire.reading import FLAG_BACKLOG
+from wire.reading import FLAG_BACKLOG, FLAG_SIGNED
 
 Key = tuple[str, int, int]  # (device_id, boot_epoch, seq)
-Content = tuple[object, ...]  # CONTENT_FIELDS of one reading, the backlog flag masked out
+Content = tuple[object, ...]  # CONTENT_FIELDS of one reading, the SENDING_FLAGS masked out
 CONTENT_FIELDS = ("captured_at", "sample_rate_hz", "gain_uv", "n_samples", "strip_id", "chunk",
                   "chunks", "samples", "flags")
+# how one copy was sent, not what the reading says: a genuine re-send may differ in these
+SENDING_FLAGS = FLAG_BACKLOG | FLAG_SIGNED
 
 
 def content_of(r: ReadingFields) -> Content:
     return (r.captured_at, r.sample_rate_hz, r.gain_uv, r.n_samples, r.strip_id, r.chunk,
-            r.chunks, bytes(r.samples_be), r.flags & ~FLAG_BACKLOG)
+            r.chunks, bytes(r.samples_be), r.flags & ~SENDING_FLAGS)
 
 
 def _differs(old: Content, new: Content) -> str:
@@ -260,7 +264,7 @@ class SqliteStore:
                 " AND r.boot_epoch = v.column2 AND r.seq = v.column3"
             )
             for row in self._db.execute(sql, [x for k in part for x in k]).fetchall():
-                content = (*row[3:-1], int(row[-1]) & ~FLAG_BACKLOG)
+                content = (*row[3:-1], int(row[-1]) & ~SENDING_FLAGS)
                 found[(str(row[0]), int(row[1]), int(row[2]))] = tuple(
                     bytes(v) if isinstance(v, bytes | memoryview) else v for v in content)
         return found

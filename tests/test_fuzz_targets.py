@@ -1,8 +1,9 @@
 """The fuzz targets (fuzz/targets.py) in the suite: the regression corpus (tests/fuzz_corpus/,
 inputs atheris and reviews found worth keeping: deep JSON nesting, booleans as seq ranges,
-truncations, a wrong version) and hypothesis strategies (random bytes, mutated valid payloads,
-JSON-shaped acks and statuses). A target raises only on a crash; the documented refusals
-(WireError, Quarantined) are not crashes. The coverage-guided run is `python -m fuzz`."""
+truncations, a wrong version, readings signed with the fuzz keys) and hypothesis strategies
+(random bytes, mutated valid payloads, signed or not, JSON-shaped acks and statuses). A target
+raises only on a crash; the documented refusals (WireError, Quarantined) are not crashes. The
+coverage-guided run is `python -m fuzz`."""
 
 from __future__ import annotations
 
@@ -13,13 +14,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fuzz.targets import TARGETS, ack, reading, status, validate_message
-from tests.ingest.conftest import payload_of
-from wire import WireError
+from fuzz.targets import (
+    FUZZ_ROOT,
+    RECEIVED_AT,
+    TARGETS,
+    ContractError,
+    ack,
+    reading,
+    status,
+    validate_message,
+)
+from ingest.validate import validate
+from tests.ingest.conftest import make_reading, payload_of
+from wire import WireError, ecg_topic, encode_reading, reading_key
 from wire.acks import decode_ack
+from wire.codec import decode_fields
 
 CORPUS = Path(__file__).parent / "fuzz_corpus"
 VALID = payload_of("hc-0001", 3)
+SIGNED = encode_reading(make_reading("hc-0001", 3), key=reading_key(FUZZ_ROOT, "hc-0001"))
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
@@ -51,9 +64,9 @@ def test_random_bytes(data: bytes) -> None:
 
 
 @st.composite
-def mutated(draw: st.DrawFn) -> bytes:
+def mutated(draw: st.DrawFn, valid: bytes = VALID) -> bytes:
     """A valid reading with a few bytes flipped, cut, or inserted."""
-    data = bytearray(VALID)
+    data = bytearray(valid)
     for _ in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["flip", "cut", "insert"]))
         i = draw(st.integers(0, max(0, len(data) - 1)))
@@ -71,6 +84,39 @@ def mutated(draw: st.DrawFn) -> bytes:
 def test_mutated_readings(data: bytes) -> None:
     reading(data)
     validate_message(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(mutated(SIGNED))
+def test_mutated_signed_readings(data: bytes) -> None:
+    validate_message(data)
+
+
+def keyed_reason(payload: bytes) -> str:
+    """What the validate target's keyed run makes of a payload: accepted, or why not."""
+    dev = decode_fields(payload).device_id
+    v = validate(ecg_topic(dev), payload, RECEIVED_AT, {dev: reading_key(FUZZ_ROOT, dev)})
+    return getattr(v, "reason", "accepted")
+
+
+def test_the_corpus_reaches_the_signature_checks() -> None:
+    """Seeds signed with FUZZ_ROOT's keys: accepted by the keyed run, and one signed with the
+    wrong device's key, so the fuzzer starts on both sides of verify_signature."""
+    reasons = set()
+    for f in (CORPUS / "validate").iterdir():
+        try:
+            reasons.add(keyed_reason(f.read_bytes()))
+        except WireError:
+            continue
+    assert {"accepted", "bad-signature", "unsigned"} <= reasons, reasons
+
+
+def test_the_keyed_run_catches_a_validator_that_skips_the_signature(monkeypatch: pytest.MonkeyPatch) -> None:
+    forged = encode_reading(make_reading("hc-0001", 3), key=reading_key(FUZZ_ROOT, "hc-0002"))
+    validate_message(forged)  # quarantined as bad-signature: fine
+    monkeypatch.setattr("ingest.validate.verify_signature", lambda *_: True)
+    with pytest.raises(ContractError, match="not signed with 'hc-0001'"):
+        validate_message(forged)
 
 
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)

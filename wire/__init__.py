@@ -1,13 +1,14 @@
 """The ecgpipe wire format: readings, confirmations, status messages and topics.
 
 Everything that crosses the broker is defined here, and nothing else imports paho.
-See docs/wire-format.md for the byte layout.
+See docs/wire-format.md for the byte layout; per-reading signatures: wire/signing.py.
 """
 
 from wire.acks import ack_key, decode_ack, encode_ack, seqs_to_ranges
 from wire.codec import MAX_PAYLOAD_BYTES, WIRE_VERSION, decode_reading, encode_reading
 from wire.errors import WireError
 from wire.reading import FLAG_BACKLOG, Reading
+from wire.signing import reading_key, verify_signature
 from wire.status import (
     decode_service_status,
     decode_status,
@@ -36,7 +37,9 @@ __all__ = [
     "encode_reading",
     "encode_service_status",
     "encode_status",
+    "reading_key",
     "seqs_to_ranges",
     "status_key",
     "status_topic",
+    "verify_signature",
 ]

@@ -2,7 +2,8 @@
 
 All integers are big-endian. The payload ends with a CRC-32 of every byte before it,
 and its length must match the lengths it declares exactly, so every truncation and
-every trailing byte is rejected.
+every trailing byte is rejected. A signed payload (flag bit 1) carries an HMAC-SHA256 just
+before the CRC: wire/signing.py.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from wire.errors import (
     VersionError,
 )
 from wire.reading import FLAG_BACKLOG, FLAG_SIGNED, Reading, check_device_id, check_fields
+from wire.signing import SIGNATURE_BYTES, keyed_mac
 
 MAGIC = b"HC"
 WIRE_VERSION = 1
@@ -34,16 +36,19 @@ _U16 = struct.Struct(">H")
 _CRC = struct.Struct(">I")
 
 
-def encode_reading(reading: Reading, flags: int | None = None) -> bytes:
-    """Encode a reading; `flags` overrides reading.flags (e.g. to mark a backlog send)."""
+def encode_reading(reading: Reading, flags: int | None = None, key: bytes | None = None) -> bytes:
+    """Encode a reading; `flags` overrides reading.flags (e.g. to mark a backlog send).
+
+    With `key` (the device's reading key, wire.signing.reading_key), the payload is signed: its
+    signature is the HMAC-SHA256 of every byte before it, made here, and reading.signature is
+    ignored. Without, reading.signature (often none) is carried as it is."""
     f = reading.flags if flags is None else flags
-    sig = reading.signature
-    if sig:
-        f |= FLAG_SIGNED
-    else:
-        f &= ~FLAG_SIGNED
+    sig = reading.signature if key is None else b""
+    sig_len = len(sig) if key is None else SIGNATURE_BYTES
+    f = (f | FLAG_SIGNED) if sig_len else (f & ~FLAG_SIGNED)
     dev = reading.device_id.encode("ascii")
-    parts = [
+    # the signed part (everything before the signature) is built once; the HMAC reads it there
+    signed = b"".join((
         _PREFIX.pack(MAGIC, WIRE_VERSION, f, len(dev)),
         dev,
         _FIXED.pack(
@@ -58,10 +63,13 @@ def encode_reading(reading: Reading, flags: int | None = None) -> bytes:
             reading.samples.size,
         ),
         reading.samples.astype(">i2", copy=False).tobytes(),
-        _U16.pack(len(sig)),
-        sig,
-    ]
-    body = b"".join(parts)
+        _U16.pack(sig_len),
+    ))
+    if key is not None:
+        mac = keyed_mac(key)
+        mac.update(signed)
+        sig = mac.digest()
+    body = signed + sig  # no copy when unsigned: CPython returns `signed` itself
     return body + _CRC.pack(zlib.crc32(body))
 
 

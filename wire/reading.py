@@ -11,7 +11,7 @@ import numpy as np
 from wire.errors import FieldError
 
 FLAG_BACKLOG = 0x01  # sent from the outbox backlog rather than live
-FLAG_SIGNED = 0x02  # a signature follows the samples (reserved for the security work)
+FLAG_SIGNED = 0x02  # a signature follows the samples (wire/signing.py)
 FLAG_LEAD_OFF = 0x04  # an electrode was off for part of the chunk: a flat or saturated stretch
 KNOWN_FLAGS = FLAG_BACKLOG | FLAG_SIGNED | FLAG_LEAD_OFF
 

@@ -1,9 +1,11 @@
-"""SqliteStore: schema, idempotency, duplicates within and across batches, quarantine rows."""
+"""SqliteStore: schema, idempotency, duplicates within and across batches (signed re-sends among
+them), conflicts, quarantine rows."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,8 @@ from ingest.errors import SchemaError, StoreError
 from ingest.store import COLUMNS, MAX_QUARANTINE_RAW, BatchResult, SqliteStore
 from ingest.validate import Accepted, Quarantined, validate
 from tests.ingest.conftest import make_reading, payload_of
-from wire import FLAG_BACKLOG, encode_reading
+from wire import FLAG_BACKLOG, Reading, encode_reading, reading_key
+from wire.reading import FLAG_LEAD_OFF
 
 T = 1_700_000_500.0
 
@@ -162,3 +165,59 @@ def test_a_conflict_within_one_batch_keeps_the_first(store: SqliteStore) -> None
     res = store.store_batch([acc("hc-0002", 1), acc("hc-0002", 1, captured_at=1.0e9)], [], stored_at=T)
     assert res.stored == (("hc-0002", 1, 1),) and res.conflicts == (("hc-0002", 1, 1),)
     assert rows(store, "SELECT captured_at FROM readings") == [(1_700_000_001.0,)]
+
+
+KEY = reading_key(b"\x05" * 32, "hc-0001")
+KEYS = {"hc-0001": KEY}
+
+
+def signed_acc(r: Reading, flags: int | None = None) -> Accepted:
+    v = validate("heartcheck/hc-0001/ecg", encode_reading(r, flags, key=KEY), T, KEYS)
+    assert isinstance(v, Accepted), v
+    return v
+
+
+def test_a_signed_resend_with_the_backlog_bit_is_a_duplicate(store: SqliteStore) -> None:
+    """The re-send is signed again (the signature covers the flags), so its signature differs
+    from the live copy's; the store compares what the reading says, not how it was sent."""
+    r = make_reading("hc-0001", 5)
+    live, resent = signed_acc(r), signed_acc(r, flags=FLAG_BACKLOG)
+    assert live.fields.signature != resent.fields.signature
+    assert store.store_batch([live], [], T).stored == (("hc-0001", 1, 5),)
+    res = store.store_batch([resent], [], T + 1)
+    assert res.duplicates == (("hc-0001", 1, 5),) and not res.conflicts and res.quarantined == 0
+    # and within one batch
+    again = store.store_batch([signed_acc(make_reading("hc-0001", 6)),
+                               signed_acc(make_reading("hc-0001", 6), flags=FLAG_BACKLOG)], [], T + 2)
+    assert again.stored == (("hc-0001", 1, 6),) and again.duplicates == (("hc-0001", 1, 6),)
+
+
+def test_a_copy_stored_unsigned_and_resent_signed_is_a_duplicate(store: SqliteStore) -> None:
+    """A reading stored by an insecure ingest and re-sent signed once keys are on (or the other
+    way round) says the same thing: confirmed as a duplicate, not quarantined for ever."""
+    r = make_reading("hc-0001", 5)
+    store.store_batch([acc("hc-0001", 5)], [], T)
+    res = store.store_batch([signed_acc(r, flags=FLAG_BACKLOG)], [], T + 1)
+    assert res.duplicates == (("hc-0001", 1, 5),) and not res.conflicts
+    store.store_batch([signed_acc(make_reading("hc-0001", 6))], [], T + 2)
+    res = store.store_batch([acc("hc-0001", 6)], [], T + 3)
+    assert res.duplicates == (("hc-0001", 1, 6),) and not res.conflicts
+
+
+def test_same_key_other_samples_validly_signed_is_a_conflict(store: SqliteStore) -> None:
+    """A valid signature says who made a reading, not that it is the one stored: the device's
+    key with other samples (or another capture time) under a stored key is still a conflict."""
+    r = make_reading("hc-0001", 5)
+    store.store_batch([signed_acc(r)], [], T)
+    samples = r.samples.copy()
+    samples[100] += 1
+    other_samples = signed_acc(replace(r, samples=samples), flags=FLAG_BACKLOG)
+    other_time = signed_acc(replace(r, captured_at=r.captured_at + 0.5))
+    other_lead = signed_acc(replace(r, flags=FLAG_LEAD_OFF))
+    res = store.store_batch([other_samples, other_time, other_lead], [], T + 1)
+    assert res.conflicts == (("hc-0001", 1, 5),) * 3 and not res.duplicates and not res.stored
+    details = [d for (d,) in rows(store, "SELECT detail FROM quarantine ORDER BY id")]
+    assert "differs in: samples)" in details[0] and "differs in: captured_at)" in details[1]
+    assert "differs in: flags)" in details[2]
+    (kept,) = rows(store, "SELECT samples FROM readings")
+    assert kept == (r.samples.astype(">i2").tobytes(),)

@@ -1,9 +1,12 @@
-"""validate(): every quarantine reason, acceptance, and "never raises" on arbitrary input."""
+"""validate(): every quarantine reason, acceptance, signatures (keys), and "never raises" on
+arbitrary input."""
 
 from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,10 +15,24 @@ from hypothesis import strategies as st
 
 from ingest.validate import MAX_FUTURE_S, REASONS, Accepted, Quarantined, validate
 from tests.ingest.conftest import make_reading, payload_of
-from wire import MAX_PAYLOAD_BYTES, encode_reading
+from wire import FLAG_BACKLOG, MAX_PAYLOAD_BYTES, encode_reading, reading_key
 
 T = 1_700_000_100.0
 TOPIC = "heartcheck/hc-0001/ecg"
+KEY_1 = reading_key(b"\x01" * 32, "hc-0001")
+KEY_2 = reading_key(b"\x02" * 32, "hc-0002")
+KEYS = {"hc-0001": KEY_1, "hc-0002": KEY_2}
+
+
+def signed(device_id: str, seq: int, key: bytes, **kw: object) -> bytes:
+    return encode_reading(make_reading(device_id, seq, **kw), key=key)  # type: ignore[arg-type]
+
+
+def q_keys(topic: str, payload: bytes) -> Quarantined:
+    v = validate(topic, payload, T, KEYS)
+    assert isinstance(v, Quarantined), v
+    assert v.raw == payload and v.detail
+    return v
 
 
 def q(topic: str, payload: bytes) -> Quarantined:
@@ -122,6 +139,9 @@ def test_every_reason_is_covered_by_this_file() -> None:
         q("heartcheck/hc-9/ecg", payload_of("hc-0001", 1)).reason,
         q(TOPIC, b"\x00" * (MAX_PAYLOAD_BYTES + 1)).reason,
         q_at(TOPIC, payload_of("hc-0001", 1), T - 3600).reason,
+        q_keys(TOPIC, payload_of("hc-0001", 1)).reason,
+        q_keys("heartcheck/hc-0009/ecg", signed("hc-0009", 1, KEY_1)).reason,
+        q_keys(TOPIC, signed("hc-0001", 1, KEY_2)).reason,
     }
     assert seen == REASONS - {"internal-error", "conflict"}  # conflict: the store (test_store.py)
 
@@ -191,3 +211,99 @@ def test_samples_survive_validation_exactly() -> None:
     v = validate(TOPIC, encode_reading(r), T)
     assert isinstance(v, Accepted)
     assert np.array_equal(v.reading.samples, r.samples)
+
+
+# --- signatures: validate(..., keys) ---------------------------------------------------------
+
+
+def test_a_reading_signed_with_its_devices_key_is_accepted() -> None:
+    payload = signed("hc-0001", 7, KEY_1)
+    v = validate(TOPIC, payload, T, KEYS)
+    assert isinstance(v, Accepted), v
+    assert v.key == ("hc-0001", 1, 7) and v.raw == payload and len(v.fields.signature) == 32
+    resent = validate(TOPIC, signed("hc-0001", 7, KEY_1, flags=FLAG_BACKLOG), T, KEYS)
+    assert isinstance(resent, Accepted) and resent.fields.backlog
+
+
+def test_an_unprovisioned_device_is_unknown_device_signed_or_not() -> None:
+    topic = "heartcheck/hc-0003/ecg"
+    for payload in (signed("hc-0003", 1, reading_key(b"\x03" * 32, "hc-0003")), payload_of("hc-0003", 1)):
+        v = q_keys(topic, payload)
+        assert v.reason == "unknown-device" and "hc-0003" in v.detail
+
+
+def test_an_unsigned_reading_is_unsigned() -> None:
+    assert q_keys(TOPIC, payload_of("hc-0001", 1)).reason == "unsigned"
+
+
+def test_a_wrong_or_forged_signature_is_bad_signature() -> None:
+    assert q_keys(TOPIC, signed("hc-0001", 1, KEY_2)).reason == "bad-signature"  # hc-0002's key
+    # a signature-sized junk signature, and a signed reading altered with the CRC fixed up
+    junk = encode_reading(replace(make_reading("hc-0001", 1), signature=b"\x00" * 32))
+    assert q_keys(TOPIC, junk).reason == "bad-signature"
+    body = bytearray(signed("hc-0001", 1, KEY_1)[:-4])
+    body[-40] ^= 0x01  # the last sample
+    assert q_keys(TOPIC, with_crc(bytes(body))).reason == "bad-signature"
+    body = bytearray(signed("hc-0001", 1, KEY_1)[:-4])
+    body[3] |= FLAG_BACKLOG  # marked as a re-send without re-signing
+    assert q_keys(TOPIC, with_crc(bytes(body))).reason == "bad-signature"
+
+
+def test_a_reading_signed_for_one_device_on_anothers_topic_is_device_mismatch() -> None:
+    """hc-0001's genuine signed reading published on hc-0002's topic: the device check comes
+    first, so it is a mismatch, neither accepted for hc-0002 nor blamed on the signature."""
+    v = q_keys("heartcheck/hc-0002/ecg", signed("hc-0001", 1, KEY_1))
+    assert v.reason == "device-mismatch"
+
+
+def test_the_signature_checks_come_after_decoding_and_before_plausibility() -> None:
+    assert q_keys(TOPIC, signed("hc-0001", 1, KEY_1)[:-1]).reason == "truncated"
+    long_forged = encode_reading(make_reading("hc-0001", 1, n=30_000, rate=100), key=KEY_2)
+    assert q_keys(TOPIC, long_forged).reason == "bad-signature"  # not bad-field: it is not hc-0001's
+    long_genuine = encode_reading(make_reading("hc-0001", 1, n=30_000, rate=100), key=KEY_1)
+    assert q_keys(TOPIC, long_genuine).reason == "bad-field"
+    future = signed("hc-0001", 1, KEY_1, captured_at=T + 10 * MAX_FUTURE_S)
+    assert q_keys(TOPIC, future).reason == "implausible-time"
+
+
+def test_without_keys_signatures_are_not_checked() -> None:
+    """keys=None, the insecure lab: unsigned readings are accepted, and so is a signature that
+    would not verify (it is carried, not checked)."""
+    for payload in (payload_of("hc-0001", 1), signed("hc-0001", 1, KEY_2)):
+        assert isinstance(validate(TOPIC, payload, T), Accepted)
+        assert isinstance(validate(TOPIC, payload, T, None), Accepted)
+
+
+class LookupOnly(Mapping[str, bytes]):
+    """A Mapping that is not a dict, like ingest.keys.DeviceKeys: validate uses only lookups."""
+
+    def __getitem__(self, device_id: str) -> bytes:
+        return KEYS[device_id]
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("validate must not list every device")
+
+    def __len__(self) -> int:
+        raise AssertionError("validate must not count the devices")
+
+
+def test_any_mapping_of_keys_works() -> None:
+    assert isinstance(validate(TOPIC, signed("hc-0001", 1, KEY_1), T, LookupOnly()), Accepted)
+    v = validate("heartcheck/hc-0003/ecg", payload_of("hc-0003", 1), T, LookupOnly())
+    assert isinstance(v, Quarantined) and v.reason == "unknown-device"
+
+
+@settings(max_examples=200)
+@given(st.data())
+def test_never_raises_on_mutated_signed_payloads(data: st.DataObject) -> None:
+    """Mutations of a signed reading, CRC fixed up or not: never an exception, and never
+    accepted unless the bytes are exactly the signed original."""
+    original = signed("hc-0001", data.draw(st.integers(0, 1000)), KEY_1)
+    payload = bytearray(original[:-4])
+    for _ in range(data.draw(st.integers(1, 4))):
+        payload[data.draw(st.integers(0, len(payload) - 1))] = data.draw(st.integers(0, 255))
+    mutated = with_crc(bytes(payload)) if data.draw(st.booleans()) else bytes(payload) + original[-4:]
+    v = validate(TOPIC, mutated, T, KEYS)
+    assert isinstance(v, Accepted) == (mutated == original), v
+    if isinstance(v, Quarantined):
+        assert v.reason in REASONS - {"internal-error"}
