@@ -15,7 +15,7 @@ FLAG_SIGNED = 0x02  # a signature follows the samples (wire/signing.py)
 FLAG_LEAD_OFF = 0x04  # an electrode was off for part of the chunk: a flat or saturated stretch
 KNOWN_FLAGS = FLAG_BACKLOG | FLAG_SIGNED | FLAG_LEAD_OFF
 
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+DEVICE_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")  # \Z: "$" would let a trailing newline in
 MAX_SAMPLES = 32_768  # a 30-s strip at 1 kHz fits
 MAX_SAMPLE_RATE = 2_000
 U32 = 2**32

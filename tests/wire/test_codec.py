@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import zlib
 
 import numpy as np
 import pytest
@@ -146,3 +147,23 @@ def test_fields_decoder_matches_full_decoder(reading: Reading) -> None:
     assert fields.to_reading() == reading
     assert fields.key == reading.key and fields.n_samples == reading.samples.size
     assert fields.samples_be == reading.samples.astype(">i2").tobytes()
+
+
+@pytest.mark.parametrize("bad", ["hc-1\n", "\nhc-1", "hc-1\r", "hc 1", ""])
+def test_a_device_id_with_a_newline_is_refused(bad: str) -> None:
+    """`$` matches before a trailing newline: "hc-1\\n" passed as a device id, on the wire and
+    in topics, before the pattern was anchored with \\Z."""
+    from wire import device_from_topic
+
+    with pytest.raises(FieldError):
+        Reading(bad, 0, 0, 1.0, 250, 1.0, np.zeros(3, dtype=np.int16))
+    with pytest.raises(FieldError):
+        device_from_topic(f"heartcheck/{bad}/ecg")
+
+
+def test_a_payload_naming_a_device_with_a_newline_is_refused() -> None:
+    good = encode_reading(Reading("hc-1", 0, 0, 1.0, 250, 1.0, np.zeros(3, dtype=np.int16)))
+    forged = bytearray(good[:-4])
+    forged[4:9] = bytes([5]) + b"hc-1\n"  # the same payload naming "hc-1\n" (CRC fixed up)
+    with pytest.raises(FieldError):
+        decode_reading(bytes(forged) + zlib.crc32(forged).to_bytes(4, "big"))
