@@ -28,7 +28,6 @@ from devices.errors import ConfigError, DeviceError, ProfileError
 from devices.fleet import SOURCES, Fleet, FleetConfig
 from devices.profile import Cohort
 from ecgcore.modes import BACKOFFS, DELIVERY_MODES, OUTBOX_POLICIES, RECORDINGS, OutboxPolicy, Recording
-from ecgcore.secrets import SecretFileError, read_master_key
 from ecgcore.strict_warnings import apply_from_env
 
 
@@ -65,10 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resend-cap", type=float, default=300.0,
                    help="end-to-end: the probe's longest wait, real seconds")
     p.add_argument("--window", type=int, default=50, help="readings in flight per device")
-    p.add_argument("--ack-key-file", type=Path, default=None, metavar="FILE",
-                   help="end-to-end: act only on acks signed with the key this master secret gives"
-                        " each device (wire.acks; the stack's DIR/secrets/ack.key); unsigned or"
-                        " forged acks are counted and ignored (default: any ack is believed)")
+    p.add_argument("--secrets-dir", type=Path, default=None, metavar="DIR",
+                   help="a secure stack's provisioned secrets (`ecgpipe provision`; DIR/secrets):"
+                        " each device logs in as itself, signs its readings, and acts only on"
+                        " acks and ingest statuses signed for it (default: anonymous, unsigned)")
+    p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --secrets-dir: reach the broker over TLS, each device with its own"
+                        " certificate")
     p.add_argument("--ecg-source", choices=SOURCES, default="ecgsyn",
                    help="ecgsyn (each device its own signal, from neurokit2 ecgsyn beats built "
                         "once and cached) or synthetic (a periodic bank, for transport-only runs)")
@@ -121,10 +123,6 @@ def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
     parser = build_parser()
     ns = parser.parse_args(argv)
     try:
-        master = None if ns.ack_key_file is None else read_master_key(ns.ack_key_file)
-    except SecretFileError as exc:
-        parser.error(str(exc))  # exits 2
-    try:
         return FleetConfig(
             state_dir=ns.state_dir, host=ns.host, port=ns.port, devices=ns.devices,
             delivery=ns.delivery, outbox_capacity=ns.outbox_capacity,
@@ -136,7 +134,7 @@ def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
             keepalive=ns.keepalive, reconnect_backoff=ns.reconnect_backoff, backoff_cap=ns.backoff_cap,
             backlog_pace=ns.backlog_pace, cohorts=tuple(ns.cohort), record_until=ns.record_until,
             profiles=ns.profiles, profile_file=ns.profile_file, episodes=tuple(ns.episode),
-            ack_master_key=master,
+            secrets_dir=ns.secrets_dir, tls=ns.tls,
         )
     except ConfigError as exc:
         parser.error(str(exc))  # exits 2
@@ -145,7 +143,11 @@ def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     apply_from_env()
     config = parse_config(argv)
-    fleet = Fleet(config)
+    try:
+        fleet = Fleet(config)
+    except DeviceError as exc:  # e.g. a device that is not provisioned
+        print(f"devices: error: {exc}", file=sys.stderr)
+        return 2
 
     def stop(_signum: int, _frame: object) -> None:
         fleet.request_stop()

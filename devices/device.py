@@ -197,8 +197,9 @@ class Device:
     def __init__(self, device_id: str, profile: PatientProfile, stream: EcgStream,
                  outbox: Outbox, publisher: Publisher, clock: Clock, config: DeviceConfig,
                  *, start_offset: float = 0.0, history: DeviceHistory | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, sign_key: bytes | None = None) -> None:
         self.device_id = device_id
+        self._sign_key = sign_key  # signs every copy of its readings (wire.signing); None: unsigned
         self.profile = profile
         self.config = config
         self._stream = stream
@@ -329,7 +330,7 @@ class Device:
             samples=ecg.samples, strip_id=strip_id, chunk=chunk, chunks=chunks,
             flags=FLAG_LEAD_OFF if ecg.lead_off else 0,
         )
-        payload = encode_reading(reading)
+        payload = encode_reading(reading, key=self._sign_key)
         now = self._clock.now()
         for seg in ecg.truth:  # ground truth first seen in this reading (devices/history.py)
             self._history.truth(now, self.device_id, seg.kind, seg.label, seg.start, seg.end,
@@ -458,7 +459,8 @@ class Device:
                 wire, boot = payload, self.boot_epoch  # generated this tick, by this boot
             else:
                 reading = decode_reading(payload)
-                wire, boot = encode_reading(reading, flags=reading.flags | FLAG_BACKLOG), reading.boot_epoch
+                wire = encode_reading(reading, flags=reading.flags | FLAG_BACKLOG, key=self._sign_key)
+                boot = reading.boot_epoch
             mid = self._publisher.publish(self._topic, wire, self._qos)
             if mid is None:
                 self.stats.rejected_publishes += 1

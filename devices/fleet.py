@@ -74,6 +74,7 @@ from devices.device import Device, DeviceConfig
 from devices.ecg_source import EcgStream, make_source
 from devices.errors import ConfigError, ProfileError
 from devices.history import HistoryFile, NoHistory
+from devices.keys import FleetKeys
 from devices.mqtt_adapter import FixedRetry, JitterBackoff, LinkEvent, MqttHub
 from devices.outbox import Outbox
 from devices.profile import Cohort, PatientProfile
@@ -91,7 +92,7 @@ from ecgcore.modes import (
     OutboxPolicy,
     Recording,
 )
-from wire import INGEST_STATUS_TOPIC, WireError, ack_key, decode_ack, decode_service_status, status_key
+from wire import INGEST_STATUS_TOPIC, WireError, decode_ack, decode_service_status
 from wire.reading import DEVICE_ID_RE
 
 SOURCES = ("ecgsyn", "synthetic")
@@ -134,7 +135,10 @@ class FleetConfig:
     profiles: str | None = None  # a catalogue mix, "sinus:70%,af:30%" (devices/catalogue.py)
     profile_file: Path | None = None  # a user's catalogue TOML: adds or replaces entries
     episodes: tuple[str, ...] = ()  # scheduled episodes, KIND@START+DURATION[:devices=I-J]
-    ack_master_key: bytes | None = field(default=None, repr=False)  # acks must be signed (wire.acks)
+    # a secure stack's provisioned secrets (ecgcore.credentials): each device logs in as itself,
+    # signs its readings, and believes only signed acks and ingest statuses; None: anonymous
+    secrets_dir: Path | None = None
+    tls: bool = True  # with secrets_dir: reach the broker over TLS with each device's certificate
     device: DeviceConfig = field(init=False)
 
     def __post_init__(self) -> None:
@@ -274,9 +278,7 @@ class Fleet:
         self._stop_requested = False
         self.devices: list[Device] = []
         self.bad_acks = 0
-        self._ack_keys: dict[str, bytes] = {}
-        master = config.ack_master_key  # ingest's status is signed too: a forged one is ignored
-        self._status_key = None if master is None else status_key(master)
+        self.keys = FleetKeys.load(config.secrets_dir, config.device_ids(), tls=config.tls)
         self.steps = 0  # loop iterations, and ticks among them (for logs and tests)
         self.ticks = 0
         self.running = False  # True from the end of start() to the start of shutdown()
@@ -326,7 +328,7 @@ class Fleet:
             backoff=(FixedRetry() if cfg.reconnect_backoff is Backoff.NONE
                      else JitterBackoff(cap=cfg.backoff_cap)),
             subscribe_acks=cfg.delivery is Delivery.END_TO_END,
-            real_clock=self._real,
+            real_clock=self._real, credentials=self.keys.credentials,
         )
         for i, (device_id, profile, stream) in enumerate(
             zip(cfg.device_ids(), profiles, streams, strict=True)
@@ -334,7 +336,7 @@ class Fleet:
             link = self.hub.add(device_id, boot_epoch=0)
             device = Device(device_id, profile, stream, self.outbox, link, self.clock, cfg.device,
                             start_offset=cfg.chunk_seconds * i / cfg.devices,
-                            history=self.history)
+                            history=self.history, sign_key=self.keys.reading_key(device_id))
             link.boot_epoch = device.boot_epoch
             self.devices.append(device)
         self.history.flush()  # the boot events, before the commit that makes the boots count
@@ -405,7 +407,7 @@ class Fleet:
                 self._ingest_status(device, ev.payload)
             elif ev.kind == "message":
                 try:
-                    device_id, ranges = decode_ack(ev.payload, self._ack_key(device.device_id))
+                    device_id, ranges = decode_ack(ev.payload, self.keys.ack_key(device.device_id))
                 except WireError as exc:
                     self._bad_ack(ev.topic, str(exc))
                     continue
@@ -418,21 +420,11 @@ class Fleet:
         if not payload:
             return  # the retained status was cleared
         try:
-            doc = decode_service_status(payload, self._status_key)
+            doc = decode_service_status(payload, self.keys.status_key)
         except WireError as exc:
             self._bad_ack(INGEST_STATUS_TOPIC, str(exc))
             return
         device.on_ingest_status(doc["state"] == "online", str(doc["session"]))
-
-    def _ack_key(self, device_id: str) -> bytes | None:
-        """The key this device's acks must be signed with (None: any ack is believed)."""
-        master = self.config.ack_master_key
-        if master is None:
-            return None
-        key = self._ack_keys.get(device_id)
-        if key is None:
-            key = self._ack_keys[device_id] = ack_key(master, device_id)
-        return key
 
     def _bad_ack(self, topic: str, why: str) -> None:
         self.bad_acks += 1

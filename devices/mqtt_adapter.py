@@ -57,6 +57,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ecgcore.clock import Clock
+from ecgcore.credentials import ClientCredentials, CredentialsError, client_tls_context
 from wire import INGEST_STATUS_TOPIC, ack_topic, encode_status, status_topic
 
 if TYPE_CHECKING:
@@ -152,8 +153,10 @@ class MqttHub:
                  keepalive: int = 10, backoff: JitterBackoff | FixedRetry | None = None, inflight: int = 20,
                  subscribe_acks: bool = False, connects_per_pass: int = 100,
                  connect_timeout: float = 5.0, session_expiry: int = 86_400,
-                 real_clock: Callable[[], float] = time.monotonic) -> None:
+                 real_clock: Callable[[], float] = time.monotonic,
+                 credentials: Callable[[str], ClientCredentials | None] = lambda _id: None) -> None:
         self.host = host
+        self.credentials = credentials  # each device's login and certificate; None: anonymous
         self.port = port
         self.keepalive = keepalive
         self.inflight = inflight
@@ -292,6 +295,11 @@ class MqttHub:
         link.client = client
         link.state = LinkState.CONNECTING
         try:
+            creds = self.credentials(link.device_id)
+            if creds is not None:
+                client.username_pw_set(creds.username, creds.password)
+                if creds.tls is not None:  # its own certificate; the handshake is in connect()
+                    client.tls_set_context(client_tls_context(creds.tls))
             if self.subscribe_acks:  # end-to-end: a broker session that outlives the connection
                 props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: unannotated
                 props.SessionExpiryInterval = self.session_expiry
@@ -299,7 +307,7 @@ class MqttHub:
                                properties=props)
             else:
                 client.connect(self.host, self.port, keepalive=self.keepalive, clean_start=True)
-        except (OSError, ValueError) as exc:  # ConnectionRefusedError, timeouts, DNS
+        except (OSError, ValueError, CredentialsError) as exc:  # refused, timeouts, DNS, TLS
             link.last_error = f"{type(exc).__name__}: {exc}"
             self._lost(link)
 

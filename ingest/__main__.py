@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import NoReturn
 
 from ecgcore.clock import make_clock
-from ecgcore.secrets import SecretFileError, read_master_key
 from ecgcore.signals import run_until_signalled
 from ecgcore.strict_warnings import apply_from_env
 from ingest.errors import ConfigError, IngestError
@@ -95,11 +94,15 @@ def add_service_options(p: argparse.ArgumentParser, *, from_stack: bool = False)
                    help="publish end-to-end acks on heartcheck/<id>/ack after commit"
                    + (" (default: on when the stack's delivery is end-to-end)" if from_stack
                       else " (default: off)"))
-    p.add_argument("--ack-key-file", type=Path, metavar="FILE", default=None,
-                   help="sign every end-to-end ack with a key derived from this master secret"
-                   " (64 hex digits, the stack's DIR/secrets/ack.key); devices that hold it act on"
-                   " signed acks only"
-                   + (" (default: the stack's)" if from_stack else " (default: unsigned)"))
+    p.add_argument("--secrets-dir", type=Path, metavar="DIR", default=None,
+                   help="a secure stack's provisioned secrets (`ecgpipe provision`; DIR/secrets):"
+                   " log in as `ingest`, verify every reading's signature with its device's key,"
+                   " sign acks and the service status"
+                   + (" (default: the stack's)" if from_stack else
+                      " (default: anonymous, nothing verified or signed)"))
+    p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None if from_stack else True,
+                   help="with --secrets-dir: reach the broker over TLS with ingest's certificate"
+                   + (" (default: the stack's)" if from_stack else " (default: on)"))
     p.add_argument("--client-id", default="ecgpipe-ingest", type=_nonempty,
                    help="MQTT client id; the persistent session is keyed by it"
                    " (default: %(default)s)")
@@ -133,17 +136,19 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         args = build_parser(prog).parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad argument (2, already reported)
         return exc.code if isinstance(exc.code, int) else 2
+    from ingest.keys import IngestSecrets
     from ingest.service import IngestService, ServiceConfig  # here: `ecgpipe --help` needs only the options
 
     try:
-        master = None if args.ack_key_file is None else read_master_key(args.ack_key_file)
-    except SecretFileError as exc:
+        secrets = (None if args.secrets_dir is None
+                   else IngestSecrets.load(args.secrets_dir, tls=bool(args.tls)))
+    except ConfigError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     config = ServiceConfig(
         state_dir=args.state_dir, host=args.host, port=args.port,
         client_id=args.client_id, acks=args.acks, reconnect_max_s=args.reconnect_max,
-        keepalive_s=args.keepalive, session_expiry_s=args.session_expiry, ack_master_key=master,
+        keepalive_s=args.keepalive, session_expiry_s=args.session_expiry, secrets=secrets,
     )
     try:
         service = IngestService(config, make_clock(args.speed))

@@ -39,10 +39,10 @@ from ecgcore.logline import stamp
 from ingest.acker import build_acks
 from ingest.announce import SESSION_NAME, Announcer
 from ingest.handoff import BatchQueue
+from ingest.keys import IngestSecrets
 from ingest.store import BatchResult, SqliteStore, Store
 from ingest.subscriber import InboundMessage, Subscriber, SubscriberConfig, SubscriberStats
 from ingest.validate import Accepted, Quarantined, validate
-from wire import status_key
 
 DB_NAME = "ingest.sqlite"
 READY_NAME = "ready.json"
@@ -81,7 +81,9 @@ class ServiceConfig:
     reconnect_max_s: float = 4.0  # real seconds between attempts to reach the broker again, at most
     keepalive_s: int = 30  # MQTT keepalive, real seconds
     session_expiry_s: int = 86_400  # how long the broker keeps our session while we are away
-    ack_master_key: bytes | None = field(default=None, repr=False)  # signs acks (wire.acks); None: unsigned
+    # login, device keys (readings verified, acks signed) and the status key; None: anonymous,
+    # nothing signed or verified (`ecgpipe up --insecure`)
+    secrets: IngestSecrets | None = field(default=None, repr=False)
 
     @property
     def ingest_dir(self) -> Path:
@@ -111,8 +113,8 @@ class ServiceStats:
 
 
 def _status_key(config: ServiceConfig) -> bytes | None:
-    """Signs ingest's status when acks are signed (wire.status.status_key)."""
-    return None if config.ack_master_key is None else status_key(config.ack_master_key)
+    """Signs ingest's status in a secure stack (wire.status.status_key)."""
+    return None if config.secrets is None else config.secrets.status_key
 
 
 class IngestService:
@@ -137,7 +139,9 @@ class IngestService:
                              keepalive_s=config.keepalive_s,
                              session_expiry_s=config.session_expiry_s,
                              reconnect_min_s=config.reconnect_max_s / 4,
-                             reconnect_max_s=config.reconnect_max_s), clock, log=self.log,
+                             reconnect_max_s=config.reconnect_max_s,
+                             credentials=None if config.secrets is None else config.secrets.credentials),
+            clock, log=self.log,
             announcer=Announcer(config.ingest_dir / SESSION_NAME, key=_status_key(config)),
         )
         self.stats = ServiceStats()
@@ -202,8 +206,10 @@ class IngestService:
         """Validate, store (one commit), publish acks, PUBACK. Returns what was stored."""
         accepted: list[Accepted] = []
         quarantined: list[Quarantined] = []
+        sec = self.config.secrets
+        keys = None if sec is None else sec.readings
         for d in batch:
-            v = validate(d.topic, d.payload, d.received_at)
+            v = validate(d.topic, d.payload, d.received_at, keys)
             if isinstance(v, Accepted):
                 accepted.append(v)
             else:
@@ -221,7 +227,7 @@ class IngestService:
         # for its ack timeout. Only when paho's outgoing window (20 QoS 1 messages in flight)
         # is full can a PUBACK overtake an ack; the device's resend covers that case.
         if self.config.acks:
-            acks = build_acks(result, self.config.ack_master_key)
+            acks = build_acks(result, None if sec is None else sec.ack_key)
             self.stats.acks_sent += self.source.publish_acks([(a.topic, a.payload) for a in acks])
         # Every message of the batch is recorded now, so the broker may forget them.
         self.source.ack_broker(batch)

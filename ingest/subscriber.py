@@ -33,7 +33,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -42,6 +42,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ecgcore.clock import Clock
+from ecgcore.credentials import ClientCredentials, CredentialsError, client_tls_context
 from ingest.announce import Announcer
 from ingest.errors import ConfigError, ConnectError, PublishError
 from ingest.handoff import BatchQueue
@@ -62,6 +63,7 @@ class SubscriberConfig:
     receive_maximum: int = 1_000
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 4.0
+    credentials: ClientCredentials | None = field(default=None, repr=False)  # None: anonymous
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -137,11 +139,16 @@ class Subscriber:
                 reconnect_on_failure=True,
             )
             client.manual_ack_set(True)
+            creds = config.credentials
+            if creds is not None:
+                client.username_pw_set(creds.username, creds.password)
+                if creds.tls is not None:
+                    client.tls_set_context(client_tls_context(creds.tls))
             lo, hi = config.reconnect_min_s, config.reconnect_max_s
             # paho annotates the delays as int, but only adds, doubles and compares them: a
             # sub-second float (--reconnect-max below 4 s) works and must not be rounded away
             client.reconnect_delay_set(lo, hi)  # type: ignore[arg-type]
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, CredentialsError) as exc:
             raise ConnectError(f"cannot create the MQTT client: {exc}") from exc
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail

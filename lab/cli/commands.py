@@ -28,7 +28,7 @@ def up(args: argparse.Namespace) -> int:
                           sample_rate=args.sample_rate, chunk_seconds=args.chunk_seconds,
                           ack_timeout=args.ack_timeout, seed=args.seed,
                           persistence=not args.no_persistence, proxies=not args.no_proxy,
-                          signed_acks=not args.insecure,
+                          secure=not args.insecure, tls=not (args.insecure or args.no_tls),
                           profiles=args.profiles, profile_file=args.profile_file,
                           episodes=tuple(args.episodes or ()))
     except ConfigError as exc:  # every value here came from the command line: bad usage
@@ -48,6 +48,32 @@ def up(args: argparse.Namespace) -> int:
         say(f"up: broker on {cfg.host}:{cfg.port} ({links}). Next: ecgpipe status --watch | "
             f"ecgpipe kill ingest | {faults}ecgpipe inspect devices | ecgpipe tail | ecgpipe logs | "
             f"ecgpipe report | ecgpipe down")
+    return 0
+
+
+def provision(args: argparse.Namespace) -> int:
+    """`ecgpipe provision`: identities for N devices and the services; SIGHUP to a running broker
+    of this state dir so it reads the new password file and ACL."""
+    from lab.provision.provision import provision as make
+    from lab.stack.procs import RUNNING
+
+    sd = state_dir(args)
+    ids = [f"{args.id_prefix}-{i:04d}" for i in range(args.devices)]
+    sd.root.mkdir(parents=True, exist_ok=True)
+    try:
+        done = make(sd.secrets_dir, ids, tls=not args.no_tls)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {sd.secrets_dir}: {exc}") from exc
+    broker = sd.component("broker")
+    reloaded = broker.state() == RUNNING
+    if reloaded:
+        broker.signal("HUP")
+    if args.json:
+        print(json.dumps({"secrets_dir": str(done.secrets_dir), "devices": done.devices,
+                          "added": done.added, "tls": done.tls, "made_ca": done.made_ca,
+                          "broker_reloaded": reloaded}, indent=1, sort_keys=True))
+    else:
+        say(done.summary() + ("; the running broker reloaded them" if reloaded else ""))
     return 0
 
 
@@ -168,8 +194,8 @@ def handlers() -> dict[str, Handler]:
     from lab.cli import looking, runs
 
     return {
-        "up": up, "status": looking.status_or_watch, "down": down, "kill": kill, "start": start,
-        "resume": resume, "cut": cut, "heal": heal, "slow": slow, "flap": flap,
+        "up": up, "provision": provision, "status": looking.status_or_watch, "down": down,
+        "kill": kill, "start": start, "resume": resume, "cut": cut, "heal": heal, "slow": slow, "flap": flap,
         "inspect devices": looking.inspect_devices_or_watch, "inspect device": looking.inspect_device,
         "inspect broker": looking.inspect_broker, "inspect ingest": looking.inspect_ingest,
         "inspect reading": looking.inspect_reading, "inspect alerts": looking.inspect_alerts,

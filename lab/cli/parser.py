@@ -124,6 +124,7 @@ def build_parser() -> OneLineParser:
     p.add_argument("--version", action="version", version=f"ecgpipe {ecgpipe_version()}")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=OneLineParser, metavar="COMMAND")
     _add_up(sub, common)
+    _add_provision(sub, common)
     _add_process_commands(sub, common)
     _add_fault_commands(sub, common)
     _add_inspect(sub, common)
@@ -167,11 +168,31 @@ def _add_up(sub: Subparsers, common: OneLineParser) -> None:
     up.add_argument("--no-proxy", action="store_true",
                     help="connect ingest and devices to the broker directly (no cut/heal/slow/flap)")
     up.add_argument("--insecure", action="store_true",
-                    help="end-to-end acks unsigned, and the devices act on any ack (the lab's "
-                         "comparison: a forged confirmation then deletes readings a device still holds)")
+                    help="the lab's comparison: anonymous plaintext MQTT, no ACL, readings and acks "
+                         "unsigned (any process may then publish as any device, read every ECG, "
+                         "or forge a confirmation that deletes readings a device still holds)")
+    up.add_argument("--no-tls", action="store_true",
+                    help="keep logins, the ACL and signatures but speak plaintext MQTT (to look at "
+                         "the traffic); default: mutual TLS with the development CA")
     up.add_argument("--replace", action="store_true",
                     help="discard a finished run's files in the state dir (its ledger) and start afresh")
     up.add_argument("--json", action="store_true", help="print the stack's status as JSON when it is up")
+
+
+def _add_provision(sub: Subparsers, common: OneLineParser) -> None:
+    pv = command(sub, "provision",
+                 "make (or add) every device's and service's broker login, device signing secret "
+                 "and TLS certificate, and the broker's password file and ACL, under DIR/secrets; "
+                 "`up` does this itself when something is missing. Secrets are files (0600), never "
+                 "printed",
+                 "ecgpipe provision --devices 50\necgpipe provision --devices 5000 --no-tls",
+                 (common,))
+    pv.add_argument("--devices", type=positive(int, "a device count"), required=True, metavar="N",
+                    help="devices PREFIX-0000 .. PREFIX-(N-1); those already provisioned are kept")
+    pv.add_argument("--id-prefix", default="hc", metavar="PREFIX", help="the device ids' prefix")
+    pv.add_argument("--no-tls", action="store_true",
+                    help="no development CA or certificates (logins, ACL and signing keys only)")
+    pv.add_argument("--json", action="store_true", help="print what was provisioned as JSON")
 
 
 def _add_process_commands(sub: Subparsers, common: OneLineParser) -> None:

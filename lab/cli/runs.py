@@ -94,12 +94,16 @@ def ingest_run(args: argparse.Namespace) -> int:
                  "--speed": cfg.speed}
         given = {k: stack[k] if v is None else v for k, v in given.items()}
         acks = Delivery(cfg.delivery).ingest_confirms if args.acks is None else args.acks
-        if args.ack_key_file is None and cfg.signed_acks and sd.ack_key_file.is_file():
-            argv += ["--ack-key-file", str(sd.ack_key_file)]  # the stack's devices want signed acks
+        if args.secrets_dir is None and cfg.secure:  # the stack's broker wants ingest's login
+            argv += ["--secrets-dir", str(sd.secrets_dir)]
+            if args.tls is None:
+                argv += ["--tls" if cfg.tls else "--no-tls"]
     else:
         acks = args.acks
-    if args.ack_key_file is not None:
-        argv += ["--ack-key-file", str(args.ack_key_file)]
+    if args.secrets_dir is not None:
+        argv += ["--secrets-dir", str(args.secrets_dir)]
+    if args.tls is not None:
+        argv += ["--tls" if args.tls else "--no-tls"]
     for flag, value in given.items():
         argv += [flag, str(value)]
     return ingest_main([*argv, "--acks" if acks else "--no-acks"], prog="ecgpipe ingest run")

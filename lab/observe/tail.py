@@ -30,6 +30,7 @@ from typing import Any, NamedTuple, TextIO
 import numpy as np
 
 from devices.ecg_source import find_r_peaks
+from ecgcore.credentials import CredentialsError, SecretsDir
 from lab.errors import ConfigError
 from lab.observe.tap import Arrival, BrokerTap, Notice
 from lab.stack.statedir import StateDir
@@ -183,7 +184,11 @@ def run_tail(sd: StateDir, device: str | None, *, count: int | None, as_json: bo
         raise ConfigError(f"--count must be at least 1, got {count}")
     topics = topics_for(device, show_all=show_all)
     cfg = sd.config()
-    tap = BrokerTap(cfg.host, cfg.port, topics)
+    try:
+        creds = SecretsDir(sd.secrets_dir).client("observer", tls=cfg.tls) if cfg.secure else None
+    except CredentialsError as exc:
+        raise ConfigError(str(exc)) from exc
+    tap = BrokerTap(cfg.host, cfg.port, topics, credentials=creds)
     tap.start()
     emit = _emitter(out, as_json=as_json)
     try:

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from ecgcore.credentials import ClientCredentials, client_tls_context
 from lab.errors import ComponentError
 
 CONNECT_TIMEOUT_S = 5.0
@@ -41,7 +42,7 @@ class Notice(NamedTuple):
 
 class BrokerTap:
     def __init__(self, host: str, port: int, topics: Sequence[str], *, maxsize: int = 10_000,
-                 client_id: str | None = None) -> None:
+                 client_id: str | None = None, credentials: ClientCredentials | None = None) -> None:
         self.host, self.port, self.topics = host, port, tuple(topics)
         self.client_id = client_id or f"ecgpipe-tail-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.queue: queue.Queue[Arrival | Notice] = queue.Queue(maxsize=maxsize)
@@ -52,6 +53,10 @@ class BrokerTap:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                              protocol=mqtt.MQTTv5)
         client.connect_timeout = CONNECT_TIMEOUT_S
+        if credentials is not None:  # a secure stack: the read-only `observer` identity
+            client.username_pw_set(credentials.username, credentials.password)
+            if credentials.tls is not None:
+                client.tls_set_context(client_tls_context(credentials.tls))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe

@@ -9,6 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ecgcore.credentials import SecretsDir
 from lab.errors import BrokerError
 from lab.stack.ports import wait_port
 
@@ -20,6 +21,29 @@ CONFIG_TEMPLATE = Path(
 )
 
 
+SECURITY_WORDS = ("cafile", "certfile", "keyfile", "require_certificate", "tls_version",
+                  "password_file", "acl_file")
+TLS_WORDS = SECURITY_WORDS[:5]
+
+
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """The provisioned files (ecgcore.credentials.SecretsDir): passwords and ACL, and TLS
+    unless tls is False (authenticated plaintext, for looking at the traffic)."""
+
+    secrets_dir: Path
+    tls: bool = True
+
+    def overrides(self) -> dict[str, str]:
+        sd = SecretsDir(self.secrets_dir)
+        out = {"password_file": f"password_file {sd.passwd_file}", "acl_file": f"acl_file {sd.acl_file}",
+               "allow_anonymous": "allow_anonymous false"}
+        if self.tls:
+            out |= {"cafile": f"cafile {sd.ca_cert}", "certfile": f"certfile {sd.tls_dir / 'broker.pem'}",
+                    "keyfile": f"keyfile {sd.tls_dir / 'broker.key'}"}
+        return out
+
+
 @dataclass(frozen=True)
 class BrokerSettings:
     port: int
@@ -29,6 +53,7 @@ class BrokerSettings:
     max_queued: int = 1000
     persistence: bool = True
     autosave_interval: int = 2
+    security: BrokerSecurity | None = None  # None: anonymous plaintext (`up --insecure`, unit tests)
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
@@ -56,10 +81,20 @@ def render_config(settings: BrokerSettings, template: Path = CONFIG_TEMPLATE) ->
         "max_queued_messages": f"max_queued_messages {settings.max_queued}",
         "log_dest": f"log_dest file {settings.log_file}",
     }
+    sec = settings.security
+    if sec is None:
+        dropped = set(SECURITY_WORDS)
+        overrides["allow_anonymous"] = "allow_anonymous true"
+    else:
+        dropped = set() if sec.tls else set(TLS_WORDS)
+        overrides |= sec.overrides()
     out: list[str] = []
     for line in template.read_text().splitlines():
         word = line.split(maxsplit=1)[0] if line.strip() and not line.lstrip().startswith("#") else ""
-        out.append(overrides.get(word, line))
+        if word in dropped:
+            out.append(f"# (not in this run: {line})")
+        else:
+            out.append(overrides.get(word, line))
     # Mosquitto started as root drops to user "mosquitto", which cannot write our state dir.
     out.append("")
     out.append("# Added by the lab: run as the invoking user so the state dir stays writable.")

@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from ecgcore.clock import shared_clock_env
+from ecgcore.credentials import CredentialsError, SecretsDir
 from ecgcore.files import read_json, write_json_atomic
 from ecgcore.modes import LINKS, Delivery, Link, Recording
-from ecgcore.secrets import SecretFileError, ensure_master_key
+from ecgcore.secrets import SecretFileError, read_master_key
 from ecgcore.waiting import wait_until
 from lab.errors import ComponentError, ConfigError, StateDirError
-from lab.stack.broker import BrokerSettings, broker_argv, write_config
+from lab.provision.provision import is_provisioned, provision
+from lab.stack.broker import BrokerSecurity, BrokerSettings, broker_argv, write_config
 from lab.stack.ports import free_port, port_open
 from lab.stack.procs import EXITED, RUNNING, STOPPED, python_argv
 from lab.stack.statedir import COMPONENTS, StackConfig, StateDir, proxy_state_path
@@ -43,7 +45,8 @@ def _quiet(msg: str) -> None:
 def broker_settings(sd: StateDir, cfg: StackConfig) -> BrokerSettings:
     return BrokerSettings(port=cfg.port, host=cfg.host, data_dir=sd.broker_dir / "data",
                           log_file=sd.broker_dir / "mosquitto.log", max_queued=cfg.max_queued,
-                          persistence=cfg.persistence)
+                          persistence=cfg.persistence,
+                          security=BrokerSecurity(sd.secrets_dir, cfg.tls) if cfg.secure else None)
 
 
 def proxy_port(cfg: StackConfig, link: str) -> int:
@@ -60,7 +63,7 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
     if name == "broker":
         return broker_argv(sd.broker_dir / "mosquitto.conf")
     if name == "watch":
-        return python_argv("lab.stack.watch", *common(cfg.port))
+        return python_argv("lab.stack.watch", *common(cfg.port), *_secret_args(sd, cfg))
     if name in PROXIES:
         link = name.removeprefix("proxy-")
         return python_argv("lab.nemesis.proxy", "--state-dir", str(sd.root), "--name", link,
@@ -69,7 +72,7 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
                            "--speed", str(cfg.speed), "--seed", str(cfg.seed))
     if name == "ingest":
         acks = "--acks" if Delivery(cfg.delivery).ingest_confirms else "--no-acks"
-        return python_argv("ingest", *common(proxy_port(cfg, "ingest")), acks, *_ack_key_args(sd, cfg),
+        return python_argv("ingest", *common(proxy_port(cfg, "ingest")), acks, *_secret_args(sd, cfg),
                            "--reconnect-max", repr(cfg.ingest_reconnect_max),
                            "--keepalive", str(cfg.ingest_keepalive),
                            "--session-expiry", str(cfg.ingest_session_expiry))
@@ -78,7 +81,7 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
     if name == "devices":
         return python_argv(
             "devices", *common(proxy_port(cfg, "devices")), "--devices", str(cfg.devices),
-            "--delivery", cfg.delivery, *_ack_key_args(sd, cfg),
+            "--delivery", cfg.delivery, *_secret_args(sd, cfg),
             "--outbox-capacity", str(cfg.outbox_capacity), "--outbox-policy", cfg.outbox_policy,
             "--chunk-seconds", str(cfg.chunk_seconds), "--sample-rate", str(cfg.sample_rate),
             "--seed", str(cfg.seed), "--ack-timeout", str(cfg.ack_timeout), "--id-prefix", cfg.id_prefix,
@@ -96,17 +99,36 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
     raise ConfigError(f"unknown component {name!r}; use broker, ingest or devices")
 
 
-def _ack_key_args(sd: StateDir, cfg: StackConfig) -> list[str]:
-    """Signed end-to-end acks (the default): the stack's master secret, made on first use
-    (DIR/secrets/ack.key, 0600); ingest signs with it and the devices accept nothing else.
-    `up --insecure` (cfg.signed_acks False): nothing, and the devices act on any ack."""
-    if not cfg.signed_acks:
+def _secret_args(sd: StateDir, cfg: StackConfig) -> list[str]:
+    """A secure stack (the default): the provisioned secrets (DIR/secrets: passwords,
+    certificates, device secrets, the master key), and whether the broker speaks TLS. Each
+    component reads only what its identity needs. `up --insecure`: nothing (anonymous,
+    plaintext, unsigned)."""
+    if not cfg.secure:
         return []
+    return ["--secrets-dir", str(sd.secrets_dir), "--tls" if cfg.tls else "--no-tls"]
+
+
+def device_ids(cfg: StackConfig) -> list[str]:
+    """The fleet's device ids (devices.fleet.FleetConfig.device_ids)."""
+    return [f"{cfg.id_prefix}-{i:04d}" for i in range(cfg.devices)]
+
+
+def ensure_provisioned(sd: StateDir, cfg: StackConfig, progress: Progress = _quiet) -> None:
+    """A secure stack's identities, made for whatever is not provisioned yet (`ecgpipe
+    provision` does the same on its own); damaged secrets stop `up` before anything starts."""
+    if not cfg.secure:
+        return
+    ids = device_ids(cfg)
     try:
-        ensure_master_key(sd.ack_key_file)
-    except (SecretFileError, OSError) as exc:
+        if sd.ack_key_file.exists():
+            read_master_key(sd.ack_key_file)
+        if is_provisioned(sd.secrets_dir, ids, tls=cfg.tls):
+            SecretsDir(sd.secrets_dir).client("ingest", tls=cfg.tls)  # readable and whole
+            return
+        progress(provision(sd.secrets_dir, ids, tls=cfg.tls).summary())
+    except (SecretFileError, CredentialsError, OSError) as exc:
         raise StateDirError(f"{exc}; delete it to have a new one made, or use --insecure") from exc
-    return ["--ack-key-file", str(sd.ack_key_file)]
 
 
 def start_clock(sd: StateDir, lead_s: float = 0.3) -> float:
@@ -230,7 +252,7 @@ def up(sd: StateDir, cfg: StackConfig, progress: Progress = _quiet) -> StackConf
     sd.create()
     if clear_previous_run(sd):
         progress(f"replaced the previous run's files in {sd.root}")
-    _ack_key_args(sd, cfg)  # a damaged secret stops `up` before anything starts
+    ensure_provisioned(sd, cfg, progress)  # a damaged secret stops `up` before anything starts
     requested = cfg
     picked = 0 in (cfg.port, *((cfg.proxy_ingest_port, cfg.proxy_devices_port) if cfg.proxies else ()))
     for attempt in range(1, PORT_ATTEMPTS + 1):

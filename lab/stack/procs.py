@@ -32,7 +32,8 @@ RUNNING, STOPPED, EXITED = "running", "stopped", "exited"
 # "subprocess is still running" ResourceWarning when a Popen object is collected).
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "STOP": signal.SIGSTOP,
-           "CONT": signal.SIGCONT, "INT": signal.SIGINT}
+           "CONT": signal.SIGCONT, "INT": signal.SIGINT,
+           "HUP": signal.SIGHUP}  # HUP: Mosquitto reads its password file and ACL again
 
 
 def _stat(pid: int) -> tuple[str, int] | None:

@@ -92,7 +92,8 @@ class StackConfig:
     profiles: str | None = None  # devices' --profiles: a catalogue mix, "sinus:70%,af:10%,..."
     profile_file: str | None = None  # devices' --profile-file: the user's own catalogue (TOML)
     episodes: tuple[str, ...] = ()  # devices' --episode KIND@START+DURATION:devices=RANGES specs
-    signed_acks: bool = True  # end-to-end acks signed (DIR/secrets/ack.key); False: `up --insecure`
+    secure: bool = True  # provisioned identities, ACL, signed readings and acks; False: `up --insecure`
+    tls: bool = True  # with secure: the broker's only listener is TLS (mutual); False: `up --no-tls`
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cohorts", tuple(self.cohorts))
@@ -227,8 +228,12 @@ class StateDir:
         return self.root / "analysis" / "analysis.sqlite"
 
     @property
+    def secrets_dir(self) -> Path:
+        return self.root / "secrets"
+
+    @property
     def ack_key_file(self) -> Path:
-        return self.root / "secrets" / "ack.key"
+        return self.secrets_dir / "ack.key"
 
     @property
     def analysis_ready(self) -> Path:

@@ -26,6 +26,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ecgcore.clock import Clock, make_clock
+from ecgcore.credentials import ClientCredentials, CredentialsError, SecretsDir, client_tls_context
 from ecgcore.files import JsonLines, write_json_atomic
 from ecgcore.strict_warnings import apply_from_env
 
@@ -42,7 +43,8 @@ def parse_value(raw: bytes) -> float | None:
 
 
 class Watcher:
-    def __init__(self, state_dir: Path, host: str, port: int, clock: Clock) -> None:
+    def __init__(self, state_dir: Path, host: str, port: int, clock: Clock,
+                 credentials: ClientCredentials | None = None) -> None:
         self.clock = clock
         self.dir = state_dir / "watch"
         self.history = JsonLines(self.dir / "sys.jsonl")
@@ -57,6 +59,10 @@ class Watcher:
                                   client_id=f"ecgpipe-watch-{os.getpid()}")
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        if credentials is not None:  # a secure stack: the `watcher` identity, $SYS only
+            self.client.username_pw_set(credentials.username, credentials.password)
+            if credentials.tls is not None:
+                self.client.tls_set_context(client_tls_context(credentials.tls))
         # paho sleeps for whatever delay it is given; its annotation says int
         self.client.reconnect_delay_set(0.2, 2)  # type: ignore[arg-type]
         self.client.connect_async(host, port, keepalive=5)
@@ -134,8 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--secrets-dir", type=Path, default=None, help="log in as `watcher`")
+    p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=True)
     args = p.parse_args(argv)
-    w = Watcher(args.state_dir, args.host, args.port, make_clock(args.speed))
+    try:
+        creds = (None if args.secrets_dir is None
+                 else SecretsDir(args.secrets_dir).client("watcher", tls=args.tls))
+    except CredentialsError as exc:
+        p.error(str(exc))
+    w = Watcher(args.state_dir, args.host, args.port, make_clock(args.speed), creds)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         w.running = False

@@ -1,0 +1,1 @@
+"""Provisioning: every device's and service's broker credentials, signing secret and certificate."""
