@@ -57,9 +57,16 @@ def count(ix: ReadingIndex, outcomes: Mapping[Key, ReadingOutcome], unexpected: 
         tally.n["duplicates"] = dup_events.get(d, 0)
         tally.n["reordered"] = reordered.get(d, 0)
         tally.n["quarantined"] = quarantined.get(d, 0)
-    devices = {d: tally.counts() for d, tally in sorted(per.items())}
+    reasons: dict[str, Counter[str]] = {}
+    for q in history.quarantined:
+        reasons.setdefault(q.dev or "", Counter())[q.reason] += 1
+    devices = {d: replace(tally.counts(), quarantined_by_reason=dict(reasons.get(d, {})))
+               for d, tally in sorted(per.items())}
     totals = Counts.total(devices.values())
     unattributed = sum(1 for q in history.quarantined if not q.dev)
-    if unattributed:
-        totals = replace(totals, quarantined=totals.quarantined + unattributed)
+    every: Counter[str] = Counter()
+    for c in reasons.values():
+        every.update(c)
+    totals = replace(totals, quarantined=totals.quarantined + unattributed,
+                     quarantined_by_reason=dict(every))
     return devices, totals

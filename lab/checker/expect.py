@@ -56,6 +56,7 @@ METRICS = re.compile(
     rf"(?:{'|'.join(COUNT_FIELDS)})"
     rf"|cause\.(?:{_CAUSE_RE})"
     r"|evicted\.[A-Za-z0-9_:.-]+"
+    r"|quarantined\.[a-z-]+"
     rf"|(?:latency|backlog_latency)\.(?:{_Q_RE})"
     r"|hwm\.(?:outbox|outbox_device|broker)"
     r"|broker\.dropped|drain\.max|sent|resent|amplification|hwm\.broker_over_outbox"
@@ -75,7 +76,7 @@ _EXPECTATION = re.compile(
 )
 METRIC_HELP = ("generated, committed, stored, duplicated, duplicates, recovered, buffered, "
                "evicted, lost, unexpected, reordered, quarantined, cause.<cause>, "
-               "evicted.<reason>, latency.p50|p90|p99|max, backlog_latency.<q>, "
+               "evicted.<reason>, quarantined.<reason>, latency.p50|p90|p99|max, backlog_latency.<q>, "
                "hwm.outbox|outbox_device|broker|broker_over_outbox, broker.dropped, drain.max, "
                "sent, resent, resent.<reason>, amplification, fidelity.lag, faithful, "
                "window.<id>.lost|drain|cause.<cause>, episodes, episodes_live|late|seen|lost|"

@@ -89,6 +89,7 @@ class Counts:
     quarantined: int = 0
     evicted_by_reason: Mapping[str, int] = field(default_factory=dict)
     lost_by_cause: Mapping[str, int] = field(default_factory=dict)
+    quarantined_by_reason: Mapping[str, int] = field(default_factory=dict)
 
     def balanced(self) -> bool:
         return self.generated == self.stored + self.buffered + self.evicted + self.lost
@@ -97,6 +98,7 @@ class Counts:
         d: dict[str, Any] = {k: getattr(self, k) for k in COUNT_FIELDS}
         d["evicted_by_reason"] = dict(sorted(self.evicted_by_reason.items()))
         d["lost_by_cause"] = {c: self.lost_by_cause.get(c, 0) for c in CAUSES}
+        d["quarantined_by_reason"] = dict(sorted(self.quarantined_by_reason.items()))
         return d
 
     @staticmethod
@@ -231,6 +233,8 @@ class CheckResult:
             m[f"cause.{c}"] = float(t.lost_by_cause.get(c, 0))
         for r, n in t.evicted_by_reason.items():
             m[f"evicted.{r}"] = float(n)
+        for r, n in t.quarantined_by_reason.items():
+            m[f"quarantined.{r}"] = float(n)
         for q in QUANTILES:
             m[f"latency.{q}"] = getattr(self.latency, q)
             m[f"backlog_latency.{q}"] = getattr(self.backlog_latency, q)

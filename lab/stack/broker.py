@@ -54,6 +54,7 @@ class BrokerSettings:
     persistence: bool = True
     autosave_interval: int = 2
     security: BrokerSecurity | None = None  # None: anonymous plaintext (`up --insecure`, unit tests)
+    message_size_limit: int | None = None  # None: the template's (the largest legitimate reading)
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
@@ -81,6 +82,8 @@ def render_config(settings: BrokerSettings, template: Path = CONFIG_TEMPLATE) ->
         "max_queued_messages": f"max_queued_messages {settings.max_queued}",
         "log_dest": f"log_dest file {settings.log_file}",
     }
+    if settings.message_size_limit is not None:  # e.g. to let an oversize payload reach ingest
+        overrides["message_size_limit"] = f"message_size_limit {settings.message_size_limit}"
     sec = settings.security
     if sec is None:
         dropped = set(SECURITY_WORDS)

@@ -30,8 +30,11 @@ def quarantine_of(db: Path) -> list[tuple[str, str, bytes]]:
 
 
 def test_malformed_payloads_are_quarantined_and_the_service_keeps_storing(
-        broker: RunningBroker, unique: Callable[[str], str],
+        broker_factory: Callable[..., RunningBroker], unique: Callable[[str], str],
         start_service: Callable[..., ThreadedService]) -> None:
+    # the lab's broker refuses payloads over the largest reading (message_size_limit); this one
+    # lets an oversize payload through, to show ingest quarantining it
+    broker = broker_factory(message_size_limit=4 * MAX_PAYLOAD_BYTES)
     svc = start_service(broker, unique("ingest"))
     dev, other = unique("dev"), unique("dev")
     topic = f"heartcheck/{dev}/ecg"

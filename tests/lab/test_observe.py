@@ -91,7 +91,7 @@ def test_parse_line_finds_no_time_in_untimed_lines(line: str) -> None:
 def logs_dir(tmp_path: Path) -> StateDir:
     """A stopped stack's state dir with one log in each style (times in seconds after T0)."""
     sd = StateDir(tmp_path / "state")
-    sd.save_config(StackConfig())
+    sd.save_config(StackConfig(secure=False))  # the insecure broker fixture
     files = {
         "broker/broker.log": ["1796045840: Note: broker stderr"],
         "broker/mosquitto.log": ["2026-11-30T13:37:23Z: New client connected as hc-0000"],
@@ -359,7 +359,7 @@ def test_tail_checks_the_device_id() -> None:
 
 def stack_at(tmp_path: Path, port: int) -> StateDir:
     sd = StateDir(tmp_path / "state")
-    sd.save_config(StackConfig(port=port))
+    sd.save_config(StackConfig(port=port, secure=False))
     return sd
 
 
