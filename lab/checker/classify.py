@@ -37,6 +37,10 @@ Outcomes (disjoint; the first that applies wins, in this order, as in lab/report
       qos0-link-down                 its last publish was at QoS 0 and that publish time lies in
                                      the effective interval (lab/checker/windows.py) of any
                                      fault window.
+      forged-ack                     end-to-end: the device let go of it on a confirmation
+                                     (ingest_acked), but ingest never stored it. Ingest confirms
+                                     only what it has committed, so the confirmation was not
+                                     ingest's: a forgery (an `--insecure` stack, unsigned acks).
       unexplained                    anything else: e.g. QoS 0 with no fault around it, published
                                      at QoS 1 and neither acked nor buffered, or (end-to-end) let
                                      go of without an ingest_acked. A kill -9 of a *persistent*
@@ -54,7 +58,7 @@ from typing import NamedTuple
 
 from ecgcore.modes import Delivery
 from lab.checker.index import ReadingIndex
-from lab.checker.result import CRASH, OVERFLOW, QOS0, RESTART, UNEXPLAINED, Loss, ReadingOutcome
+from lab.checker.result import CRASH, FORGED_ACK, OVERFLOW, QOS0, RESTART, UNEXPLAINED, Loss, ReadingOutcome
 from lab.checker.windows import FaultWindows, crash_window
 from lab.history import BrokerSample, FaultWindow, Key, Published
 
@@ -165,6 +169,8 @@ def _cause(ix: ReadingIndex, fw: FaultWindows, drops: BrokerDrops, key: Key,
         if restart is not None or fw.in_restart(acked_at):
             return RESTART
         return UNEXPLAINED
+    if ix.mode is Delivery.END_TO_END and key in ix.ingest_acked:
+        return FORGED_ACK
     if last_pub is not None and last_pub.qos == 0 and pub_window is not None:
         return QOS0
     return UNEXPLAINED

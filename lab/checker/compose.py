@@ -16,6 +16,7 @@ check() builds the shared index once and merges the parts of the small checkers:
     measures.py  latency, backlog high-water marks, drain after each fault, reordering
     clinical.py  the clinical section: each patient's episodes seen live, late, lost or missed
     ec57.py      the analysis scored as EC57 scores rhythm algorithms: beats, and episodes
+    forgeries.py stored readings that are not what their device generated
     expect.py    the expectation language and the verdict
     result.py    the value types of the result (CheckResult, Counts, ...) and CAUSES
 
@@ -44,7 +45,15 @@ from lab.checker.cost import cost
 from lab.checker.counts import count
 from lab.checker.ec57 import ec57
 from lab.checker.expect import Expectation, verdict
-from lab.checker.fidelity import fidelity, ix_start, no_story_drain, with_analysis, with_generation
+from lab.checker.fidelity import (
+    fidelity,
+    ix_start,
+    no_story_drain,
+    with_analysis,
+    with_forgeries,
+    with_generation,
+)
+from lab.checker.forgeries import forged
 from lab.checker.generation import skipped_chunks
 from lab.checker.index import ReadingIndex
 from lab.checker.measures import (
@@ -73,6 +82,7 @@ def check(history: History, expect: Expectation | str | Iterable[Expectation | s
     drops = BrokerDrops(history.broker)
     classified = classify(ix, fw, drops, grace_s)
     unexpected = sorted(k for k in ix.stored if k not in ix.gens)
+    impostors = forged(ix)
     devices, totals = count(ix, classified.outcomes, unexpected, reordered(history))
     latency, backlog_latency = latencies(ix)
     outbox, queue = outbox_levels(ix), broker_queue(history.broker)
@@ -85,18 +95,19 @@ def check(history: History, expect: Expectation | str | Iterable[Expectation | s
     result = CheckResult(
         delivery=ix.mode, totals=totals, devices=devices, outcomes=classified.outcomes,
         losses=tuple(classified.losses), uncommitted=tuple(classified.uncommitted),
-        unexpected=tuple(unexpected), latency=latency, backlog_latency=backlog_latency,
-        backlog=high,
+        unexpected=tuple(unexpected), forged=tuple(impostors), latency=latency,
+        backlog_latency=backlog_latency, backlog=high,
         windows=window_reports(fw, classified.losses, drains),
         broker_dropped=drops.total,
         cost=cost(history, totals.generated, totals.stored, outbox.series, high, len(ix.devices)),
-        fidelity=with_generation(with_analysis(
+        fidelity=with_forgeries(with_generation(with_analysis(
             fidelity(ix, fw.windows, drains, outbox.series, queue.series,
                      end=history.ended_at or 0.0, max_lag_s=max_lag_s, story_drain_s=story_drain_s,
                      restored=fw.restored),
             len(history.unanalysed) if clin is not None else 0, totals.stored,
             0 if clin is None else clin.counts()["unanalysed"]),
             skips.count, skips.generated, skips.first_at, ix_start(ix)),
+            len(impostors), outbox.series.at(history.ended_at or 0.0)),
         clinical=clin, ec57=None if clin is None else ec57(history.beat_spans, history.truth, clin, end),
     )
     if expect is None:

@@ -39,7 +39,7 @@ class _Tally:
 
     def counts(self) -> Counts:
         return Counts(**{k: self.n[k] for k in COUNT_FIELDS}, evicted_by_reason=dict(self.reasons),
-                      lost_by_cause=dict(self.causes))
+                      lost_by_cause=dict(self.causes), quarantined_by_reason={})
 
 
 def count(ix: ReadingIndex, outcomes: Mapping[Key, ReadingOutcome], unexpected: Sequence[Key],
@@ -63,10 +63,7 @@ def count(ix: ReadingIndex, outcomes: Mapping[Key, ReadingOutcome], unexpected: 
     devices = {d: replace(tally.counts(), quarantined_by_reason=dict(reasons.get(d, {})))
                for d, tally in sorted(per.items())}
     totals = Counts.total(devices.values())
-    unattributed = sum(1 for q in history.quarantined if not q.dev)
-    every: Counter[str] = Counter()
-    for c in reasons.values():
-        every.update(c)
-    totals = replace(totals, quarantined=totals.quarantined + unattributed,
-                     quarantined_by_reason=dict(every))
+    unattributed = reasons.get("", Counter())
+    totals = replace(totals, quarantined=totals.quarantined + unattributed.total(),
+                     quarantined_by_reason=dict(Counter(totals.quarantined_by_reason) + unattributed))
     return devices, totals

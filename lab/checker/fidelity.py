@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 from lab.checker.index import ReadingIndex
 from lab.checker.measures import Drain, Series
@@ -164,6 +165,18 @@ def fidelity(ix: ReadingIndex, windows: Sequence[FaultWindow], drains: Sequence[
                 + [allowed / took if took else 0.1 for _, took, allowed in late], default=1.0)
     return Fidelity(**{**fid.__dict__, "faithful": not reasons, "reasons": tuple(reasons),
                        "speed_factor": None if not reasons else round(MARGIN * ratio, 4)})
+
+
+def with_forgeries(fid: Fidelity, forged: int, left_at_end: float) -> Fidelity:
+    """Readings whose keys a forgery took are refused by ingest as conflicts for ever, so their
+    devices keep them: a backlog that "never drained" for that reason is the attack's doing,
+    not the machine's slowness. When every reason is a window's backlog and what the outboxes
+    still held at the end is no more than the forged keys, the run did play its timeline."""
+    if fid.faithful is not False or forged <= 0 or left_at_end > forged:
+        return fid
+    if not all(r.startswith("the backlog of window") for r in fid.reasons):
+        return fid
+    return replace(fid, faithful=True, reasons=(), speed_factor=None)
 
 
 def with_analysis(fid: Fidelity, unanalysed: int, stored: int, episodes: int) -> Fidelity:

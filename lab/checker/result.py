@@ -34,8 +34,9 @@ OVERFLOW = "broker-queue-overflow"
 QOS0 = "qos0-link-down"
 RESTART = "broker-restart-no-persistence"
 CRASH = "device-crash-before-persisting"
+FORGED_ACK = "forged-ack"
 UNEXPLAINED = "unexplained"
-CAUSES = (OVERFLOW, QOS0, RESTART, CRASH, UNEXPLAINED)
+CAUSES = (OVERFLOW, QOS0, RESTART, CRASH, FORGED_ACK, UNEXPLAINED)
 OUTCOMES = ("stored", "buffered", "evicted", "lost")
 COUNT_FIELDS = ("generated", "committed", "stored", "duplicated", "duplicates", "recovered",
                 "buffered", "evicted", "lost", "unexpected", "reordered", "quarantined")
@@ -106,11 +107,14 @@ class Counts:
         parts = list(parts)
         reasons: Counter[str] = Counter()
         causes: Counter[str] = Counter()
+        quarantine: Counter[str] = Counter()
         for p in parts:
             reasons.update(p.evicted_by_reason)
             causes.update(p.lost_by_cause)
+            quarantine.update(p.quarantined_by_reason)
         return Counts(**{k: sum(getattr(p, k) for p in parts) for k in COUNT_FIELDS},
-                      evicted_by_reason=dict(reasons), lost_by_cause=dict(causes))
+                      evicted_by_reason=dict(reasons), lost_by_cause=dict(causes),
+                      quarantined_by_reason=dict(quarantine))
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,9 @@ class CheckResult:
     fidelity: Fidelity = field(default_factory=Fidelity)
     clinical: Clinical | None = None  # what the outage cost the patients (None: no analysis stage ran)
     ec57: Ec57 | None = None  # the analysis' beat and episode scores (check() always sets it)
+    # stored under a generated key with content the device did not make (another capture time):
+    # a forgery that got in first; the genuine reading is then a conflict (lab/checker/forgeries.py)
+    forged: tuple[Key, ...] = ()
     ok: bool | None = None  # the verdict, when check() was given expectations
     verdict_lines: tuple[str, ...] = ()
 
@@ -244,6 +251,7 @@ class CheckResult:
         m["broker.dropped"] = float(self.broker_dropped)
         m["fidelity.lag"] = self.fidelity.lag_s
         m["faithful"] = None if self.fidelity.faithful is None else float(self.fidelity.faithful)
+        m["forged"] = float(len(self.forged))
         m["sent"] = float(self.cost.sent)
         m["resent"] = float(self.cost.resent)
         m["amplification"] = self.cost.amplification
@@ -283,6 +291,7 @@ class CheckResult:
             "losses_left_off": max(0, len(self.losses) - max_listed),
             "uncommitted": keys(self.uncommitted),
             "unexpected": keys(self.unexpected),
+            "forged": keys(self.forged),
             "latency_s": self.latency.as_dict(),
             "backlog_latency_s": self.backlog_latency.as_dict(),
             "backlog": self.backlog.as_dict(),

@@ -77,6 +77,32 @@ def provision(args: argparse.Namespace) -> int:
     return 0
 
 
+def attack(args: argparse.Namespace) -> int:
+    """`ecgpipe attack`: lab.nemesis.attacker in the foreground; Ctrl-C stops it."""
+    import threading
+
+    from lab.nemesis.attacker import run
+
+    sd = state_dir(args)
+    sd.config()  # a clear error when there is no stack
+    count = 100 if args.count is None and args.seconds is None else args.count
+    try:
+        doc = run(sd, args.kind, args.identity, args.victim, rate=args.rate, count=count,
+                  seconds=args.seconds, seed=0, stop=threading.Event())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"attack: {exc}") from exc
+    if args.json:
+        print(json.dumps(doc, indent=1, sort_keys=True))
+    elif not doc["connected"]:
+        say(f"attack {args.kind} as {doc['as']}: the broker refused the connection "
+            f"({doc['refused_at_connect']}); nothing sent")
+    else:
+        answers = ", ".join(f"{n} {why}" for why, n in sorted(dict(doc["pubacks"]).items()))  # type: ignore[call-overload]
+        say(f"attack {args.kind} as {doc['as']} on {args.victim}: sent {doc['sent']}; the broker "
+            f"answered {answers or 'nothing'} (see `ecgpipe inspect ingest` for what ingest quarantined)")
+    return 0
+
+
 def _check_patients(cfg: StackConfig) -> None:
     """--profiles, --profile-file and --episode as the fleet will read them: a bad one is bad
     usage, said now rather than in the fleet's log after `up` has started the broker."""
@@ -194,7 +220,7 @@ def handlers() -> dict[str, Handler]:
     from lab.cli import looking, runs
 
     return {
-        "up": up, "provision": provision, "status": looking.status_or_watch, "down": down,
+        "up": up, "provision": provision, "attack": attack, "status": looking.status_or_watch, "down": down,
         "kill": kill, "start": start, "resume": resume, "cut": cut, "heal": heal, "slow": slow, "flap": flap,
         "inspect devices": looking.inspect_devices_or_watch, "inspect device": looking.inspect_device,
         "inspect broker": looking.inspect_broker, "inspect ingest": looking.inspect_ingest,

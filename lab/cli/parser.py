@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, NoReturn, Protocol
 
 from ecgcore.modes import DELIVERY_MODES, LINKS, OUTBOX_POLICIES, Delivery, OutboxPolicy
+from lab.cli.security_args import add_attack, add_provision
 from lab.errors import LabError
 from lab.stack.statedir import COMPONENTS
 from lab.units import parse_duration, parse_rate
@@ -124,9 +125,10 @@ def build_parser() -> OneLineParser:
     p.add_argument("--version", action="version", version=f"ecgpipe {ecgpipe_version()}")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=OneLineParser, metavar="COMMAND")
     _add_up(sub, common)
-    _add_provision(sub, common)
+    add_provision(sub, common)
     _add_process_commands(sub, common)
     _add_fault_commands(sub, common)
+    add_attack(sub, common)
     _add_inspect(sub, common)
     _add_observe(sub, common)
     _add_profiles(sub)
@@ -177,22 +179,6 @@ def _add_up(sub: Subparsers, common: OneLineParser) -> None:
     up.add_argument("--replace", action="store_true",
                     help="discard a finished run's files in the state dir (its ledger) and start afresh")
     up.add_argument("--json", action="store_true", help="print the stack's status as JSON when it is up")
-
-
-def _add_provision(sub: Subparsers, common: OneLineParser) -> None:
-    pv = command(sub, "provision",
-                 "make (or add) every device's and service's broker login, device signing secret "
-                 "and TLS certificate, and the broker's password file and ACL, under DIR/secrets; "
-                 "`up` does this itself when something is missing. Secrets are files (0600), never "
-                 "printed",
-                 "ecgpipe provision --devices 50\necgpipe provision --devices 5000 --no-tls",
-                 (common,))
-    pv.add_argument("--devices", type=positive(int, "a device count"), required=True, metavar="N",
-                    help="devices PREFIX-0000 .. PREFIX-(N-1); those already provisioned are kept")
-    pv.add_argument("--id-prefix", default="hc", metavar="PREFIX", help="the device ids' prefix")
-    pv.add_argument("--no-tls", action="store_true",
-                    help="no development CA or certificates (logins, ACL and signing keys only)")
-    pv.add_argument("--json", action="store_true", help="print what was provisioned as JSON")
 
 
 def _add_process_commands(sub: Subparsers, common: OneLineParser) -> None:

@@ -24,7 +24,8 @@ from ecgcore.modes import (
 from lab.checker.expect import WINDOW_ID, Expectation
 from lab.errors import LabError
 
-if TYPE_CHECKING:  # episodes.py builds on this module
+if TYPE_CHECKING:  # episodes.py and attacks.py build on this module
+    from lab.scenario.attacks import Attack
     from lab.scenario.episodes import EpisodeSpec
 
 NETWORK_KINDS = ("cut", "blackhole", "latency", "bandwidth", "flap")
@@ -214,6 +215,9 @@ class FleetSpec:
 class Broker:
     max_queued: int = 1000
     persistence: bool = True
+    # provisioned logins, the ACL, mutual TLS, signed readings and acks; false: the anonymous,
+    # plaintext, unsigned lab (`ecgpipe up --insecure`), for the comparison
+    secure: bool = True
     # ingest's MQTT keepalive, simulated s: the broker publishes ingest's Last Will (offline)
     # after 1.5 times this without a packet. None: ingest's 30 real seconds, unscaled
     ingest_keepalive: float | None = None
@@ -225,6 +229,8 @@ class Broker:
                 and float(self.ingest_keepalive).is_integer()):
             raise _fail("ingest_keepalive",
                         f"ingest_keepalive must be whole seconds, at least 1, got {self.ingest_keepalive!r}")
+        if not isinstance(self.secure, bool):
+            raise _fail("secure", f"secure must be true or false, got {self.secure!r}")
         if not isinstance(self.persistence, bool):
             raise _fail("persistence", f"persistence must be true or false, got {self.persistence!r}")
 
@@ -319,6 +325,7 @@ class Scenario:
     # runner's default, a few real seconds at the run's speed; lab/checker/fidelity.py)
     max_lag: float | None = None
     episodes: tuple[EpisodeSpec, ...] = ()  # [[episodes]]: rhythms scheduled on the timeline
+    attacks: tuple[Attack, ...] = ()  # [[attacks]]: an attacker's windows (lab/scenario/attacks.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "episodes", tuple(self.episodes))

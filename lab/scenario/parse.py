@@ -17,6 +17,7 @@ from typing import Any
 
 from ecgcore.modes import DELIVERY_MODES
 from lab.checker.expect import Expectation
+from lab.scenario.attacks import attacks
 from lab.scenario.episodes import check_rhythms, episodes
 from lab.scenario.fault_windows import faults
 from lab.scenario.locator import Errors, toml_error
@@ -135,7 +136,8 @@ def _load(err: Errors, doc: dict[str, Any], scenario_name: str) -> Scenario:
     try:
         return Scenario(name=scenario_name, description=top["description"], duration=duration,
                         seed=seed, faults=tuple(timeline), variants=tuple(variants), path=err.file,
-                        max_lag=top.get("max_lag"), episodes=tuple(scheduled))
+                        max_lag=top.get("max_lag"), episodes=tuple(scheduled),
+                        attacks=tuple(attacks(err, top.get("attacks", []), duration)))
     except ScenarioError as exc:
         raise err.relocate((), exc) from None
 

@@ -14,7 +14,8 @@ class Step:
     """One timed action. `at` is simulated seconds since the run began, `real_at` = at / speed.
 
     action: apply (params are lab.nemesis.faults.Fault fields: kind cut|blackhole|slow|flap, latency_s,
-    jitter_s, bandwidth_bytes_s, up_s, down_s) | heal | kill | term | stop | cont | start | end.
+    jitter_s, bandwidth_bytes_s, up_s, down_s) | heal | kill | term | stop | cont | start |
+    attack | attack-end (params: as, victim, rate; kind is the attack's) | end.
     event: what the nemesis history records: fault_start | fault_end | run_end."""
 
     at: float
@@ -56,6 +57,12 @@ def plan(scenario: Scenario, speed: float = 1.0, variant: str | None = None) -> 
                                              params=params, **common)))
         steps.append((f.end, 0, f.id, Step(f.end, f.end / speed, finish, "fault_end",
                                            params=params, **common)))
+    for a in scenario.attacks:  # an attacker's window: started at start, stopped at end
+        said = {"as": a.identity, "victim": a.victim, "rate": a.rate}
+        for at, order, action in ((a.start, 1, "attack"), (a.end, 0, "attack-end")):
+            steps.append((at, order, a.id, Step(at, at / speed, action, action.replace("-", "_") + (
+                "_start" if action == "attack" else ""), fault_id=a.id, kind=a.kind, target=a.victim,
+                params=said)))
     steps.append((scenario.duration, 2, "", Step(scenario.duration, scenario.duration / speed,
                                                  "end", "run_end")))
     steps.sort(key=lambda s: s[:3])

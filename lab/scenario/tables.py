@@ -93,7 +93,8 @@ Spec = Mapping[str, Conv | None]  # key -> its conversion (None: the caller conv
 
 TOP: Spec = {"description": as_str, "duration": as_duration, "seed": as_int, "max_lag": as_duration,
              "fleet": None,
-             "broker": None, "faults": None, "variants": None, "expect": None, "episodes": None}
+             "broker": None, "faults": None, "variants": None, "expect": None, "episodes": None,
+             "attacks": None}
 FLEET: Spec = {
     "devices": as_int, "delivery": as_delivery, "recording": as_str, "strip_length": as_duration,
     "strips_per_day": as_int, "strip_chunks": as_int, "chunk": as_duration, "sample_rate": as_int,
@@ -103,7 +104,8 @@ FLEET: Spec = {
 }
 PROFILE: Spec = {"name": as_str, "devices": as_int, "hr_bpm": as_hr, "strips_per_day": as_int,
                  "rhythm": as_str}
-BROKER: Spec = {"max_queued": as_int, "persistence": as_bool, "ingest_keepalive": as_duration}
+BROKER: Spec = {"max_queued": as_int, "persistence": as_bool, "ingest_keepalive": as_duration,
+                "secure": as_bool}
 FAULT: Spec = {
     "id": as_str, "kind": as_str, "target": as_str, "start": as_duration, "end": as_duration,
     "latency": as_duration, "jitter": as_duration, "bandwidth": as_rate, "up": as_duration,

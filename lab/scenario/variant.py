@@ -35,7 +35,7 @@ from lab.scenario.plan import Step, plan
 from lab.stack import control as stack
 from lab.stack.control import Progress
 from lab.stack.levels import Stable, buffered_total, stored_total
-from lab.stack.procs import RUNNING
+from lab.stack.procs import RUNNING, Component, python_argv
 from lab.stack.statedir import StackConfig, StateDir
 
 NOTE_EVERY_S = 5.0  # real seconds between two progress lines while the timeline runs
@@ -50,13 +50,30 @@ def process_op(step: Step) -> ProcessOp:
 def apply_step(step: Step, sd: StateDir, clock: ScaledClock, nemesis: ProcessNemesis) -> None:
     """One plan step, now: a network fault's apply or heal goes to its link's proxy, anything
     else is a process operation."""
-    if step.action == "apply":
+    if step.action in ("attack", "attack-end"):
+        attack_step(step, sd)
+    elif step.action == "apply":
         params = {k: v for k, v in step.params.items() if k != "kind"}
         proxyctl.send(sd.root, step.target or "", step.params["kind"], clock, **params)
     elif step.action == "heal":
         proxyctl.send(sd.root, step.target or "", "heal", clock)
     else:
         nemesis.apply(process_op(step))
+
+
+def attack_step(step: Step, sd: StateDir) -> None:
+    """Start the attacker of an [[attacks]] window (lab.nemesis.attacker, its own process on the
+    stack's clock, appending its summary to DIR/history/attacks.jsonl when it ends), or stop it."""
+    comp = Component(f"attack-{step.fault_id}", sd.root / "attack")
+    if step.action == "attack-end":
+        comp.stop(by="down")
+        return
+    cfg = sd.config()
+    p = step.params
+    argv = python_argv("lab.nemesis.attacker", "--state-dir", str(sd.root), step.kind or "",
+                       "--as", str(p["as"]), "--victim", str(p["victim"]), "--rate", repr(p["rate"]),
+                       "--record", str(sd.root / "history" / "attacks.jsonl"))
+    comp.start(argv, env=stack.clock_env(sd, cfg))
 
 
 def drain(sd: StateDir, say: Progress) -> dict[str, Any]:

@@ -147,7 +147,7 @@ def _log_tail(path: Path, lines: int = 3) -> str:
     return " | ".join(t.strip() for t in tail)
 
 
-def _clock_env(sd: StateDir, cfg: StackConfig) -> dict[str, str] | None:
+def clock_env(sd: StateDir, cfg: StackConfig) -> dict[str, str] | None:
     """The environment that puts a component on the stack's shared simulated clock, if any."""
     if cfg.clock_origin is not None and cfg.clock_anchor_file:
         return {**os.environ, **shared_clock_env(cfg.clock_origin, sd.clock_anchor_file)}
@@ -194,7 +194,7 @@ def start_component(sd: StateDir, cfg: StackConfig, name: str, progress: Progres
         proxy = sd.component(f"proxy-{name}")
         if proxy.state() == EXITED:  # e.g. `ecgpipe start ingest` after `down`: its link comes first
             start_component(sd, cfg, proxy.name, progress)
-    pid = comp.start(component_argv(sd, cfg, name), env=_clock_env(sd, cfg))
+    pid = comp.start(component_argv(sd, cfg, name), env=clock_env(sd, cfg))
     healthy, default_deadline_s, what = _health(sd, cfg, name, pid)
     ok = wait_until(healthy, deadline_s or default_deadline_s, poll_s=0.1,
                     give_up=lambda: comp.state() != RUNNING)

@@ -18,6 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from ecgcore.clock import SystemClock
+from ecgcore.credentials import ClientCredentials, client_tls_context
 from ingest.service import IngestService, ServiceConfig
 from tests.conftest import wait_until
 from wire import Reading, decode_ack, encode_reading
@@ -41,10 +42,15 @@ def payload_of(device_id: str, seq: int, **kw: object) -> bytes:
 class Publisher:
     """A plain paho client that publishes at QoS 1 and can wait for every PUBACK."""
 
-    def __init__(self, host: str, port: int, client_id: str) -> None:
+    def __init__(self, host: str, port: int, client_id: str,
+                 credentials: ClientCredentials | None = None) -> None:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv5)
         self.client.max_inflight_messages_set(100)
+        if credentials is not None:  # someone's login and certificate (a secure stack)
+            self.client.username_pw_set(credentials.username, credentials.password)
+            if credentials.tls is not None:
+                self.client.tls_set_context(client_tls_context(credentials.tls))
         self.client.connect(host, port)
         self.client.loop_start()
         self.infos: list[mqtt.MQTTMessageInfo] = []

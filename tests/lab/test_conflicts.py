@@ -1,9 +1,9 @@
-"""A forger with a real device's key (issue 12): on a running stack, an anonymous client
-publishes CRC-valid readings under keys ingest has already stored: with capture times 50 years
-ahead (quarantined as implausible-time), and with the genuine capture times but other samples
-(quarantined as conflicts: same key, other content). The genuine readings stay, nothing is
-counted as a duplicate, and `inspect ingest` and `report` say so. (Until readings are signed,
-a plausible forgery that arrives FIRST still wins; that is the signature work of the issue.)"""
+"""Same key, other content (issue 12): on a running `--insecure` stack (anonymous, unsigned: a
+secure stack refuses these at the broker or as bad-signature, tests/lab/test_attacks.py), a
+client publishes CRC-valid readings under keys ingest has already stored: with capture times 50
+years ahead (quarantined as implausible-time), and with the genuine capture times but other
+samples (quarantined as conflicts). The genuine readings stay, nothing is counted as a
+duplicate, and `inspect ingest` and `report` say so."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ FIFTY_YEARS = 50 * 365 * 86400.0
 def test_forged_readings_under_stored_keys_are_quarantined_not_duplicates(tmp_path: Path) -> None:
     s = tmp_path / "stack"
     sd = StateDir(s)
-    cli(s, "up", "--devices", "2", "--delivery", "end-to-end", "--no-proxy")
+    cli(s, "up", "--devices", "2", "--delivery", "end-to-end", "--no-proxy", "--insecure")
     try:
         wait_until(lambda: stored_total(sd) >= 6, 30, what="genuine readings stored")
         genuine = store_view.stored_readings(sd.ingest_db)[:3]

@@ -1,8 +1,10 @@
-"""Forged confirmations (issue 12's measured attack): while ingest is down, an anonymous client
-publishes an ack to every device's ack topic naming every seq. With signed acks (the default)
-the devices ignore them and count them, keep every reading, and lose nothing once ingest is
-back. With `up --insecure` the same forgeries make end-to-end devices delete readings they
-still hold, and the ledger counts them lost: the lab's comparison."""
+"""Forged confirmations (issue 12's measured attack): while ingest is down, a forger publishes an
+ack to every device's ack topic naming every seq. In a secure stack (the default) the ACL lets
+only ingest's login publish acks, so the forger here holds ingest's stolen login and
+certificate (not the device keys acks are signed with): the devices ignore the unsigned and
+wrongly signed acks, count them, keep every reading, and lose nothing once ingest is back. With
+`up --insecure` the same forgeries, from an anonymous client, make end-to-end devices delete
+readings they still hold, and the ledger counts them lost (cause forged-ack)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ecgcore.credentials import ClientCredentials, SecretsDir
 from lab.stack.levels import Stable, buffered_total, stored_total
 from lab.stack.statedir import StateDir
 from tests.conftest import wait_until
@@ -25,10 +28,18 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 DEVICES = 3
 
 
+def stolen_ingest_login(s: Path) -> ClientCredentials | None:
+    """Ingest's login and certificate in a secure stack (None: an insecure one, anonymous)."""
+    if not json.loads((s / "stack.json").read_text())["secure"]:
+        return None
+    return SecretsDir(s / "secrets").client("ingest")
+
+
 def forge(s: Path, key: bytes | None = None) -> None:
     """An ack for every seq of every device, unsigned (or signed with a key of the forger's)."""
     broker = cj(s, "status")["broker"]
-    pub = Publisher(broker["host"], broker["port"], f"forger-{uuid.uuid4().hex[:8]}")
+    pub = Publisher(broker["host"], broker["port"], f"forger-{uuid.uuid4().hex[:8]}",
+                    stolen_ingest_login(s))
     try:
         for i in range(DEVICES):
             dev = f"hc-{i:04d}"
@@ -72,25 +83,33 @@ def test_signed_acks_make_forgeries_harmless(tmp_path: Path) -> None:
     assert "unsigned ack" in log or "ack signature does not match" in log, log[-2000:]
     key = s / "secrets" / "ack.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600 and stat.S_IMODE(key.parent.stat().st_mode) == 0o700
-    secret = key.read_text().strip()
-    for f in (s / "stack.json", s / "fleet" / "fleet.log", s / "ingest" / "ingest.log"):
-        assert secret not in f.read_text()  # the path travels, never the secret
-    assert json.loads((s / "stack.json").read_text())["signed_acks"] is True
+    secrets = [key.read_text().strip()]
+    for ident in (s / "secrets" / "identities").glob("*.json"):
+        doc = json.loads(ident.read_text())
+        assert stat.S_IMODE(ident.stat().st_mode) == 0o600
+        secrets += [doc["password"], *([doc["root"]] if "root" in doc else [])]
+    logs = [*s.rglob("*.log"), *s.rglob("*.jsonl"), s / "stack.json"]
+    for f in logs:
+        text = f.read_text(errors="replace")
+        assert not [x for x in secrets if x in text], f  # paths travel, never a secret
+    assert json.loads((s / "stack.json").read_text())["secure"] is True
     rep = cj(s, "report")
     assert rep["totals"]["lost"] == 0 and rep["totals"]["generated"] == rep["totals"]["stored"], rep["totals"]
 
 
 def test_a_forged_offline_status_does_not_pause_signed_devices(tmp_path: Path) -> None:
     """Ingest's retained status tells end-to-end devices to hold their readings ("offline")
-    or that its broker session is new (re-send). Signed like the acks: an anonymous client's
-    retained "offline" is ignored and the devices go on delivering."""
+    or that its broker session is new (re-send). Signed like the acks: a retained "offline"
+    published with ingest's stolen login (the ACL lets nobody else write it) but not its key is
+    ignored and the devices go on delivering."""
     s = tmp_path / "status"
     sd = StateDir(s)
     cli(s, "up", "--devices", str(DEVICES), "--delivery", "end-to-end", "--no-proxy")
     try:
         wait_until(lambda: stored_total(sd) >= DEVICES, 30, what="readings stored")
         broker = cj(s, "status")["broker"]
-        pub = Publisher(broker["host"], broker["port"], f"forger-{uuid.uuid4().hex[:8]}")
+        pub = Publisher(broker["host"], broker["port"], f"forger-{uuid.uuid4().hex[:8]}",
+                        stolen_ingest_login(s))
         try:
             forged = encode_service_status("offline", "f0f0f0f0f0f0", "f0f0f0f0f0f0", True, 1.0)
             pub.client.publish(INGEST_STATUS_TOPIC, forged, qos=1, retain=True).wait_for_publish(10)
@@ -112,6 +131,7 @@ def test_insecure_acks_let_a_forger_delete_what_devices_still_hold(tmp_path: Pat
     assert not (s / "secrets").exists()
     rep = cj(s, "report")
     assert rep["totals"]["lost"] >= before - after > 0, rep["totals"]
+    assert not (s / "secrets").exists()  # nothing was provisioned for an insecure stack
 
 
 def test_a_damaged_secret_stops_up_before_anything_starts(tmp_path: Path) -> None:

@@ -77,6 +77,9 @@ JOBS: dict[str, tuple[str, ...]] = {
        for v in ("fire-and-forget", "broker-ack", "end-to-end")},
     **{f"realtime-30x-{v}": (REALTIME, "--speed", "30", "--variant", v)
        for v in ("end-to-end", "broker-ack")},
+    # issue 12's attack scenarios, secure and insecure, at 20x (10 devices, 5-s chunks)
+    **{f"attack-{name}": (name, "--speed", "20")
+       for name in ("stolen-device-credentials", "injection-during-outage", "forged-acks")},
 }
 
 
@@ -247,6 +250,18 @@ def test_continuous_scenarios_compressed(runs: RunPool, name: str) -> None:
     else:
         assert run.variant("end-to-end")["check"]["totals"]["lost"] == 0
         assert run.variant("broker-ack")["check"]["totals"]["lost_by_cause"]["broker-queue-overflow"] > 0
+
+
+@pytest.mark.parametrize("name", ["stolen-device-credentials", "injection-during-outage", "forged-acks"])
+def test_attack_scenarios_secure_and_insecure(runs: RunPool, name: str) -> None:
+    run = runs.get(f"attack-{name}")
+    passed(run)
+    secure, insecure = run.variant("secure")["check"], run.variant("insecure")["check"]
+    assert secure["totals"]["lost"] == 0 and secure["forged"] == [] and secure["unexpected"] == []
+    if name == "forged-acks":  # the devices believed the forgeries and let go of what they held
+        assert insecure["totals"]["lost"] == insecure["totals"]["lost_by_cause"]["forged-ack"] > 0
+    else:  # the victim's next readings as the forger made them, the genuine ones refused
+        assert insecure["forged"] and insecure["totals"]["quarantined_by_reason"].get("conflict", 0) > 0
 
 
 def test_ingest_crash_loop_loses_only_qos0(runs: RunPool) -> None:
