@@ -45,9 +45,20 @@ def test_the_image_holds_every_package_the_project_installs() -> None:
         assert service in compose
 
 
-def test_compose_signs_acks_as_ecgpipe_up_does() -> None:
-    """Ingest and the devices get the same ack key file, made by the secrets service first."""
+def test_compose_is_secure_as_ecgpipe_up_is() -> None:
+    """The secrets service provisions first; ingest and the devices log in with the same
+    secrets over TLS; the broker gets its own files and listens on 8883 only."""
     compose = (ROOT / "docker-compose.yml").read_text()
-    assert '"python", "-m", "ecgcore.secrets", "/state/secrets/ack.key"' in compose
-    assert compose.count('"--ack-key-file", "/state/secrets/ack.key"') == 2
-    assert compose.count("condition: service_completed_successfully") == 2
+    assert "ecgpipe --state-dir /state provision --devices 20" in compose
+    assert compose.count('"--secrets-dir", "/state/secrets", "--tls"') == 2
+    assert compose.count("condition: service_completed_successfully") == 3  # broker, ingest, devices
+    assert compose.count('"--port", "8883"') == 2 and '"--port", "1883"' not in compose
+    assert '"127.0.0.1:8883:8883"' in compose and ":1883:" not in compose
+    assert "broker-secrets:/mosquitto/secrets:ro" in compose
+    conf = (ROOT / "broker_config" / "mosquitto.conf").read_text()
+    for path in ("/mosquitto/secrets/tls/ca.pem", "/mosquitto/secrets/tls/broker.pem",
+                 "/mosquitto/secrets/tls/broker.key", "/mosquitto/secrets/broker/passwd",
+                 "/mosquitto/secrets/broker/acl"):
+        copied_to = path.replace("/mosquitto/secrets", "/broker-secrets").rsplit("/", 1)[0]
+        assert path in conf and copied_to in compose
+    assert "allow_anonymous false" in conf and "require_certificate true" in conf
