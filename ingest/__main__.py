@@ -103,6 +103,13 @@ def add_service_options(p: argparse.ArgumentParser, *, from_stack: bool = False)
     p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None if from_stack else True,
                    help="with --secrets-dir: reach the broker over TLS with ingest's certificate"
                    + (" (default: the stack's)" if from_stack else " (default: on)"))
+    p.add_argument("--rate-limit", default=20.0, type=_rate, metavar="N",
+                   help="per device: at most N messages a second (of the --speed clock) once its "
+                        "burst is spent; the rest are refused before they are decoded, counted per "
+                        "device (reason rate-limited), never confirmed; 0: no limit (default 20)")
+    p.add_argument("--rate-burst", default=5000.0, type=_rate, metavar="N",
+                   help="per device: messages it may send at once, e.g. an outbox's backlog after "
+                        "an outage (default 5000, the default outbox capacity)")
     p.add_argument("--client-id", default="ecgpipe-ingest", type=_nonempty,
                    help="MQTT client id; the persistent session is keyed by it"
                    " (default: %(default)s)")
@@ -118,6 +125,16 @@ def add_service_options(p: argparse.ArgumentParser, *, from_stack: bool = False)
     p.add_argument("--reconnect-max", default=4.0, type=_reconnect, metavar="SECONDS",
                    help="longest wait between attempts to reach the broker again, real seconds;"
                    " the first wait is a quarter of it, doubling (default: %(default)s: 1, 2, 4, 4, ...)")
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def _reconnect(text: str) -> float:
@@ -149,6 +166,7 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         state_dir=args.state_dir, host=args.host, port=args.port,
         client_id=args.client_id, acks=args.acks, reconnect_max_s=args.reconnect_max,
         keepalive_s=args.keepalive, session_expiry_s=args.session_expiry, secrets=secrets,
+        rate_limit=args.rate_limit or None, rate_burst=max(1.0, args.rate_burst),
     )
     try:
         service = IngestService(config, make_clock(args.speed))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from ingest.acker import build_acks
 from ingest.announce import SESSION_NAME, Announcer
 from ingest.handoff import BatchQueue
 from ingest.keys import IngestSecrets
+from ingest.ratelimit import RateLimit
 from ingest.store import BatchResult, SqliteStore, Store
 from ingest.subscriber import InboundMessage, Subscriber, SubscriberConfig, SubscriberStats
 from ingest.validate import Accepted, Quarantined, validate
@@ -84,6 +86,10 @@ class ServiceConfig:
     # login, device keys (readings verified, acks signed) and the status key; None: anonymous,
     # nothing signed or verified (`ecgpipe up --insecure`)
     secrets: IngestSecrets | None = field(default=None, repr=False)
+    # per-device token bucket (ingest/ratelimit.py): messages per second of the service's clock,
+    # and how many at once; None: no limit
+    rate_limit: float | None = None
+    rate_burst: float = 5000.0
 
     @property
     def ingest_dir(self) -> Path:
@@ -106,10 +112,17 @@ class ServiceStats:
     duplicates: int = 0
     quarantined: int = 0
     conflicts: int = 0  # of the quarantined: a stored key again with other content
+    refused: int = 0  # by the per-device rate limit, before validation (counted per device in the store)
     internal_errors: int = 0
     fallback_batches: int = 0
     acks_sent: int = 0
     largest_batch: int = 0
+
+
+def _topic_device(topic: str) -> str | None:
+    """The device a topic heartcheck/<id>/<kind> names (unchecked: the limit only needs a key)."""
+    parts = topic.split("/")
+    return parts[1] if len(parts) == 3 and parts[0] == "heartcheck" else None
 
 
 def _status_key(config: ServiceConfig) -> bytes | None:
@@ -145,6 +158,8 @@ class IngestService:
             announcer=Announcer(config.ingest_dir / SESSION_NAME, key=_status_key(config)),
         )
         self.stats = ServiceStats()
+        self.limiter = (None if config.rate_limit is None
+                        else RateLimit(rate=config.rate_limit, burst=config.rate_burst))
         self._stop = threading.Event()
         self.ready_written = threading.Event()
 
@@ -208,7 +223,12 @@ class IngestService:
         quarantined: list[Quarantined] = []
         sec = self.config.secrets
         keys = None if sec is None else sec.readings
+        refused: Counter[str] = Counter()
         for d in batch:
+            dev = _topic_device(d.topic)
+            if self.limiter is not None and dev is not None and not self.limiter.allow(dev, d.received_at):
+                refused[dev] += 1  # before decoding anything: a flood costs a dict lookup
+                continue
             v = validate(d.topic, d.payload, d.received_at, keys)
             if isinstance(v, Accepted):
                 accepted.append(v)
@@ -216,11 +236,15 @@ class IngestService:
                 quarantined.append(v)
         stored_at = self.clock.now()
         try:
-            result = self.store.store_batch(accepted, quarantined, stored_at)
+            result = (self.store.store_batch(accepted, quarantined, stored_at, refused=refused)
+                      if refused else self.store.store_batch(accepted, quarantined, stored_at))
         except Exception as exc:  # noqa: BLE001 - one bad message must not lose the batch
             self.log(f"batch of {len(batch)} failed to store ({exc}); storing one by one")
             self.stats.fallback_batches += 1
             result = self._store_one_by_one(accepted, quarantined, stored_at)
+            if refused:
+                self.store.store_batch([], [], stored_at, refused=refused)
+        self.stats.refused += sum(refused.values())
         # Committed. End-to-end acks are queued before the PUBACKs: paho writes packets in the
         # order they were queued, so a crash that loses an ack usually also loses the PUBACKs
         # and the broker redelivers (a duplicate, acked again) instead of the device waiting
@@ -272,6 +296,7 @@ class IngestService:
         s, src = self.stats, self.source.stats
         return (
             f"stats: stored={s.stored} duplicates={s.duplicates} quarantined={s.quarantined}"
+            f" refused={s.refused}"
             f" conflicts={s.conflicts}"
             f" batches={s.batches} largest_batch={s.largest_batch}"
             f" queue={self.source.queue.qsize()}"

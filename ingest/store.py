@@ -31,7 +31,7 @@ the service on another.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -73,6 +73,11 @@ CREATE TABLE IF NOT EXISTS duplicates (device_id TEXT NOT NULL, boot_epoch INTEG
     seq INTEGER NOT NULL, received_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY, received_at REAL NOT NULL, topic TEXT NOT NULL,
     reason TEXT NOT NULL, detail TEXT NOT NULL, raw BLOB NOT NULL);
+-- messages refused before validation (ingest/ratelimit.py), counted per device, not kept:
+-- one row per device and reason, however long the flood
+CREATE TABLE IF NOT EXISTS refused (device_id TEXT NOT NULL, reason TEXT NOT NULL,
+    count INTEGER NOT NULL, first_at REAL NOT NULL, last_at REAL NOT NULL,
+    PRIMARY KEY (device_id, reason));
 """
 
 COLUMNS = {
@@ -83,6 +88,7 @@ COLUMNS = {
     ],
     "duplicates": ["device_id", "boot_epoch", "seq", "received_at"],
     "quarantine": ["id", "received_at", "topic", "reason", "detail", "raw"],
+    "refused": ["device_id", "reason", "count", "first_at", "last_at"],
 }
 
 _INSERT_READING = (
@@ -111,6 +117,12 @@ _INSERT_DUPLICATE = (
 _INSERT_QUARANTINE = (
     "INSERT INTO quarantine (received_at, topic, reason, detail, raw) VALUES (?, ?, ?, ?, ?)"
 )
+_UPSERT_REFUSED = (
+    "INSERT INTO refused (device_id, reason, count, first_at, last_at) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (device_id, reason) DO UPDATE SET count = count + excluded.count,"
+    " last_at = excluded.last_at"
+)
+RATE_LIMITED = "rate-limited"
 
 
 def _by_device(keys: Iterable[Key]) -> dict[str, list[int]]:
@@ -157,7 +169,8 @@ def _conflict(a: Accepted, old: Content, new: Content) -> Quarantined:
 
 class Store(Protocol):
     def store_batch(
-        self, accepted: Sequence[Accepted], quarantined: Sequence[Quarantined], stored_at: float
+        self, accepted: Sequence[Accepted], quarantined: Sequence[Quarantined], stored_at: float,
+        refused: Mapping[str, int] | None = None,
     ) -> BatchResult: ...
 
     def close(self) -> None: ...
@@ -196,9 +209,11 @@ class SqliteStore:
                 )
 
     def store_batch(
-        self, accepted: Sequence[Accepted], quarantined: Sequence[Quarantined], stored_at: float
+        self, accepted: Sequence[Accepted], quarantined: Sequence[Quarantined], stored_at: float,
+        refused: Mapping[str, int] | None = None,
     ) -> BatchResult:
-        """Store one batch in one transaction; StoreError (and nothing committed) on failure."""
+        """Store one batch in one transaction; StoreError (and nothing committed) on failure.
+        `refused`: per device, messages of this batch the rate limit refused (counted only)."""
         stored: list[Key] = []
         dups: list[Key] = []
         conflicts: list[tuple[Key, Quarantined]] = []
@@ -238,6 +253,8 @@ class SqliteStore:
                         detail += f" [raw kept: first {MAX_QUARANTINE_RAW} of {len(raw)} bytes]"
                         raw = raw[:MAX_QUARANTINE_RAW]
                     db.execute(_INSERT_QUARANTINE, (q.received_at, q.topic, q.reason, detail, raw))
+                for dev, n in (refused or {}).items():
+                    db.execute(_UPSERT_REFUSED, (dev, RATE_LIMITED, n, stored_at, stored_at))
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:

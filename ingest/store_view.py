@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -91,6 +91,7 @@ def device_stats(db_path: Path | str,
         rows = q("SELECT device_id, seq, backlog FROM readings ORDER BY device_id, seq")
         dups = dict(q("SELECT device_id, COUNT(*) FROM duplicates GROUP BY device_id"))
         by_topic = q("SELECT topic, COUNT(*) FROM quarantine GROUP BY topic")
+        refused = _refused(q)
     seqs: dict[str, list[int]] = {}
     backlog: dict[str, int] = {}
     for device_id, seq, bl in rows:
@@ -101,6 +102,8 @@ def device_stats(db_path: Path | str,
         dev = _topic_device(topic)
         if dev is not None:
             quarantined[dev] = quarantined.get(dev, 0) + n
+    for dev, n in refused.items():
+        quarantined[dev] = quarantined.get(dev, 0) + n
     out: dict[str, DeviceStats] = {}
     for device_id in sorted(set(seqs) | set(dups) | set(quarantined) | set(generated)):
         arr = np.unique(np.asarray(seqs.get(device_id, []), dtype=np.int64))
@@ -138,9 +141,31 @@ def quarantine_rows(db_path: Path | str, limit: int = 100,
 
 
 def quarantine_counts(db_path: Path | str) -> dict[str, int]:
-    """How many messages were quarantined, per reason."""
-    sql = "SELECT reason, COUNT(*) FROM quarantine GROUP BY reason ORDER BY reason"
-    return dict(_query(db_path, sql))
+    """How many messages were quarantined, per reason (the rate limit's refusals as
+    "rate-limited", though only counted, not kept)."""
+    with _snapshot(db_path) as q:
+        counts = dict(q("SELECT reason, COUNT(*) FROM quarantine GROUP BY reason"))
+        if _has_refused(q):
+            for (reason, n) in q("SELECT reason, SUM(count) FROM refused GROUP BY reason"):
+                counts[reason] = counts.get(reason, 0) + int(n)
+    return dict(sorted(counts.items()))
+
+
+def _refused(q: Query) -> dict[str, int]:
+    """Messages the rate limit refused, per device (the refused table: counts, not messages)."""
+    if not _has_refused(q):
+        return {}
+    return {dev: int(n) for dev, n in q("SELECT device_id, SUM(count) FROM refused GROUP BY device_id")}
+
+
+def _has_refused(q: Query) -> bool:
+    """A store from before the rate limit has no refused table (and refused nothing)."""
+    return bool(q("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'refused'"))
+
+
+def refused_counts(db_path: Path | str) -> dict[str, int]:
+    with _snapshot(db_path) as q:
+        return _refused(q)
 
 
 def latencies(db_path: Path | str, *, from_end_of_chunk: bool = False) -> np.ndarray:
@@ -164,11 +189,12 @@ def totals(db_path: Path | str) -> dict[str, Any]:
                    " SUM(backlog) FROM readings")
         dups = q("SELECT COUNT(*) FROM duplicates")
         quar = q("SELECT COUNT(*) FROM quarantine")
+        refused = sum(_refused(q).values())
     n, devices, first, last, bl = stored[0] if stored else (0, 0, None, None, 0)
     return {
         "stored": n or 0,
         "duplicates": dups[0][0] if dups else 0,
-        "quarantined": quar[0][0] if quar else 0,
+        "quarantined": (quar[0][0] if quar else 0) + refused,
         "devices": devices or 0,
         "backlog_stored": bl or 0,
         "first_stored_at": first,
@@ -227,6 +253,7 @@ class StoreContents(NamedTuple):
     stored: list[StoredRow]
     duplicates: list[DuplicateRow]
     quarantined: list[QuarantineEvent]
+    refused: dict[str, int] = field(default_factory=dict)  # rate-limited, per device (counts only)
 
 
 @dataclass(frozen=True, eq=False)
@@ -300,7 +327,7 @@ def store_contents(db_path: Path | str) -> StoreContents:
     """stored_readings, duplicate_readings and quarantine_events from ONE snapshot, so that
     the three agree even while the service keeps writing."""
     with _snapshot(db_path) as q:
-        return StoreContents(_stored_rows(q), _duplicate_rows(q), _quarantine_events(q))
+        return StoreContents(_stored_rows(q), _duplicate_rows(q), _quarantine_events(q), _refused(q))
 
 
 def reading_samples(db_path: Path | str, device_id: str, boot_epoch: int,

@@ -42,6 +42,9 @@ class _Tally:
                       lost_by_cause=dict(self.causes), quarantined_by_reason={})
 
 
+RATE_LIMITED = "rate-limited"  # ingest.store.RATE_LIMITED: refused by ingest's per-device rate limit
+
+
 def count(ix: ReadingIndex, outcomes: Mapping[Key, ReadingOutcome], unexpected: Sequence[Key],
           reordered: Mapping[str, int]) -> tuple[dict[str, Counts], Counts]:
     """(Counts per device, sorted by device; the totals)."""
@@ -60,10 +63,17 @@ def count(ix: ReadingIndex, outcomes: Mapping[Key, ReadingOutcome], unexpected: 
     reasons: dict[str, Counter[str]] = {}
     for q in history.quarantined:
         reasons.setdefault(q.dev or "", Counter())[q.reason] += 1
+    for dev, n in history.refused.items():  # refused by ingest's rate limit: counted, not kept
+        reasons.setdefault(dev, Counter())[RATE_LIMITED] += n
+        if dev in per:
+            per[dev].n["quarantined"] += n
     devices = {d: replace(tally.counts(), quarantined_by_reason=dict(reasons.get(d, {})))
                for d, tally in sorted(per.items())}
     totals = Counts.total(devices.values())
     unattributed = reasons.get("", Counter())
+    for dev, c in reasons.items():  # a device of no reading's (a made-up id): only in the totals
+        if dev and dev not in per:
+            unattributed = unattributed + c
     totals = replace(totals, quarantined=totals.quarantined + unattributed.total(),
                      quarantined_by_reason=dict(Counter(totals.quarantined_by_reason) + unattributed))
     return devices, totals

@@ -29,6 +29,7 @@ def up(args: argparse.Namespace) -> int:
                           ack_timeout=args.ack_timeout, seed=args.seed,
                           persistence=not args.no_persistence, proxies=not args.no_proxy,
                           secure=not args.insecure, tls=not (args.insecure or args.no_tls),
+                          ingest_rate_limit=args.rate_limit,
                           profiles=args.profiles, profile_file=args.profile_file,
                           episodes=tuple(args.episodes or ()))
     except ConfigError as exc:  # every value here came from the command line: bad usage

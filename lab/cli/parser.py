@@ -173,6 +173,9 @@ def _add_up(sub: Subparsers, common: OneLineParser) -> None:
                     help="the lab's comparison: anonymous plaintext MQTT, no ACL, readings and acks "
                          "unsigned (any process may then publish as any device, read every ECG, "
                          "or forge a confirmation that deletes readings a device still holds)")
+    up.add_argument("--rate-limit", type=float, default=20.0, metavar="N",
+                    help="ingest's per-device limit: messages per simulated second once a burst of "
+                         "an outbox's capacity is spent; the rest are refused and counted (0: none)")
     up.add_argument("--no-tls", action="store_true",
                     help="keep logins, the ACL and signatures but speak plaintext MQTT (to look at "
                          "the traffic); default: mutual TLS with the development CA")

@@ -82,7 +82,8 @@ def ingest_run(args: argparse.Namespace) -> int:
     sd = state_dir(args)
     argv = ["--state-dir", str(sd.root), "--client-id", args.client_id,
             "--keepalive", str(args.keepalive), "--session-expiry", str(args.session_expiry),
-            "--reconnect-max", repr(args.reconnect_max)]
+            "--reconnect-max", repr(args.reconnect_max), "--rate-limit", repr(args.rate_limit),
+            "--rate-burst", repr(args.rate_burst)]
     given = {"--host": args.host, "--port": args.port, "--speed": args.speed}
     if None in given.values() or args.acks is None:
         from lab.stack.control import proxy_port

@@ -159,6 +159,7 @@ class History:
     stored: Sequence[Stored] = ()
     duplicates: Sequence[Duplicate] = ()
     quarantined: Sequence[QuarantinedMessage] = ()
+    refused: Mapping[str, int] = field(default_factory=dict)  # rate-limited at ingest, per device: counts
     faults: Sequence[FaultWindow] = ()
     broker: Sequence[BrokerSample] = ()
     # The final outbox (devices.outbox_view.ledger_sets); None = no snapshot, reconstruct from events.

@@ -46,20 +46,22 @@ from lab.history.windows import pair_faults
 ANALYSIS_DB = ("analysis", "analysis.sqlite")
 
 
-def read_ingest(db_path: Path) -> tuple[list[Stored], list[Duplicate], list[QuarantinedMessage]]:
-    """Stored (in store order: stored_at, then insertion), duplicates and quarantined rows, from
+def read_ingest(db_path: Path) -> tuple[list[Stored], list[Duplicate], list[QuarantinedMessage],
+                                        dict[str, int]]:
+    """Stored (in store order: stored_at, then insertion), duplicates and quarantined rows, and
+    the rate limit's refusals per device (counts), from
     one snapshot through ingest's read API. A store that cannot be read gives empty parts, like
     a missing one (the history never raises on bad content)."""
     try:
         contents = store_view.store_contents(db_path)
     except IngestError:
-        return [], [], []
+        return [], [], [], {}
     stored = [Stored(r.stored_at, r.device_id, r.boot_epoch, r.seq, r.captured_at, r.received_at,
                      r.duration_s, r.backlog) for r in contents.stored]
     duplicates = [Duplicate(d.received_at, d.device_id, d.boot_epoch, d.seq) for d in contents.duplicates]
     quarantined = [QuarantinedMessage(q.received_at, q.topic, q.reason, q.device_id)
                    for q in contents.quarantined]
-    return stored, duplicates, quarantined
+    return stored, duplicates, quarantined, contents.refused
 
 
 def read_clinical_events(db_path: Path) -> list[ClinicalEvent]:
@@ -98,7 +100,7 @@ def load_history(state_dir: Path, *, beats: bool = True) -> History:
     truth, skipped["truth"] = parse_truth(records)
     faults, skipped["nemesis"] = pair_faults(read_jsonl(root / "history" / "nemesis.jsonl"))
     samples, skipped["broker"] = broker_samples(read_jsonl(root / "watch" / "sys.jsonl"))
-    stored, duplicates, quarantined = read_ingest(root / "ingest" / "ingest.sqlite")
+    stored, duplicates, quarantined, refused = read_ingest(root / "ingest" / "ingest.sqlite")
     final_buffered = final_evicted = final_next_seq = None
     outbox = root / "fleet" / "outbox.sqlite"
     if outbox.is_file():
@@ -113,6 +115,7 @@ def load_history(state_dir: Path, *, beats: bool = True) -> History:
     persistence = stack.get("persistence") if isinstance(stack, dict) else None
     return History(
         device_events=device_events, stored=stored, duplicates=duplicates, quarantined=quarantined,
+        refused=refused,
         faults=faults, broker=samples, final_buffered=final_buffered, final_evicted=final_evicted,
         final_next_seq=final_next_seq,
         delivery=delivery if isinstance(delivery, str) else None,

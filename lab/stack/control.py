@@ -75,7 +75,9 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
         return python_argv("ingest", *common(proxy_port(cfg, "ingest")), acks, *_secret_args(sd, cfg),
                            "--reconnect-max", repr(cfg.ingest_reconnect_max),
                            "--keepalive", str(cfg.ingest_keepalive),
-                           "--session-expiry", str(cfg.ingest_session_expiry))
+                           "--session-expiry", str(cfg.ingest_session_expiry),
+                           "--rate-limit", repr(cfg.ingest_rate_limit),
+                           "--rate-burst", str(max(5000, cfg.outbox_capacity)))
     if name == "analysis":
         return python_argv("analysis", "--state-dir", str(sd.root), "--speed", str(cfg.speed))
     if name == "devices":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -85,6 +86,7 @@ class StackConfig:
     backoff_cap: float = 30.0  # the devices' longest reconnect wait, real seconds
     ingest_keepalive: int = 30  # ingest's MQTT keepalive, real seconds (the broker's LWT after 1.5x)
     ingest_session_expiry: int = 86_400  # real seconds the broker keeps ingest's session
+    ingest_rate_limit: float = 20.0  # per device, messages per simulated s (0: none); burst: outbox capacity
     ingest_reconnect_max: float = 4.0  # real seconds: ingest's longest wait to reach the broker again
     record_until: float | None = None  # simulated Unix time after which the devices record nothing
     analysis: bool = True  # start the analysis stage (clinical events); scenario runs: when clinical
@@ -120,7 +122,13 @@ class StackConfig:
             raise SettingError("outbox_policy", f"must be one of {', '.join(OUTBOX_POLICIES)}, "
                                f"not {self.outbox_policy!r}", option=True)
 
+    def _check_rate_limit(self) -> None:
+        limit = self.ingest_rate_limit
+        if not (isinstance(limit, int | float) and limit >= 0 and math.isfinite(limit)):
+            raise SettingError("rate_limit", f"must be 0 (none) or more, got {limit}", option=True)
+
     def _check_numbers(self) -> None:
+        self._check_rate_limit()
         if self.backlog_pace is not None and not self.backlog_pace > 0:
             raise SettingError("backlog_pace", f"must be more than 0, got {self.backlog_pace}")
         for name, alive in (("keepalive", self.keepalive), ("ingest_keepalive", self.ingest_keepalive)):

@@ -25,8 +25,8 @@ from lab.scenario import (
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 SHIPPED = ["ambulatory-artifacts", "blackhole-vs-cut", "broker-restart-no-persistence", "cardiocomm-72h",
-           "device-reboot",
-           "ingest-crash-loop", "ingest-freeze-broker-restart", "thundering-herd"]
+           "device-reboot", "forged-acks", "ingest-crash-loop", "ingest-freeze-broker-restart",
+           "injection-during-outage", "stolen-device-credentials", "thundering-herd"]
 
 # A valid file; the tests below break one line of it at a time. Line numbers are 1-based.
 GOOD = textwrap.dedent('''\
