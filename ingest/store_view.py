@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -248,12 +248,12 @@ class QuarantineEvent(NamedTuple):
 
 
 class StoreContents(NamedTuple):
-    """The three parts of the store the lab's history reads, from one snapshot."""
+    """The parts of the store the lab's history reads, from one snapshot."""
 
     stored: list[StoredRow]
     duplicates: list[DuplicateRow]
     quarantined: list[QuarantineEvent]
-    refused: dict[str, int] = field(default_factory=dict)  # rate-limited, per device (counts only)
+    refused: dict[str, int]  # rate-limited, per device (counts only)
 
 
 @dataclass(frozen=True, eq=False)

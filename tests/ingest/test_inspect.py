@@ -212,6 +212,6 @@ def test_the_lab_api_on_a_missing_or_empty_store(tmp_path: Path) -> None:
         assert inspect.stored_readings(path) == []
         assert inspect.duplicate_readings(path) == []
         assert inspect.quarantine_events(path) == []
-        assert inspect.store_contents(path) == ([], [], [])
+        assert inspect.store_contents(path) == ([], [], [], {})
         assert inspect.reading_samples(path, "hc-1", 1, 0) is None
     assert not missing.exists()

@@ -195,14 +195,14 @@ def test_read_ingest_in_store_order(tmp_path: Path) -> None:
                    quarantine=[(15.0, "heartcheck/hc-0001/ecg", "bad-version", "v9", b"\x09"),
                                (16.0, "nonsense", "bad-topic", "", b"")])
     before = hashlib.sha256(db.read_bytes()).hexdigest()
-    stored, dups, quarantined = read_ingest(db)
+    stored, dups, quarantined, refused = read_ingest(db)
     assert stored == [Stored(12.5, "a", 1, 0, 9.0, 11.0, 0.5, False),
                       Stored(13.0, "a", 1, 1, 10.0, 12.0, 1.0, True)]
     assert stored[1].latency_s == 2.0
-    assert [d.key for d in dups] == [("a", 1, 0)]
+    assert [d.key for d in dups] == [("a", 1, 0)] and refused == {}
     assert [(q.dev, q.reason) for q in quarantined] == [("hc-0001", "bad-version"), (None, "bad-topic")]
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before  # read-only
-    assert read_ingest(tmp_path / "missing.sqlite") == ([], [], [])
+    assert read_ingest(tmp_path / "missing.sqlite") == ([], [], [], {})
 
 
 def test_empty_state_dir_gives_an_empty_history(tmp_path: Path) -> None:

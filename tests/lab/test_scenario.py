@@ -101,7 +101,7 @@ def test_every_shipped_scenario_loads(name: str) -> None:
         assert 0 <= f.start < f.end <= s.duration
     steps = plan(s, speed=100)
     assert steps[-1].event == "run_end" and steps[-1].at == s.duration
-    assert len(steps) == 2 * len(s.faults) + 1
+    assert len(steps) == 2 * len(s.faults) + 2 * len(s.attacks) + 1
 
 
 def test_the_example_in_the_architecture_doc_parses() -> None:
