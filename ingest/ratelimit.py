@@ -1,7 +1,13 @@
-"""A per-device rate limit at ingest: a token bucket per device, in the service's clock.
+"""A per-device rate limit at ingest: token buckets per device, in the service's clock.
 
     limiter = RateLimit(rate=20.0, burst=5000)
-    limiter.allow(device_id, now) -> bool     one message of that device, at `now` (seconds)
+    limiter.allow(device_id, now, size) -> bool   one message of `size` bytes of that device
+
+Two buckets per device: messages (rate, burst) and bytes (BYTES_PER_MESSAGE times each). An
+honest reading is about 550 bytes (a 1-s chunk at 250 Hz) and a whole 30-s strip at 250 Hz
+15 KB, so the byte bucket never binds them; a flood of payloads near the broker's size limit
+(65,675 bytes) is refused after a few hundred, not after `burst` of them, before its writes
+to the quarantine make ingest fall behind and the broker drop other devices' readings.
     limiter.refused -> {device_id: count}     what was refused, by device (bounded: see below)
 
 A flood from one device (a compromised device, a stuck loop) is refused once its bucket is
@@ -21,6 +27,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 MAX_DEVICES = 100_000
+BYTES_PER_MESSAGE = 2048  # the byte bucket's rate and burst, per message of the message bucket's
 
 
 @dataclass
@@ -30,21 +37,26 @@ class RateLimit:
     max_devices: int = MAX_DEVICES
     refused: Counter[str] = field(default_factory=Counter)
     forgotten: int = 0
-    _buckets: OrderedDict[str, tuple[float, float]] = field(default_factory=OrderedDict)  # tokens, at
+    # messages, bytes, at
+    _buckets: OrderedDict[str, tuple[float, float, float]] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         if not self.rate > 0 or not self.burst >= 1:
             raise ValueError(f"a rate limit needs rate > 0 and burst ≥ 1, got {self.rate}, {self.burst}")
 
-    def allow(self, device_id: str, now: float) -> bool:
-        tokens, at = self._buckets.pop(device_id, (self.burst, now))
-        tokens = min(self.burst, tokens + max(0.0, now - at) * self.rate)
-        ok = tokens >= 1.0
+    def allow(self, device_id: str, now: float, size: int = 0) -> bool:
+        per_byte = BYTES_PER_MESSAGE
+        tokens, octets, at = self._buckets.pop(device_id, (self.burst, self.burst * per_byte, now))
+        elapsed = max(0.0, now - at)
+        tokens = min(self.burst, tokens + elapsed * self.rate)
+        octets = min(self.burst * per_byte, octets + elapsed * self.rate * per_byte)
+        ok = tokens >= 1.0 and octets >= size
         if ok:
             tokens -= 1.0
+            octets -= size
         else:
             self.refused[device_id] += 1
-        self._buckets[device_id] = (tokens, now)
+        self._buckets[device_id] = (tokens, octets, now)
         if len(self._buckets) > self.max_devices:
             self._buckets.popitem(last=False)
             self.forgotten += 1

@@ -226,7 +226,7 @@ class IngestService:
         refused: Counter[str] = Counter()
         for d in batch:
             dev = _topic_device(d.topic)
-            if self.limiter is not None and dev is not None and not self.limiter.allow(dev, d.received_at):
+            if dev is not None and self._over_limit(dev, d):
                 refused[dev] += 1  # before decoding anything: a flood costs a dict lookup
                 continue
             v = validate(d.topic, d.payload, d.received_at, keys)
@@ -257,6 +257,10 @@ class IngestService:
         self.source.ack_broker(batch)
         self._count(batch, result)
         return result
+
+    def _over_limit(self, device_id: str, d: InboundMessage) -> bool:
+        """The device's rate limit refuses this message (never, without a limit)."""
+        return self.limiter is not None and not self.limiter.allow(device_id, d.received_at, len(d.payload))
 
     def _store_one_by_one(self, accepted: Sequence[Accepted], quarantined: Sequence[Quarantined],
                           stored_at: float) -> BatchResult:

@@ -89,7 +89,7 @@ def attack(args: argparse.Namespace) -> int:
     count = 100 if args.count is None and args.seconds is None else args.count
     try:
         doc = run(sd, args.kind, args.identity, args.victim, rate=args.rate, count=count,
-                  seconds=args.seconds, seed=0, stop=threading.Event())
+                  seconds=args.seconds, seed=0, stop=threading.Event(), size=args.size)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"attack: {exc}") from exc
     if args.json:

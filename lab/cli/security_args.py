@@ -50,4 +50,6 @@ def add_attack(sub: Subparsers, common: OneLineParser) -> None:
                    help="stop after N messages")
     a.add_argument("--seconds", type=positive(float, "seconds"), default=None, metavar="S",
                    help="stop after S real seconds (default: after 100 messages unless --count)")
+    a.add_argument("--size", type=positive(int, "a size in bytes"), default=None, metavar="BYTES",
+                   help="garbage: random payloads of this many bytes (a large-payload flood)")
     a.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -9,7 +9,8 @@ KINDS (what each sends, QoS 1):
                    just ahead of what the victim has stored (so a stored forgery would take the
                    key of a genuine reading still to come)
     wrong-key      the same for the identity itself, on its own topic
-    garbage        random bytes and damaged readings on the identity's own topic
+    garbage        random bytes and damaged readings on the identity's own topic (with --size N:
+                   random payloads of N bytes each, e.g. just under the broker's size limit)
     forged-acks    an ack naming every seq to every device's ack topic, unsigned or made-up-signed
     forged-status  a retained "offline" for the ingest service (the devices would hold everything)
     replay         readings the victim sent, again, byte for byte (as captured traffic would be)
@@ -103,8 +104,10 @@ def _reading(device: str, boot: int, seq: int, at: float, key: bytes | None,
 
 
 class Attack:
-    def __init__(self, sd: StateDir, kind: str, identity: str, victim: str, seed: int) -> None:
+    def __init__(self, sd: StateDir, kind: str, identity: str, victim: str, seed: int,
+                 size: int | None = None) -> None:
         self.sd, self.kind, self.identity, self.victim = sd, kind, identity, victim
+        self.size = size
         self.rng = np.random.default_rng(seed)
         self.clock = make_clock(sd.config().speed)
         self.made_up = secrets.token_bytes(32)  # the attacker's key: not any device's
@@ -130,6 +133,9 @@ class Attack:
             seq += 1
 
     def _garbage(self) -> Iterator[Message]:
+        if self.size is not None:
+            while True:
+                yield ecg_topic(self.identity), self.rng.bytes(self.size), False
         boot, seq = self._next_seq(self.identity)
         good = _reading(self.identity, boot, seq, self.clock.now(), self.made_up, self.rng)
         while True:
@@ -173,7 +179,8 @@ def credentials(sd: StateDir, identity: str) -> ClientCredentials | None:
 
 
 def run(sd: StateDir, kind: str, identity: str, victim: str, *, rate: float, count: int | None,
-        seconds: float | None, seed: int, stop: threading.Event) -> dict[str, object]:
+        seconds: float | None, seed: int, stop: threading.Event,
+        size: int | None = None) -> dict[str, object]:
     cfg = sd.config()
     link = Link(cfg.host, cfg.port, credentials(sd, identity))
     summary: dict[str, object] = {"attack": kind, "as": identity if cfg.secure else ANONYMOUS,
@@ -185,7 +192,7 @@ def run(sd: StateDir, kind: str, identity: str, victim: str, *, rate: float, cou
     summary["connected"] = True
     sent, t0 = 0, time.monotonic()
     try:
-        for topic, payload, retain in Attack(sd, kind, identity, victim, seed).messages():
+        for topic, payload, retain in Attack(sd, kind, identity, victim, seed, size).messages():
             over = seconds is not None and time.monotonic() - t0 >= seconds
             enough = count is not None and sent >= count
             if stop.is_set() or over or enough or not link.client.is_connected():
@@ -215,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=None)
     p.add_argument("--seconds", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=None, help="garbage: payloads of this many bytes")
     p.add_argument("--record", type=Path, default=None, help="append the summary to this JSON-lines file")
     args = p.parse_args(argv)
     if not args.rate > 0:
@@ -228,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_term)
     try:
         summary = run(StateDir(args.state_dir), args.kind, args.identity, args.victim, rate=args.rate,
-                      count=args.count, seconds=args.seconds, seed=args.seed, stop=stop)
+                      count=args.count, seconds=args.seconds, seed=args.seed, stop=stop, size=args.size)
     except (CredentialsError, LabError, OSError) as exc:
         print(f"attacker: error: {exc}", file=sys.stderr)
         return 2

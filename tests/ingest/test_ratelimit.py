@@ -24,6 +24,14 @@ def test_a_backlog_within_the_burst_is_never_refused() -> None:
     assert not rl.refused
 
 
+def test_large_payloads_spend_the_byte_bucket_first() -> None:
+    rl = RateLimit(rate=1.0, burst=100)  # 100 messages, or 100 x 2048 bytes, at once
+    big = [rl.allow("flood", 0.0, 65_000) for _ in range(10)]
+    assert big == [True] * 3 + [False] * 7  # 204,800 bytes: three of 65,000
+    assert all(rl.allow("honest", 0.0, 550) for _ in range(100))  # small readings: the count binds
+    assert not rl.allow("honest", 0.0, 550)
+
+
 def test_buckets_are_bounded() -> None:
     rl = RateLimit(rate=1.0, burst=2, max_devices=3)
     for i in range(10):
