@@ -58,10 +58,10 @@ class RunResult(TypedDict):
     cpu_per_device_vs_smallest: NotRequired[float]  # added once every run is done
 
 
-def run_one(n: int, seconds: float, root: Path, proxies: bool) -> RunResult:
-    sd = StateDir(root / f"n{n}")
+def run_one(n: int, seconds: float, root: Path, proxies: bool, secure: bool = True) -> RunResult:
+    sd = StateDir(root / f"n{n}{'' if secure else '-insecure'}")
     cfg = StackConfig(devices=n, delivery=Delivery.END_TO_END.value, max_queued=100_000, ack_timeout=10.0,
-                      outbox_capacity=5000, proxies=proxies)
+                      outbox_capacity=5000, proxies=proxies, secure=secure, tls=secure)
     t_up = time.monotonic()
     stack.up(sd, cfg)
     up_s = time.monotonic() - t_up
@@ -96,11 +96,14 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=40.0)
     p.add_argument("--via-proxy", action="store_true",
                    help="route ingest and fleet through the lab's TCP proxies (as `ecgpipe up` does)")
+    p.add_argument("--insecure", action="store_true",
+                   help="anonymous plaintext MQTT, nothing signed (`ecgpipe up --insecure`), to "
+                        "compare with the secure default (logins, mutual TLS, signatures)")
     a = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ecgpipe-bench-cap-"))
     results = []
     for n in [int(x) for x in a.devices.split(",")]:
-        r = run_one(n, a.seconds, root, a.via_proxy)
+        r = run_one(n, a.seconds, root, a.via_proxy, secure=not a.insecure)
         results.append(r)
         print(json.dumps(r), flush=True)
     base = results[0]

@@ -45,6 +45,7 @@ import contextlib
 import enum
 import heapq
 import selectors
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,6 +145,9 @@ class MqttLink:
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             return None
         return int(info.mid)
+
+
+MAX_TLS_READS = 10_000  # packets read from one TLS socket's buffer per wake-up, at most
 
 
 class MqttHub:
@@ -250,10 +254,24 @@ class MqttHub:
                 self._unregister(key.fileobj)  # never spin on it
                 continue
             if mask & _READ:
-                client.loop_read()
+                self._read(link, gen, client)
             if mask & _WRITE and link.client is client and link.gen == gen:
                 client.loop_write()
         return len(ready)
+
+    def _read(self, link: MqttLink, gen: int, client: mqtt.Client) -> None:
+        """paho's loop_read takes one packet when little is in flight. Over TLS the rest of what
+        arrived may already sit decrypted inside the SSL object, where the selector cannot see
+        it (the socket is no longer readable): read on while it holds bytes, or a CONNACK, an
+        ack or a PUBACK waits for the next unrelated wake-up (measured: p99 latency 1.2 s at
+        1,000 devices, 27 s at 3,000, against 0.13 s and 0.7 s in plaintext)."""
+        client.loop_read()
+        for _ in range(MAX_TLS_READS):
+            sock = client.socket()
+            if not (isinstance(sock, ssl.SSLSocket) and link.client is client and link.gen == gen
+                    and sock.pending() > 0):
+                return
+            client.loop_read()
 
     def service(self) -> None:
         """Start due connection attempts; run paho's keepalive about once a wall second."""
