@@ -27,10 +27,11 @@ HEADER = """\
 
 SERVICES: dict[str, tuple[str, ...]] = {  # comment lines (#) and grants, in order
     "ingest": (
-        "# ingest: reads every device's readings, confirms each one to its device, and keeps",
-        "# its own retained status (and its Last Will) current; and a QoS 1 message to itself",
-        "# whose PUBACK tells it the broker has every ack it sent before stopping",
+        "# ingest: reads every device's readings and statuses, confirms each reading to its",
+        "# device, and keeps its own retained status (and its Last Will) current; and a QoS 1",
+        "# message to itself whose PUBACK tells it the broker has every ack it sent before stopping",
         f"topic read {ECG_SUBSCRIPTION}",
+        f"topic read {ROOT}/+/status",
         f"topic write {ROOT}/+/ack",
         f"topic readwrite {INGEST_STATUS_TOPIC}",
         f"topic write {INGEST_SYNC_TOPIC}",
