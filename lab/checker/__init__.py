@@ -22,6 +22,7 @@ from lab.checker.result import (
     OVERFLOW,
     QOS0,
     RESTART,
+    SNAPSHOT,
     UNEXPLAINED,
     Backlog,
     CheckResult,
@@ -34,7 +35,7 @@ from lab.checker.result import (
 )
 
 __all__ = [
-    "CAUSES", "CRASH", "METRICS", "OUTCOMES", "OVERFLOW", "QOS0", "RESTART", "UNEXPLAINED",
+    "CAUSES", "CRASH", "METRICS", "OUTCOMES", "OVERFLOW", "QOS0", "RESTART", "SNAPSHOT", "UNEXPLAINED",
     "WINDOW_ID", "Backlog", "CheckResult", "Counts", "Expectation", "ExpectationError", "Loss",
     "Quantiles", "ReadingOutcome", "WindowReport", "check", "infer_delivery", "parse_expectation",
     "quantiles", "seq_ranges", "verdict",

@@ -34,9 +34,10 @@ OVERFLOW = "broker-queue-overflow"
 QOS0 = "qos0-link-down"
 RESTART = "broker-restart-no-persistence"
 CRASH = "device-crash-before-persisting"
+SNAPSHOT = "broker-crash-before-snapshot"
 FORGED_ACK = "forged-ack"
 UNEXPLAINED = "unexplained"
-CAUSES = (OVERFLOW, QOS0, RESTART, CRASH, FORGED_ACK, UNEXPLAINED)
+CAUSES = (OVERFLOW, QOS0, RESTART, SNAPSHOT, CRASH, FORGED_ACK, UNEXPLAINED)
 OUTCOMES = ("stored", "buffered", "evicted", "lost")
 COUNT_FIELDS = ("generated", "committed", "stored", "duplicated", "duplicates", "recovered",
                 "buffered", "evicted", "lost", "unexpected", "reordered", "quarantined")

@@ -52,6 +52,13 @@ def no_persistence(w: FaultWindow, broker_persistence: bool | None) -> bool:
     return w.fault in RESTARTS and persistence is False
 
 
+def persistent_crash(w: FaultWindow, broker_persistence: bool | None) -> bool:
+    """The window is a kill -9 of a broker with persistence on: Mosquitto's persistence is a
+    snapshot every autosave_interval, so what it acknowledged since the last one is gone."""
+    persistence = w.persistence if w.persistence is not None else broker_persistence
+    return w.target == "broker" and w.fault == "kill" and persistence is True
+
+
 class FaultWindows:
     """The history's fault windows with their effective intervals (pure, built once)."""
 
@@ -66,6 +73,9 @@ class FaultWindows:
         restarts = [w for w in self.windows if no_persistence(w, history.broker_persistence)]
         self._restart_starts = sorted(w.start for w in restarts)
         self._restart_spans = [(w.start, self._until(w)) for w in restarts]
+        self._crashes = sorted((w for w in self.windows if persistent_crash(w, history.broker_persistence)),
+                               key=lambda w: w.start)
+        self._crash_starts = [w.start for w in self._crashes]
 
     def _restored_at(self, w: FaultWindow) -> float | None:
         """The first ingest receive at or after the window's end (None: open or never)."""
@@ -89,6 +99,11 @@ class FaultWindows:
         """The start of the first broker restart without persistence at or after t."""
         i = bisect.bisect_left(self._restart_starts, t)
         return self._restart_starts[i] if i < len(self._restart_starts) else None
+
+    def next_crash(self, t: float) -> FaultWindow | None:
+        """The first kill -9 of a persistent broker starting at or after t."""
+        i = bisect.bisect_left(self._crash_starts, t)
+        return self._crashes[i] if i < len(self._crashes) else None
 
     def in_restart(self, t: float) -> bool:
         """t lies in the effective interval of a broker restart without persistence."""

@@ -16,6 +16,7 @@ from lab.checker import (
     OVERFLOW,
     QOS0,
     RESTART,
+    SNAPSHOT,
     UNEXPLAINED,
     CheckResult,
     Expectation,
@@ -234,7 +235,9 @@ def test_dropped_counter_is_summed_across_incarnations() -> None:
     ("kill", False, None, RESTART),
     ("term", None, False, RESTART),  # the window does not say: stack.json does
     ("restart-no-persistence", None, None, RESTART),
-    ("kill", True, None, UNEXPLAINED),  # a persistent broker: not this cause
+    ("kill", True, None, SNAPSHOT),  # a persistent broker killed -9: lost since the last snapshot
+    ("kill", None, True, SNAPSHOT),
+    ("term", True, None, UNEXPLAINED),  # a clean stop saves the snapshot: not a broker cause
     ("kill", None, None, UNEXPLAINED),  # nobody says: not this cause
     ("stop", False, None, UNEXPLAINED),  # SIGSTOP loses nothing
 ])
@@ -243,6 +246,14 @@ def test_broker_restart_without_persistence(fault: str, persistence: bool | None
     h = H("broker-ack").gen(1, 0).pub(1, 0).back(1.1, 0).fault("bounce", fault, "broker", 5, 8, persistence)
     r = h.check(broker_persistence=stack)
     assert outcome(r, 0)[:2] == ("lost", expected)
+    if expected == SNAPSHOT:
+        assert outcome(r, 0)[2] == "bounce"  # the crash's window
+
+
+def test_a_persistent_broker_killed_before_the_ack_is_not_the_cause() -> None:
+    h = H("broker-ack").fault("crash", "kill", "broker", 1, 2, True).store(4, 99, received=4)
+    h.gen(5, 0).pub(5, 0).back(5.1, 0)
+    assert outcome(h.check(), 0)[:2] == ("lost", UNEXPLAINED)
 
 
 def test_restart_before_the_ack_is_not_the_cause_once_ingest_receives_again() -> None:
