@@ -56,10 +56,11 @@ def provision(args: argparse.Namespace) -> int:
     """`ecgpipe provision`: identities for N devices and the services; SIGHUP to a running broker
     of this state dir so it reads the new password file and ACL."""
     from lab.provision.provision import provision as make
+    from lab.stack.control import device_ids
     from lab.stack.procs import RUNNING
 
     sd = state_dir(args)
-    ids = [f"{args.id_prefix}-{i:04d}" for i in range(args.devices)]
+    ids = device_ids(args.id_prefix, args.devices)
     sd.root.mkdir(parents=True, exist_ok=True)
     try:
         done = make(sd.secrets_dir, ids, tls=not args.no_tls)
@@ -98,7 +99,8 @@ def attack(args: argparse.Namespace) -> int:
         say(f"attack {args.kind} as {doc['as']}: the broker refused the connection "
             f"({doc['refused_at_connect']}); nothing sent")
     else:
-        answers = ", ".join(f"{n} {why}" for why, n in sorted(dict(doc["pubacks"]).items()))  # type: ignore[call-overload]
+        pubacks = doc["pubacks"] if isinstance(doc["pubacks"], dict) else {}
+        answers = ", ".join(f"{n} {why}" for why, n in sorted(pubacks.items()))
         say(f"attack {args.kind} as {doc['as']} on {args.victim}: sent {doc['sent']}; the broker "
             f"answered {answers or 'nothing'} (see `ecgpipe inspect ingest` for what ingest quarantined)")
     return 0

@@ -111,9 +111,9 @@ def _secret_args(sd: StateDir, cfg: StackConfig) -> list[str]:
     return ["--secrets-dir", str(sd.secrets_dir), "--tls" if cfg.tls else "--no-tls"]
 
 
-def device_ids(cfg: StackConfig) -> list[str]:
-    """The fleet's device ids (devices.fleet.FleetConfig.device_ids)."""
-    return [f"{cfg.id_prefix}-{i:04d}" for i in range(cfg.devices)]
+def device_ids(prefix: str, n: int) -> list[str]:
+    """A fleet's device ids (devices.fleet.FleetConfig.device_ids): PREFIX-0000 ..."""
+    return [f"{prefix}-{i:04d}" for i in range(n)]
 
 
 def ensure_provisioned(sd: StateDir, cfg: StackConfig, progress: Progress = _quiet) -> None:
@@ -121,7 +121,7 @@ def ensure_provisioned(sd: StateDir, cfg: StackConfig, progress: Progress = _qui
     provision` does the same on its own); damaged secrets stop `up` before anything starts."""
     if not cfg.secure:
         return
-    ids = device_ids(cfg)
+    ids = device_ids(cfg.id_prefix, cfg.devices)
     try:
         if sd.ack_key_file.exists():
             read_master_key(sd.ack_key_file)
