@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import NoReturn
 
 from analysis.errors import AnalysisError
 from ecgcore.clock import make_clock
+from ecgcore.priority import yield_cpu
 from ecgcore.signals import run_until_signalled
 from ecgcore.strict_warnings import apply_from_env
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     from analysis.service import AnalysisService, ServiceConfig
 
     if args.nice:
-        os.nice(min(args.nice, 19))
+        yield_cpu(args.nice)  # the nice value and its session's autogroup (ecgcore/priority.py)
 
     try:
         poll = args.poll if args.poll is not None else default_poll(args.speed)

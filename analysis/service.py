@@ -35,6 +35,7 @@ from ecgcore.files import write_json_atomic
 from ecgcore.logline import stamp
 from ingest import store_feed
 from ingest.errors import StoreError as IngestStoreError
+from ingest.errors import StoreUnavailableError as IngestStoreUnavailableError
 from ingest.store_feed import FeedReading
 
 DB_NAME = "analysis.sqlite"
@@ -83,6 +84,7 @@ class AnalysisService:
         config.ready_path.unlink(missing_ok=True)
         self.store = AnalysisStore(config.db_path)
         self.context = IngestContext(config.ingest_db)
+        self._store_away = False
 
     def log(self, msg: str) -> None:
         print(f"{stamp(self.clock)} {msg}", file=self._log, flush=True)
@@ -91,13 +93,29 @@ class AnalysisService:
         self._stop.set()
 
     def step(self) -> int:
-        """Analyse one batch if there is one; returns how many readings it held."""
+        """Analyse one batch if there is one; returns how many readings it held. While the
+        ingest store's server is away (PostgreSQL killed or restarting) nothing is analysed and
+        the cursor stays: the same readings are read again once it is back."""
+        try:
+            return self._step()
+        except FeedError as exc:
+            if not isinstance(exc.__cause__, IngestStoreUnavailableError):
+                raise
+            if not self._store_away:
+                self.log(f"ingest store unavailable ({exc}); waiting for it")
+            self._store_away = True
+            return 0
+
+    def _step(self) -> int:
         cursor = int(self.store.state().get("cursor", 0))
         try:
             batch = store_feed.readings_after(self.config.ingest_db, cursor, self.config.max_batch)
             top = store_feed.last_rowid(self.config.ingest_db)
         except IngestStoreError as exc:
             raise FeedError(str(exc)) from exc
+        if self._store_away:
+            self.log("ingest store back")
+            self._store_away = False
         if not batch:
             return 0
         now = self.clock.now()

@@ -14,30 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
+from bench.procs import cpu_seconds
 from ecgcore.modes import Delivery
 from ecgcore.waiting import wait_until
 from lab.report.summary import build_report
 from lab.stack import control as stack
 from lab.stack.levels import Stable, generated_total
 from lab.stack.statedir import StackConfig, StateDir
-
-HZ = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int | None) -> float:
-    if not pid:
-        return 0.0
-    try:
-        rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(rest[11]) + int(rest[12])) / HZ
-    except (FileNotFoundError, IndexError):
-        return 0.0
 
 
 class RunResult(TypedDict):

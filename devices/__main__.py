@@ -10,8 +10,10 @@
                       [--reconnect-backoff jitter|none] [--backoff-cap 30] [--backlog-pace N]
                       [--cohort NAME:COUNT[:hr=LO-HI][:strips=N] ...] [--record-until T]
                       [--profiles MIX] [--profile-file TOML] [--episode SPEC ...]
+                      [--procs N]
 
-Bad arguments: one error line on stderr, exit 2. SIGTERM or SIGINT: a
+--procs N (N > 1): a supervisor (devices/supervisor.py) that runs the fleet in N processes,
+each `--slice K/N` of the devices. Bad arguments: one error line on stderr, exit 2. SIGTERM or SIGINT: a
 graceful stop, exit 0. A device-side failure: one line on stderr, exit 1.
 """
 
@@ -27,6 +29,7 @@ from typing import NoReturn
 from devices.errors import ConfigError, DeviceError, ProfileError
 from devices.fleet import SOURCES, Fleet, FleetConfig
 from devices.profile import Cohort
+from devices.supervisor import MAX_PROCS, die_with_parent, run_supervisor
 from ecgcore.modes import BACKOFFS, DELIVERY_MODES, OUTBOX_POLICIES, RECORDINGS, OutboxPolicy, Recording
 from ecgcore.strict_warnings import apply_from_env
 
@@ -91,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "none: retry every second, all devices in step")
     p.add_argument("--backoff-cap", type=float, default=30.0, metavar="SECONDS",
                    help="jitter backoff: the longest wait between attempts, real seconds")
+    p.add_argument("--mqtt-version", choices=("5", "3.1.1"), default="5",
+                   help="the MQTT version the devices speak: 5, or 3.1.1 for a NATS cluster's MQTT"
+                        " listener (a kept session is then clean_session=0, without expiry)")
     p.add_argument("--record-until", type=float, default=None, metavar="UNIX_TIME",
                    help="record no chunk or strip that ends after this simulated time; keep "
                         "delivering the outbox (a lab run's end)")
@@ -106,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(devices/profiles.toml; default: every device sinus)")
     p.add_argument("--profile-file", type=Path, default=None, metavar="TOML",
                    help="a catalogue file whose entries add to or replace the shipped ones")
+    p.add_argument("--procs", type=int, default=1, metavar="N",
+                   help=f"run the fleet in N processes (1..{MAX_PROCS}), each driving a "
+                        "contiguous slice of the devices, under one supervisor (default: 1)")
+    p.add_argument("--slice", type=_slice, default=None, metavar="K/N",
+                   help="drive only slice K of N of the devices (a supervisor's child)")
     p.add_argument("--episode", action="append", default=[], metavar="KIND@START+DURATION[:devices=I-J]",
                    help="schedule an episode (af-episode, vt-run, pause, lead-off, ...) from START "
                         "(simulated Unix seconds or ISO time) for DURATION (20m, 6s, 3h); repeat")
@@ -119,9 +130,31 @@ def _cohort(spec: str) -> Cohort:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
+def _slice(spec: str) -> tuple[int, int]:
+    k, sep, n = spec.partition("/")
+    if not (sep and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise argparse.ArgumentTypeError(f"{spec!r} is not K/N with 1 <= K <= N")
+    return int(k), int(n)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[FleetConfig, int]:
+    """The fleet's settings and the number of processes (--procs)."""
     parser = build_parser()
     ns = parser.parse_args(argv)
+    if not 1 <= ns.procs <= MAX_PROCS:
+        parser.error(f"--procs {ns.procs} is not in 1..{MAX_PROCS}")
+    if ns.procs > ns.devices:
+        parser.error(f"--procs {ns.procs} is more than the {ns.devices} devices")
+    if ns.procs > 1 and ns.slice is not None:
+        parser.error("--slice is a child's, --procs N its supervisor's: not both")
+    return _config(parser, ns), ns.procs
+
+
+def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
+    return parse_args(argv)[0]
+
+
+def _config(parser: argparse.ArgumentParser, ns: argparse.Namespace) -> FleetConfig:
     try:
         return FleetConfig(
             state_dir=ns.state_dir, host=ns.host, port=ns.port, devices=ns.devices,
@@ -134,7 +167,8 @@ def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
             keepalive=ns.keepalive, reconnect_backoff=ns.reconnect_backoff, backoff_cap=ns.backoff_cap,
             backlog_pace=ns.backlog_pace, cohorts=tuple(ns.cohort), record_until=ns.record_until,
             profiles=ns.profiles, profile_file=ns.profile_file, episodes=tuple(ns.episode),
-            secrets_dir=ns.secrets_dir, tls=ns.tls,
+            secrets_dir=ns.secrets_dir, tls=ns.tls, mqtt311=ns.mqtt_version == "3.1.1",
+            slice=ns.slice,
         )
     except ConfigError as exc:
         parser.error(str(exc))  # exits 2
@@ -142,7 +176,11 @@ def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     apply_from_env()
-    config = parse_config(argv)
+    config, procs = parse_args(argv)
+    if procs > 1:
+        return run_supervisor(config, sys.argv[1:] if argv is None else argv, procs)
+    if config.slice is not None:
+        die_with_parent()  # a kill -9 of the supervisor is a crash of every device
     try:
         fleet = Fleet(config)
     except DeviceError as exc:  # e.g. a device that is not provisioned

@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import collections
 import math
-import random
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -88,6 +87,7 @@ from devices.outbox import Outbox
 from devices.profile import PatientProfile
 from devices.resend import InFlight
 from devices.schedule import StripSchedule
+from devices.smallrng import SplitMix, UniformSource
 from ecgcore.clock import Clock
 from ecgcore.modes import RECORDINGS, Delivery, Recording
 from wire import FLAG_BACKLOG, Reading, decode_reading, ecg_topic, encode_reading
@@ -197,7 +197,7 @@ class Device:
     def __init__(self, device_id: str, profile: PatientProfile, stream: EcgStream,
                  outbox: Outbox, publisher: Publisher, clock: Clock, config: DeviceConfig,
                  *, start_offset: float = 0.0, history: DeviceHistory | None = None,
-                 rng: random.Random | None = None, sign_key: bytes | None = None) -> None:
+                 rng: UniformSource | None = None, sign_key: bytes | None = None) -> None:
         self.device_id = device_id
         self._sign_key = sign_key  # signs every copy of its readings (wire.signing); None: unsigned
         self.profile = profile
@@ -236,13 +236,14 @@ class Device:
         # seconds, scaled like the ack timeout (a network round trip is real time)
         self._flights = InFlight(probe_base=config.ack_timeout * clock.speed,
                                  probe_cap=max(config.resend_cap, config.ack_timeout) * clock.speed,
-                                 rng=rng if rng is not None else random.Random(profile.seed))
+                                 rng=rng if rng is not None else SplitMix(profile.seed))
         self._mids: dict[int, tuple[int, int]] = {}  # mid -> (seq, boot) (QoS 1, this connection)
         # end-to-end: how much may be in flight (devices/flow.py); its spread is real time, too
         self._cwnd = CongestionWindow(config.window, spread=RESUME_SPREAD * config.ack_timeout * clock.speed,
-                                      rng=random.Random(profile.seed + 1))
+                                      rng=SplitMix(profile.seed + 1))
         self.ingest_online: bool | None = None  # end-to-end: the ingest service's last status
-        self._ingest_session: str | None = None
+        # the last status of each ingest source (topic): (online, broker session name)
+        self._ingest_sources: dict[str, tuple[bool, str]] = {}
         self._fresh: list[tuple[int, bytes]] = []  # generated this tick, not yet published
         # backlog pacing: a token bucket in simulated time, one second's worth deep
         self._pace = config.backlog_pace
@@ -558,20 +559,23 @@ class Device:
         self.stats.released += len(released)
         return len(released)
 
-    def on_ingest_status(self, online: bool, session: str) -> None:
-        """The ingest service's retained status (ingest/announce.py). Offline: hold everything
-        in the outbox. Online under a broker session this device did not know: what the broker
-        held for ingest before it is gone, so everything in flight goes again."""
+    def on_ingest_status(self, online: bool, session: str, source: str = "") -> None:
+        """The ingest service's retained status (ingest/announce.py), from `source` (its topic:
+        the one service's, or one of several workers'). Ingest is online while any of them is.
+        Offline: hold everything in the outbox. Online under a broker session this device did
+        not know for that source: what the broker held for it before is gone, so everything in
+        flight goes again."""
         if self.config.delivery is not Delivery.END_TO_END:
             return
         now = self._clock.monotonic()
         was_online = self.ingest_online
-        self.ingest_online = online
+        known = self._ingest_sources.get(source)
+        self._ingest_sources[source] = (online, session)
+        self.ingest_online = any(up for up, _ in self._ingest_sources.values())
         if not online:
             return
-        if self._ingest_session is not None and session != self._ingest_session:
+        if known is not None and session != known[1]:
             self._flights.ingest_session_changed(now)
-        self._ingest_session = session
         if not was_online:
             self._flights.restart_probe(now)
             # back from offline (with everyone else): start small, at a random moment within

@@ -47,6 +47,19 @@ online while nothing is recorded yet. The ack timeout is real too (a probe soone
 round trip would re-send what is on its way), but it is a device timer, kept in
 simulated seconds as ack_timeout * speed; nothing is sent while the clock stands still.
 
+A slice (`--slice K/N`, one child of `python -m devices --procs N`, devices/supervisor.py):
+the fleet drives only devices [lo, hi) of the whole fleet (`FleetConfig.slice_bounds()`,
+contiguous, sizes differing by at most one), each with exactly the id, profile, seed, start
+offset and random streams the one-process fleet gives it; only the hub's reconnect jitter is
+drawn from a stream of the slice's own. It reads the `since` of fleet/profiles.json (the
+supervisor wrote the file for all devices) and does not write it, writes
+fleet/devices-K.json instead of devices.json, prefixes its log lines with `[K/N]`, and
+commits the outbox at the end of every loop step that wrote to it (the one-process fleet
+leaves that transaction open until the next tick): several processes share the file, and a
+write lock held while the loop sleeps in the selector would stall the others' commits. Once a
+second it looks at its supervisor: frozen by SIGSTOP (the lab's `kill devices --signal STOP`),
+the slice stops itself too, and the supervisor continues it when it runs again.
+
 SIGTERM/SIGINT (installed by `__main__`, or `request_stop()`): stop generating, commit,
 publish a retained "offline" status on every live link, disconnect, and return 0.
 `record_until` (--record-until, a simulated Unix time): no chunk or strip that ends after it
@@ -60,6 +73,7 @@ import enum
 import math
 import os
 import resource
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -92,8 +106,9 @@ from ecgcore.modes import (
     OutboxPolicy,
     Recording,
 )
-from wire import INGEST_STATUS_TOPIC, WireError, decode_ack, decode_service_status
+from wire import WireError, decode_ack, decode_service_status
 from wire.reading import DEVICE_ID_RE
+from wire.topics import is_ingest_status
 
 SOURCES = ("ecgsyn", "synthetic")
 W = TypeVar("W", bound=enum.StrEnum)
@@ -129,6 +144,7 @@ class FleetConfig:
     strip_chunks: int = 1
     reconnect_backoff: Backoff = Backoff.JITTER  # exponential with jitter; none: every second, in step
     backoff_cap: float = 30.0  # jitter: the longest wait between attempts, real seconds
+    mqtt311: bool = False  # MQTT 3.1.1 instead of 5 (the NATS cluster's MQTT listener)
     record_until: float | None = None  # simulated Unix time: record nothing that ends later
     backlog_pace: float | None = None  # backlog readings per simulated second per device
     cohorts: tuple[Cohort, ...] = ()
@@ -139,6 +155,8 @@ class FleetConfig:
     # signs its readings, and believes only signed acks and ingest statuses; None: anonymous
     secrets_dir: Path | None = None
     tls: bool = True  # with secrets_dir: reach the broker over TLS with each device's certificate
+    # (K, N): this process drives slice K of N of the devices (devices/supervisor.py); None: all
+    slice: tuple[int, int] | None = None
     device: DeviceConfig = field(init=False)
 
     def __post_init__(self) -> None:
@@ -205,6 +223,11 @@ class FleetConfig:
             raise ConfigError(f"keepalive {self.keepalive} s is out of range")
         if not self.tick_seconds > 0:
             raise ConfigError(f"tick must be positive, got {self.tick_seconds}")
+        if self.slice is not None:
+            k, n = self.slice
+            if not 1 <= k <= n <= self.devices:
+                raise ConfigError(f"slice {k}/{n} is not one of 1/N..N/N with N at most the "
+                                  f"{self.devices} devices")
 
     @property
     def strip_mode(self) -> bool:
@@ -220,7 +243,15 @@ class FleetConfig:
 
     @property
     def devices_json(self) -> Path:
+        """fleet/devices.json, or a slice's fleet/devices-K.json (the supervisor merges them)."""
+        if self.slice is not None:
+            return self.fleet_dir / f"devices-{self.slice[0]}.json"
         return self.fleet_dir / "devices.json"
+
+    def slice_bounds(self) -> tuple[int, int]:
+        """The device indices [lo, hi) this process drives: all, or slice K of N (contiguous;
+        the first devices % N slices have one device more)."""
+        return slice_bounds(self.devices, self.slice)
 
     @property
     def cache_dir(self) -> Path:
@@ -235,6 +266,7 @@ class FleetConfig:
         return self.state_dir / "history" / "devices.jsonl"
 
     def device_ids(self) -> list[str]:
+        """Every device's id, the whole fleet's (a slice's are `device_ids()[lo:hi]`)."""
         return [f"{self.id_prefix}-{i:04d}" for i in range(self.devices)]
 
     def patient_profiles(self) -> list[PatientProfile]:
@@ -245,6 +277,25 @@ class FleetConfig:
         episodes = [parse_episode(spec, catalogue) for spec in self.episodes]
         return fleet_profiles(self.devices, self.seed, mix=mix, cohorts=self.cohorts,
                               episodes=episodes, catalogue=catalogue)
+
+
+def slice_bounds(devices: int, part: tuple[int, int] | None) -> tuple[int, int]:
+    """Indices [lo, hi) of slice K of N of `devices` devices (all of them for None)."""
+    if part is None:
+        return 0, devices
+    k, n = part
+    size, extra = divmod(devices, n)
+    lo = (k - 1) * size + min(k - 1, extra)
+    return lo, lo + size + (1 if k <= extra else 0)
+
+
+def parent_stopped() -> bool:
+    """Whether this process's parent is frozen (SIGSTOP): a slice follows its supervisor."""
+    try:
+        stat = Path(f"/proc/{os.getppid()}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] in "Tt"
 
 
 def ecg_cache_dir() -> Path:
@@ -278,7 +329,9 @@ class Fleet:
         self._stop_requested = False
         self.devices: list[Device] = []
         self.bad_acks = 0
-        self.keys = FleetKeys.load(config.secrets_dir, config.device_ids(), tls=config.tls)
+        lo, hi = config.slice_bounds()
+        self.keys = FleetKeys.load(config.secrets_dir, config.device_ids()[lo:hi], tls=config.tls)
+        self._prefix = "" if config.slice is None else f"[{config.slice[0]}/{config.slice[1]}] "
         self.steps = 0  # loop iterations, and ticks among them (for logs and tests)
         self.ticks = 0
         self.running = False  # True from the end of start() to the start of shutdown()
@@ -308,30 +361,36 @@ class Fleet:
                          f"{cfg.strips_per_day}/day, {cfg.strip_chunks} chunk(s) each")
         else:
             recording = f"{cfg.sample_rate} Hz x {cfg.chunk_seconds:g} s chunks"
-        self.log(f"fleet starting: {cfg.devices} devices, delivery {cfg.delivery}, broker "
+        lo, hi = cfg.slice_bounds()
+        part = "" if cfg.slice is None else f" (devices {lo}..{hi - 1} of {cfg.devices})"
+        self.log(f"fleet starting: {hi - lo} devices{part}, delivery {cfg.delivery}, broker "
                  f"{cfg.host}:{cfg.port}, {recording}, "
                  f"ecg {cfg.ecg_source}, speed {cfg.speed:g}, pid {os.getpid()}")
-        if limit < cfg.devices + 64:
-            self.log(f"warning: the open-file limit {limit} is too low for {cfg.devices} devices")
+        if limit < hi - lo + 64:
+            self.log(f"warning: the open-file limit {limit} is too low for {hi - lo} devices")
         self.history: HistoryFile | NoHistory = (
             HistoryFile(cfg.history_path) if cfg.history else NoHistory())
         self.outbox = Outbox(cfg.outbox_path, capacity=cfg.outbox_capacity,
                              policy=cfg.outbox_policy)
         source = make_source(cfg.ecg_source, cfg.sample_rate, cfg.seed, cfg.cache_dir)
         profiles = cfg.patient_profiles()
-        since = self._since(profiles)
-        self._write_profiles(profiles, since)
-        streams = [EcgStream.for_profile(p, source, since=t) for p, t in zip(profiles, since, strict=True)]
+        since = fleet_since(cfg, self.clock, profiles)
+        if cfg.slice is None:  # a slice's supervisor wrote it for the whole fleet
+            write_fleet_profiles(cfg, self.clock, profiles, since)
+        lo, hi = cfg.slice_bounds()
+        streams = [EcgStream.for_profile(p, source, since=t)
+                   for p, t in zip(profiles[lo:hi], since[lo:hi], strict=True)]
+        jitter = [cfg.seed, 0x6B0F] if cfg.slice is None else [cfg.seed, 0x6B0F, *cfg.slice]
         self.hub = MqttHub(
-            cfg.host, cfg.port, self.clock, np.random.default_rng([cfg.seed, 0x6B0F]),
+            cfg.host, cfg.port, self.clock, np.random.default_rng(jitter),
             keepalive=cfg.keepalive,
             backoff=(FixedRetry() if cfg.reconnect_backoff is Backoff.NONE
                      else JitterBackoff(cap=cfg.backoff_cap)),
             subscribe_acks=cfg.delivery is Delivery.END_TO_END,
-            real_clock=self._real, credentials=self.keys.credentials,
+            real_clock=self._real, credentials=self.keys.credentials, mqtt311=cfg.mqtt311,
         )
         for i, (device_id, profile, stream) in enumerate(
-            zip(cfg.device_ids(), profiles, streams, strict=True)
+            zip(cfg.device_ids()[lo:hi], profiles[lo:hi], streams, strict=True), start=lo
         ):
             link = self.hub.add(device_id, boot_epoch=0)
             device = Device(device_id, profile, stream, self.outbox, link, self.clock, cfg.device,
@@ -347,11 +406,11 @@ class Fleet:
         self._last_tick = now
         self._next_report = now
         self._logged_online = 0
-        self._logged_evicted = self.outbox.evicted()
+        self._logged_evicted = self._evicted()
         self._next_evict_log = now
         self._logged_skipped = 0
         boots = sorted({d.boot_epoch for d in self.devices})
-        self.log(f"outbox {cfg.outbox_path}: {self.outbox.total()} rows buffered, boot epochs "
+        self.log(f"outbox {cfg.outbox_path}: {self._buffered()} rows buffered, boot epochs "
                  f"{boots[0]}..{boots[-1]}, capacity {cfg.outbox_capacity} ({cfg.outbox_policy})")
         if cfg.history:
             self.log(f"history {cfg.history_path}")
@@ -379,6 +438,12 @@ class Fleet:
             self._next_report = now + 1.0
             self._write_devices_json()
             self._report(now)
+            if self.config.slice is not None and parent_stopped():
+                self.outbox.commit()  # frozen with its supervisor, holding no lock
+                os.kill(os.getpid(), signal.SIGSTOP)  # the supervisor sends SIGCONT on resume
+        if self.config.slice is not None:  # never hold the shared outbox's lock while asleep
+            self.history.flush()  # acked/evicted lines reach the OS before the commit
+            self.outbox.commit()
 
     def _tick(self) -> None:
         self.ticks += 1
@@ -403,8 +468,8 @@ class Fleet:
                 device.on_connected(ev.session_present)
             elif ev.kind == "disconnected":
                 device.on_disconnected()
-            elif ev.kind == "message" and ev.topic == INGEST_STATUS_TOPIC:
-                self._ingest_status(device, ev.payload)
+            elif ev.kind == "message" and is_ingest_status(ev.topic):
+                self._ingest_status(device, ev.topic, ev.payload)
             elif ev.kind == "message":
                 try:
                     device_id, ranges = decode_ack(ev.payload, self.keys.ack_key(device.device_id))
@@ -416,15 +481,15 @@ class Fleet:
                     continue
                 device.on_ack(ranges)
 
-    def _ingest_status(self, device: Device, payload: bytes) -> None:
+    def _ingest_status(self, device: Device, topic: str, payload: bytes) -> None:
         if not payload:
             return  # the retained status was cleared
         try:
             doc = decode_service_status(payload, self.keys.status_key)
         except WireError as exc:
-            self._bad_ack(INGEST_STATUS_TOPIC, str(exc))
+            self._bad_ack(topic, str(exc))
             return
-        device.on_ingest_status(doc["state"] == "online", str(doc["session"]))
+        device.on_ingest_status(doc["state"] == "online", str(doc["session"]), topic)
 
     def _bad_ack(self, topic: str, why: str) -> None:
         self.bad_acks += 1
@@ -456,13 +521,14 @@ class Fleet:
             finally:
                 self.outbox.close()
         self.log(f"fleet stopped: {sum(d.stats.generated for d in self.devices)} readings "
-                 f"generated in this run, {self.outbox.total()} buffered, "
-                 f"{self.outbox.evicted()} evicted in total")
+                 f"generated in this run, {self._buffered()} buffered, "
+                 f"{self._evicted()} evicted in total")
 
     # --- reporting ----------------------------------------------------------------------
 
     def log(self, message: str) -> None:
-        print(f"{stamp(self.clock)} {message}", file=self._out, flush=True)  # ecgcore.logline's style
+        # ecgcore.logline's style; a slice's lines start with [K/N]
+        print(f"{stamp(self.clock)} {self._prefix}{message}", file=self._out, flush=True)
 
     def status(self) -> dict[str, object]:
         """The fleet/devices.json document (docs/architecture.md)."""
@@ -477,32 +543,17 @@ class Fleet:
             },
         }
 
-    def _since(self, profiles: list[PatientProfile]) -> list[float]:
-        """When each device's signal (and its baseline truth segment) starts: kept from the
-        previous fleet/profiles.json for a device with the same seed, else now."""
-        previous = read_profiles(self.config.fleet_dir) or {}
-        now = round(self.clock.now(), 3)
-        out = []
-        for device_id, p in zip(self.config.device_ids(), profiles, strict=True):
-            old = previous.get(device_id, {})
-            since = old.get("since")
-            if old.get("seed") == p.seed and isinstance(since, (int, float)) and since <= now:
-                out.append(float(since))
-            else:
-                out.append(now)
-        return out
+    def _buffered(self) -> int:
+        """Rows buffered: the whole outbox's, or a slice's own devices' (others share it)."""
+        if self.config.slice is None:
+            return self.outbox.total()
+        return sum(self.outbox.count(d.device_id) for d in self.devices)
 
-    def _write_profiles(self, profiles: list[PatientProfile], since: list[float]) -> None:
-        """fleet/profiles.json: the patient behind each device (devices/profiles_file.py)."""
-        cfg = self.config
-        strip = cfg.strip_seconds if cfg.strip_mode else None
-        write_profiles(cfg.fleet_dir, (
-            (device_id, profile_entry(p, recording=str(cfg.recording), sample_rate_hz=cfg.sample_rate,
-                                      chunk_seconds=cfg.chunk_seconds, strip_seconds=strip,
-                                      strips_per_day=cfg.strips_per_day,
-                                      strip_chunks=cfg.strip_chunks, since=t))
-            for device_id, p, t in zip(cfg.device_ids(), profiles, since, strict=True)),
-            self.clock.now())
+    def _evicted(self) -> int:
+        """Evictions logged: the whole outbox's, or a slice's own devices'."""
+        if self.config.slice is None:
+            return self.outbox.evicted()
+        return sum(self.outbox.evicted(d.device_id) for d in self.devices)
 
     def _write_devices_json(self) -> None:
         write_json_atomic(self.config.devices_json, self.status())
@@ -514,9 +565,9 @@ class Fleet:
             errors = {link.last_error for link in self.hub.links if link.last_error}
             why = f" (last error: {min(errors)})" if errors and online < n else ""
             self.log(f"online {online}/{n} (was {self._logged_online}); outbox "
-                     f"{self.outbox.total()} rows{why}")
+                     f"{self._buffered()} rows{why}")
             self._logged_online = online
-        evicted = self.outbox.evicted()
+        evicted = self._evicted()
         if evicted != self._logged_evicted and now >= self._next_evict_log:
             self.log(f"outbox full: {evicted - self._logged_evicted} readings evicted "
                      f"({self.config.outbox_policy}), {evicted} in total")
@@ -528,3 +579,33 @@ class Fleet:
             self.log(f"the loop fell behind: {skipped - self._logged_skipped} {what} skipped "
                      f"(never generated, no seq used), {skipped} in total")
             self._logged_skipped = skipped
+
+
+def fleet_since(cfg: FleetConfig, clock: Clock, profiles: list[PatientProfile]) -> list[float]:
+    """When each device's signal (and its baseline truth segment) starts: kept from the
+    previous fleet/profiles.json for a device with the same seed, else now."""
+    previous = read_profiles(cfg.fleet_dir) or {}
+    now = round(clock.now(), 3)
+    out = []
+    for device_id, p in zip(cfg.device_ids(), profiles, strict=True):
+        old = previous.get(device_id, {})
+        since = old.get("since")
+        if old.get("seed") == p.seed and isinstance(since, (int, float)) and since <= now:
+            out.append(float(since))
+        else:
+            out.append(now)
+    return out
+
+
+def write_fleet_profiles(cfg: FleetConfig, clock: Clock, profiles: list[PatientProfile],
+                         since: list[float]) -> None:
+    """fleet/profiles.json: the patient behind each device of the whole fleet
+    (devices/profiles_file.py)."""
+    strip = cfg.strip_seconds if cfg.strip_mode else None
+    write_profiles(cfg.fleet_dir, (
+        (device_id, profile_entry(p, recording=str(cfg.recording), sample_rate_hz=cfg.sample_rate,
+                                  chunk_seconds=cfg.chunk_seconds, strip_seconds=strip,
+                                  strips_per_day=cfg.strips_per_day,
+                                  strip_chunks=cfg.strip_chunks, since=t))
+        for device_id, p, t in zip(cfg.device_ids(), profiles, since, strict=True)),
+        clock.now())

@@ -21,18 +21,19 @@ one a chunk) never notices any of this.
 from __future__ import annotations
 
 import math
-import random
+
+from devices.smallrng import SplitMix, UniformSource
 
 RESUME_SPREAD = 1.0  # after ingest's return, devices resume within this share of the ack timeout
 
 
 class CongestionWindow:
     def __init__(self, limit: int, *, initial: float = 2.0, spread: float = 0.0,
-                 rng: random.Random | None = None) -> None:
+                 rng: UniformSource | None = None) -> None:
         self.limit = float(limit)
         self.initial = min(float(initial), self.limit)
         self.spread = spread
-        self._rng = rng or random.Random(0)
+        self._rng = rng or SplitMix(0)
         self.size = self.limit  # a new device sends its window (a boot is not a herd)
         self.threshold = self.limit
         self.resume_at = -math.inf

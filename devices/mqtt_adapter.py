@@ -59,7 +59,8 @@ from paho.mqtt.properties import Properties
 
 from ecgcore.clock import Clock
 from ecgcore.credentials import ClientCredentials, CredentialsError, client_tls_context
-from wire import INGEST_STATUS_TOPIC, ack_topic, encode_status, status_topic
+from wire import ack_topic, encode_status, status_topic
+from wire.topics import INGEST_STATUS_FILTER
 
 if TYPE_CHECKING:
     from _typeshed import FileDescriptorLike
@@ -158,8 +159,12 @@ class MqttHub:
                  subscribe_acks: bool = False, connects_per_pass: int = 100,
                  connect_timeout: float = 5.0, session_expiry: int = 86_400,
                  real_clock: Callable[[], float] = time.monotonic,
-                 credentials: Callable[[str], ClientCredentials | None] = lambda _id: None) -> None:
+                 credentials: Callable[[str], ClientCredentials | None] = lambda _id: None,
+                 mqtt311: bool = False) -> None:
         self.host = host
+        # MQTT 3.1.1 instead of 5 (a NATS cluster speaks only 3.1.1): a kept session is
+        # clean_session=False, and it never expires
+        self.mqtt311 = mqtt311
         self.credentials = credentials  # each device's login and certificate; None: anonymous
         self.port = port
         self.keepalive = keepalive
@@ -295,8 +300,13 @@ class MqttHub:
     def _connect(self, link: MqttLink) -> None:
         link.gen += 1
         ud = (link, link.gen)
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=link.device_id,
-                             protocol=MQTTProtocolVersion.MQTTv5, userdata=ud)
+        if self.mqtt311:
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=link.device_id,
+                                 protocol=MQTTProtocolVersion.MQTTv311, userdata=ud,
+                                 clean_session=not self.subscribe_acks)
+        else:
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=link.device_id,
+                                 protocol=MQTTProtocolVersion.MQTTv5, userdata=ud)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -318,7 +328,9 @@ class MqttHub:
                 client.username_pw_set(creds.username, creds.password)
                 if creds.tls is not None:  # its own certificate; the handshake is in connect()
                     client.tls_set_context(client_tls_context(creds.tls))
-            if self.subscribe_acks:  # end-to-end: a broker session that outlives the connection
+            if self.mqtt311:  # the session's fate was set with clean_session above
+                client.connect(self.host, self.port, keepalive=self.keepalive)
+            elif self.subscribe_acks:  # end-to-end: a broker session that outlives the connection
                 props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: unannotated
                 props.SessionExpiryInterval = self.session_expiry
                 client.connect(self.host, self.port, keepalive=self.keepalive, clean_start=False,
@@ -398,7 +410,7 @@ class MqttHub:
                        encode_status(link.device_id, "online", link.boot_epoch, link.since),
                        qos=1, retain=True)
         if self.subscribe_acks:
-            client.subscribe([(ack_topic(link.device_id), 1), (INGEST_STATUS_TOPIC, 1)])
+            client.subscribe([(ack_topic(link.device_id), 1), (INGEST_STATUS_FILTER, 1)])
 
     # --- shutdown -----------------------------------------------------------------------
 

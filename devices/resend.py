@@ -43,9 +43,10 @@ reading once and confirms duplicates too.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from devices.smallrng import UniformSource
 
 NO_PUBACK = "no-puback"
 SESSION_LOST = "session-lost"
@@ -71,7 +72,7 @@ class Flight:
 class InFlight:
     """The readings one device has in flight, in the order of their latest copy."""
 
-    def __init__(self, *, probe_base: float, probe_cap: float, rng: random.Random) -> None:
+    def __init__(self, *, probe_base: float, probe_cap: float, rng: UniformSource) -> None:
         if not (0 < probe_base <= probe_cap):
             raise ValueError(f"probe delays must satisfy 0 < base <= cap, got {probe_base}, {probe_cap}")
         self.probe_base = probe_base

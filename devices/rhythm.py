@@ -90,7 +90,7 @@ class _Sinus:
         if seg is None:
             ph = rng_for(self.seed, self.tag, s).uniform(0.0, 2 * np.pi, _FREQS.size)
             x = np.fft.irfft(_AMP * np.exp(1j * ph), _SEG)
-            seg = (x / x.std()).astype(np.float32)  # memory: thousands of devices keep two
+            seg = (x / x.std()).astype(np.float16)  # memory: thousands of devices keep two (1e-3 is plenty)
             if len(self._segs) >= 2:
                 self._segs.pop(next(iter(self._segs)))
             self._segs[s] = seg

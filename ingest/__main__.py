@@ -2,6 +2,7 @@
 
     python -m ingest --state-dir DIR --host HOST --port PORT [--acks | --no-acks]
                      [--client-id ecgpipe-ingest] [--speed 1.0]
+    python -m ingest --state-dir DIR --nats nats://H:P,... --mqtt-servers H:P,... [--worker K] ...
 
 `main(argv)` is also what the lab's `ecgpipe ingest run ...` calls. Exit codes: 0 after a
 clean stop (SIGTERM/SIGINT), 1 on an IngestError (one line on stderr), 2 on bad arguments.
@@ -86,10 +87,13 @@ def add_service_options(p: argparse.ArgumentParser, *, from_stack: bool = False)
                    help="state dir; the store and ready.json go to DIR/ingest/"
                    " (created if missing)" + (" (default ./.ecgpipe, or $ECGPIPE_STATE_DIR)"
                                               if from_stack else ""))
-    p.add_argument("--host", required=need, type=_nonempty, help="broker host" + stack)
-    p.add_argument("--port", required=need, type=_port,
+    # required unless --nats (checked in main)
+    p.add_argument("--host", type=_nonempty, help="broker host" + stack)
+    p.add_argument("--port", type=_port,
                    help="broker port" + (" (default: the stack's ingest link, through its proxy)"
                                          if from_stack else ""))
+    if not from_stack:
+        add_nats_options(p)
     p.add_argument("--acks", action=argparse.BooleanOptionalAction, default=None if from_stack else False,
                    help="publish end-to-end acks on heartcheck/<id>/ack after commit"
                    + (" (default: on when the stack's delivery is end-to-end)" if from_stack
@@ -110,9 +114,18 @@ def add_service_options(p: argparse.ArgumentParser, *, from_stack: bool = False)
     p.add_argument("--rate-burst", default=5000.0, type=_rate, metavar="N",
                    help="per device: messages it may send at once, e.g. an outbox's backlog after "
                         "an outage (default 5000, the default outbox capacity)")
-    p.add_argument("--client-id", default="ecgpipe-ingest", type=_nonempty,
+    p.add_argument("--client-id", default=None, type=_nonempty,
                    help="MQTT client id; the persistent session is keyed by it"
-                   " (default: %(default)s)")
+                   " (default: ecgpipe-ingest, or ecgpipe-ingest-WORKER)")
+    p.add_argument("--store-dsn", default=None, type=_nonempty, metavar="DSN",
+                   help="store in PostgreSQL at DSN (postgresql://user@host:port/db; no password in it:"
+                        " use trust or ~/.pgpass) instead of DIR/ingest/ingest.sqlite; the lab reads it"
+                        " through DIR/ingest/store.json (default: SQLite)")
+    p.add_argument("--worker", default=None, type=_worker, metavar="NAME",
+                   help="run as one of several ingest workers sharing the readings (an MQTT shared"
+                        " subscription, $share/ecgpipe-ingest/...), with its own status topic,"
+                        " DIR/ingest/ready-NAME.json and session-NAME.json; NAME: 1-16 of a-z, 0-9,"
+                        " '-' (default: the one ingest service)")
     p.add_argument("--speed", default=None if from_stack else 1.0, type=_speed,
                    help="simulated-clock speed; timestamps come from this clock"
                    + (stack if from_stack else " (default: %(default)s)"))
@@ -125,6 +138,64 @@ def add_service_options(p: argparse.ArgumentParser, *, from_stack: bool = False)
     p.add_argument("--reconnect-max", default=4.0, type=_reconnect, metavar="SECONDS",
                    help="longest wait between attempts to reach the broker again, real seconds;"
                    " the first wait is a quarter of it, doubling (default: %(default)s: 1, 2, 4, 4, ...)")
+
+
+def add_nats_options(p: argparse.ArgumentParser) -> None:
+    """The NATS cluster as the broker (ingest/nats_source.py): --host/--port are then unused."""
+    p.add_argument("--nats", default=None, type=_nats_servers, metavar="URLS",
+                   help="read the readings from the NATS JetStream cluster at URLS"
+                        " (nats://HOST:PORT,nats://HOST:PORT,...): every worker fetches from the"
+                        " shared durable consumer ecgpipe-ingest on $MQTT_msgs (default: one MQTT"
+                        " broker, --host/--port)")
+    p.add_argument("--mqtt-servers", default=None, type=_mqtt_servers, metavar="HOST:PORT,...",
+                   help="with --nats: the cluster's MQTT listeners, for end-to-end acks and the"
+                        " retained status (the next one after a failure) (default: --host:--port)")
+    p.add_argument("--nats-ack-wait", default=30.0, type=_ack_wait, metavar="SECONDS",
+                   help="with --nats: JetStream hands a reading to another worker when it is not"
+                        " acknowledged within this, e.g. after a kill -9 (default 30)")
+
+
+def _nats_servers(text: str) -> tuple[str, ...]:
+    urls = tuple(u.strip() for u in text.split(",") if u.strip())
+    for url in urls:
+        scheme, _, rest = url.partition("://")
+        host, _, port = rest.rpartition(":")
+        if scheme not in ("nats", "tls") or not host or not port.isdigit() or not 1 <= int(port) <= 65_535:
+            raise argparse.ArgumentTypeError(f"{url!r} is not nats://HOST:PORT")
+    if not urls:
+        raise argparse.ArgumentTypeError("no NATS server given")
+    return urls
+
+
+def _mqtt_servers(text: str) -> tuple[tuple[str, int], ...]:
+    out = []
+    for item in (i.strip() for i in text.split(",") if i.strip()):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65_535:
+            raise argparse.ArgumentTypeError(f"{item!r} is not HOST:PORT")
+        out.append((host, int(port)))
+    if not out:
+        raise argparse.ArgumentTypeError("no MQTT server given")
+    return tuple(out)
+
+
+def _ack_wait(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and 0.1 <= value <= 86_400):
+        raise argparse.ArgumentTypeError(f"must be 0.1..86400 seconds, got {text}")
+    return value
+
+
+def _worker(text: str) -> str:
+    from wire.errors import WireError
+    from wire.topics import check_worker
+    try:
+        return check_worker(text)
+    except WireError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _rate(text: str) -> float:
@@ -149,10 +220,19 @@ def _reconnect(text: str) -> float:
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     apply_from_env()
+    parser = build_parser(prog)
     try:
-        args = build_parser(prog).parse_args(argv)
+        args = parser.parse_args(argv)
+        nats = getattr(args, "nats", None)
+        mqtt_servers: tuple[tuple[str, int], ...] = getattr(args, "mqtt_servers", None) or ()
+        if args.host is None or args.port is None:
+            if nats is None:
+                parser.error("the following arguments are required: --host, --port (or --nats)")
+            elif not mqtt_servers:
+                parser.error("--nats needs --mqtt-servers (or --host and --port)")
     except SystemExit as exc:  # --help (0) or a bad argument (2, already reported)
         return exc.code if isinstance(exc.code, int) else 2
+    host, port = (args.host, args.port) if args.host is not None else mqtt_servers[0]
     from ingest.keys import IngestSecrets
     from ingest.service import IngestService, ServiceConfig  # here: `ecgpipe --help` needs only the options
 
@@ -163,8 +243,12 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     config = ServiceConfig(
-        state_dir=args.state_dir, host=args.host, port=args.port,
-        client_id=args.client_id, acks=args.acks, reconnect_max_s=args.reconnect_max,
+        state_dir=args.state_dir, host=host, port=port,
+        nats_servers=nats or (), mqtt_servers=mqtt_servers,
+        nats_ack_wait_s=getattr(args, "nats_ack_wait", 30.0),
+        client_id=args.client_id or ("ecgpipe-ingest" if args.worker is None
+                                     else f"ecgpipe-ingest-{args.worker}"),
+        worker=args.worker, store_dsn=args.store_dsn, acks=args.acks, reconnect_max_s=args.reconnect_max,
         keepalive_s=args.keepalive, session_expiry_s=args.session_expiry, secrets=secrets,
         rate_limit=args.rate_limit or None, rate_burst=max(1.0, args.rate_burst),
     )

@@ -5,8 +5,10 @@
     ├── BrokerError             the MQTT side: paho errors, translated where they enter
     │   ├── ConnectError        the client could not be set up or connected
     │   └── PublishError        paho refused an ack outright (not "queued while offline")
-    └── StoreError              SQLite failed: open, schema, insert or commit
-        └── SchemaError         an existing ingest.sqlite has tables that differ from the contract
+    └── StoreError              the store failed: open, schema, insert or commit
+        ├── SchemaError         an existing store has tables that differ from the contract
+        └── StoreUnavailableError    the store's server cannot be reached now (PostgreSQL down or
+                                restarting): nothing was committed, the same batch may be retried
 
 Bad input is never an exception here: validate() turns it into a Quarantined value.
 """
@@ -37,4 +39,8 @@ class StoreError(IngestError):
 
 
 class SchemaError(StoreError):
+    pass
+
+
+class StoreUnavailableError(StoreError):
     pass

@@ -39,10 +39,14 @@ from ecgcore.files import write_json_atomic
 from ecgcore.logline import stamp
 from ingest.acker import build_acks
 from ingest.announce import SESSION_NAME, Announcer
+from ingest.errors import StoreUnavailableError
 from ingest.handoff import BatchQueue
 from ingest.keys import IngestSecrets
+from ingest.nats_source import NatsConfig, NatsSource
+from ingest.pg_store import where
 from ingest.ratelimit import RateLimit
-from ingest.store import BatchResult, SqliteStore, Store
+from ingest.store import BatchResult, Store
+from ingest.store_open import open_store
 from ingest.subscriber import InboundMessage, Subscriber, SubscriberConfig, SubscriberStats
 from ingest.validate import Accepted, Quarantined, validate
 
@@ -90,6 +94,18 @@ class ServiceConfig:
     # and how many at once; None: no limit
     rate_limit: float | None = None
     rate_burst: float = 5000.0
+    # one of several ingest workers sharing the readings (ingest/subscriber.py, "Workers"): its
+    # own ready file, session name, status topic and client id; None: the one ingest service
+    worker: str | None = None
+    # PostgreSQL (ingest/pg_store.py) instead of DIR/ingest/ingest.sqlite: its DSN; None: SQLite
+    store_dsn: str | None = None
+    # the NATS cluster (ingest/nats_source.py) instead of one MQTT broker: its nats:// servers
+    # (readings from the shared JetStream consumer) and its MQTT listeners as (host, port)
+    # (acks and status); () : the MQTT Subscriber on host:port
+    nats_servers: tuple[str, ...] = ()
+    mqtt_servers: tuple[tuple[str, int], ...] = ()
+    nats_ack_wait_s: float = 30.0  # JetStream redelivers what a worker has not acked by then
+    nats_max_ack_pending: int = 2_000  # the shared consumer's window, all workers together
 
     @property
     def ingest_dir(self) -> Path:
@@ -101,7 +117,19 @@ class ServiceConfig:
 
     @property
     def ready_path(self) -> Path:
-        return self.ingest_dir / READY_NAME
+        return self.ingest_dir / worker_file(READY_NAME, self.worker)
+
+    @property
+    def session_path(self) -> Path:
+        return self.ingest_dir / worker_file(SESSION_NAME, self.worker)
+
+
+def worker_file(name: str, worker: str | None) -> str:
+    """A per-process file's name: ready.json, or ready-<worker>.json for a worker."""
+    if worker is None:
+        return name
+    stem, dot, ext = name.partition(".")
+    return f"{stem}-{worker}{dot}{ext}"
 
 
 @dataclass
@@ -115,6 +143,7 @@ class ServiceStats:
     refused: int = 0  # by the per-device rate limit, before validation (counted per device in the store)
     internal_errors: int = 0
     fallback_batches: int = 0
+    store_retries: int = 0  # a batch stored again after the store's server was away
     acks_sent: int = 0
     largest_batch: int = 0
 
@@ -146,22 +175,35 @@ class IngestService:
         config.ingest_dir.mkdir(parents=True, exist_ok=True)
         # A ready.json left by an earlier run must not announce this one before it subscribed.
         config.ready_path.unlink(missing_ok=True)
-        self.store: Store = store if store is not None else SqliteStore(config.db_path)
-        self.source: Source = source if source is not None else Subscriber(
-            SubscriberConfig(config.host, config.port, config.client_id,
-                             keepalive_s=config.keepalive_s,
-                             session_expiry_s=config.session_expiry_s,
-                             reconnect_min_s=config.reconnect_max_s / 4,
-                             reconnect_max_s=config.reconnect_max_s,
-                             credentials=None if config.secrets is None else config.secrets.credentials),
-            clock, log=self.log,
-            announcer=Announcer(config.ingest_dir / SESSION_NAME, key=_status_key(config)),
-        )
+        self.store: Store = store if store is not None else open_store(config.ingest_dir, config.store_dsn)
+        self.source: Source = source if source is not None else self._default_source()
         self.stats = ServiceStats()
         self.limiter = (None if config.rate_limit is None
                         else RateLimit(rate=config.rate_limit, burst=config.rate_burst))
         self._stop = threading.Event()
         self.ready_written = threading.Event()
+
+    def _default_source(self) -> Source:
+        """The NATS cluster's shared consumer with --nats, else the MQTT Subscriber."""
+        config, creds = self.config, None if self.config.secrets is None else self.config.secrets.credentials
+        if config.nats_servers:
+            return NatsSource(
+                NatsConfig(config.nats_servers, config.mqtt_servers or ((config.host, config.port),),
+                           config.client_id, worker=config.worker, ack_wait_s=config.nats_ack_wait_s,
+                           max_ack_pending=config.nats_max_ack_pending, keepalive_s=config.keepalive_s,
+                           reconnect_min_s=config.reconnect_max_s / 4,
+                           reconnect_max_s=config.reconnect_max_s, credentials=creds),
+                self.clock, self.log, session_path=config.session_path, status_key=_status_key(config))
+        return Subscriber(
+            SubscriberConfig(config.host, config.port, config.client_id,
+                             keepalive_s=config.keepalive_s,
+                             session_expiry_s=config.session_expiry_s,
+                             reconnect_min_s=config.reconnect_max_s / 4,
+                             reconnect_max_s=config.reconnect_max_s,
+                             credentials=creds, worker=config.worker),
+            self.clock, log=self.log,
+            announcer=Announcer(config.session_path, key=_status_key(config)),
+        )
 
     # ---- control ---------------------------------------------------------------------------
 
@@ -181,7 +223,7 @@ class IngestService:
         """Run until request_stop(); returns the process exit code (0)."""
         self.log(f"starting: broker {self.config.host}:{self.config.port},"
                  f" client id {self.config.client_id}, acks {'on' if self.config.acks else 'off'},"
-                 f" store {self.config.db_path}")
+                 f" store {self._store_name()}")
         self.source.start()
         every = self.config.stats_interval_s * self.clock.speed
         next_stats = self.clock.monotonic() + every
@@ -201,6 +243,10 @@ class IngestService:
             flushed = self.source.stats.flushed_on_stop
             self.log(f"stopped (flushed={flushed}). {self.stats_line()}")
         return 0
+
+    def _store_name(self) -> str:
+        dsn = self.config.store_dsn
+        return str(self.config.db_path) if dsn is None else f"PostgreSQL {where(dsn)}"
 
     def _write_ready(self) -> None:
         write_json_atomic(
@@ -236,8 +282,9 @@ class IngestService:
                 quarantined.append(v)
         stored_at = self.clock.now()
         try:
-            result = (self.store.store_batch(accepted, quarantined, stored_at, refused=refused)
-                      if refused else self.store.store_batch(accepted, quarantined, stored_at))
+            result = self._store_when_reachable(accepted, quarantined, stored_at, refused)
+        except StoreUnavailableError:
+            raise  # stopping while the store is away: nothing of the batch acknowledged
         except Exception as exc:  # noqa: BLE001 - one bad message must not lose the batch
             self.log(f"batch of {len(batch)} failed to store ({exc}); storing one by one")
             self.stats.fallback_batches += 1
@@ -257,6 +304,25 @@ class IngestService:
         self.source.ack_broker(batch)
         self._count(batch, result)
         return result
+
+    def _store_when_reachable(self, accepted: Sequence[Accepted], quarantined: Sequence[Quarantined],
+                              stored_at: float, refused: Counter[str]) -> BatchResult:
+        """store_batch, again and again while the store's server is away (PostgreSQL killed or
+        restarting): nothing of the batch is acknowledged meanwhile, so the broker keeps the rest
+        of ingest's share queued and the devices keep theirs. Gives up only when asked to stop."""
+        delay, waited = 0.1, 0
+        while True:
+            try:
+                return (self.store.store_batch(accepted, quarantined, stored_at, refused=refused)
+                        if refused else self.store.store_batch(accepted, quarantined, stored_at))
+            except StoreUnavailableError as exc:
+                if waited == 0:
+                    self.log(f"store unavailable ({exc}); holding the batch and retrying")
+                waited += 1
+                self.stats.store_retries += 1
+                if self._stop.wait(delay):
+                    raise
+                delay = min(2.0, delay * 2)
 
     def _over_limit(self, device_id: str, d: InboundMessage) -> bool:
         """The device's rate limit refuses this message (never, without a limit)."""
@@ -300,7 +366,7 @@ class IngestService:
         s, src = self.stats, self.source.stats
         return (
             f"stats: stored={s.stored} duplicates={s.duplicates} quarantined={s.quarantined}"
-            f" refused={s.refused}"
+            f" refused={s.refused} store_retries={s.store_retries}"
             f" conflicts={s.conflicts}"
             f" batches={s.batches} largest_batch={s.largest_batch}"
             f" queue={self.source.queue.qsize()}"

@@ -31,35 +31,29 @@ the service on another.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
 
 from ingest.errors import SchemaError, StoreError
+from ingest.store_common import (
+    COLUMNS,
+    CONTENT_FIELDS,
+    MAX_QUARANTINE_RAW,
+    RATE_LIMITED,
+    BatchResult,
+    Content,
+    Key,
+    Store,
+    content_of,
+    plan_batch,
+    stored_content,
+)
 from ingest.validate import Accepted, Quarantined
-from wire.codec import ReadingFields
-from wire.reading import FLAG_BACKLOG, FLAG_SIGNED
 
-Key = tuple[str, int, int]  # (device_id, boot_epoch, seq)
-Content = tuple[object, ...]  # CONTENT_FIELDS of one reading, the SENDING_FLAGS masked out
-CONTENT_FIELDS = ("captured_at", "sample_rate_hz", "gain_uv", "n_samples", "strip_id", "chunk",
-                  "chunks", "samples", "flags")
-# how one copy was sent, not what the reading says: a genuine re-send may differ in these
-SENDING_FLAGS = FLAG_BACKLOG | FLAG_SIGNED
-
-
-def content_of(r: ReadingFields) -> Content:
-    return (r.captured_at, r.sample_rate_hz, r.gain_uv, r.n_samples, r.strip_id, r.chunk,
-            r.chunks, bytes(r.samples_be), r.flags & ~SENDING_FLAGS)
-
-
-def _differs(old: Content, new: Content) -> str:
-    return ", ".join(f for f, a, b in zip(CONTENT_FIELDS, old, new, strict=True) if a != b)
-
-# Quarantined payloads can be up to Mosquitto's message_size_limit (256 MB by default); keep
-# at most this many raw bytes of one message, and say so in its detail.
-MAX_QUARANTINE_RAW = 1024 * 1024
+# The shared helpers live in ingest/store_common.py (the PostgreSQL store uses them too); they
+# are still importable from here.
+__all__ = ["COLUMNS", "MAX_QUARANTINE_RAW", "RATE_LIMITED", "SCHEMA", "BatchResult", "Content",
+           "Key", "SqliteStore", "Store", "content_of"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (device_id TEXT NOT NULL, boot_epoch INTEGER NOT NULL,
@@ -79,17 +73,6 @@ CREATE TABLE IF NOT EXISTS refused (device_id TEXT NOT NULL, reason TEXT NOT NUL
     count INTEGER NOT NULL, first_at REAL NOT NULL, last_at REAL NOT NULL,
     PRIMARY KEY (device_id, reason));
 """
-
-COLUMNS = {
-    "readings": [
-        "device_id", "boot_epoch", "seq", "captured_at", "received_at", "stored_at",
-        "sample_rate_hz", "gain_uv", "n_samples", "backlog", "strip_id", "chunk", "chunks",
-        "samples", "flags",
-    ],
-    "duplicates": ["device_id", "boot_epoch", "seq", "received_at"],
-    "quarantine": ["id", "received_at", "topic", "reason", "detail", "raw"],
-    "refused": ["device_id", "reason", "count", "first_at", "last_at"],
-}
 
 _INSERT_READING = (
     "INSERT OR IGNORE INTO readings (device_id, boot_epoch, seq, captured_at, received_at,"
@@ -122,58 +105,6 @@ _UPSERT_REFUSED = (
     " ON CONFLICT (device_id, reason) DO UPDATE SET count = count + excluded.count,"
     " last_at = excluded.last_at"
 )
-RATE_LIMITED = "rate-limited"
-
-
-def _by_device(keys: Iterable[Key]) -> dict[str, list[int]]:
-    out: dict[str, set[int]] = {}
-    for device_id, _boot, seq in keys:
-        out.setdefault(device_id, set()).add(seq)
-    return {d: sorted(s) for d, s in sorted(out.items())}
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    """What one committed batch did. Every key in stored or duplicates is durably stored."""
-
-    stored: tuple[Key, ...] = ()
-    duplicates: tuple[Key, ...] = ()
-    quarantined: int = 0  # including the conflicts
-    conflicts: tuple[Key, ...] = ()  # a stored key, different content: quarantined, never confirmed
-
-    def stored_by_device(self) -> dict[str, list[int]]:
-        return _by_device(self.stored)
-
-    def duplicates_by_device(self) -> dict[str, list[int]]:
-        return _by_device(self.duplicates)
-
-    def confirmed_by_device(self) -> dict[str, list[int]]:
-        """Seqs that may be confirmed to each device: newly stored and duplicates alike."""
-        return _by_device((*self.stored, *self.duplicates))
-
-    def merge(self, other: BatchResult) -> BatchResult:
-        return BatchResult(
-            self.stored + other.stored,
-            self.duplicates + other.duplicates,
-            self.quarantined + other.quarantined,
-            self.conflicts + other.conflicts,
-        )
-
-
-def _conflict(a: Accepted, old: Content, new: Content) -> Quarantined:
-    dev, boot, seq = a.key
-    return Quarantined(a.topic, "conflict",
-                       f"({dev}, boot {boot}, seq {seq}) is already stored with other content"
-                       f" (differs in: {_differs(old, new)}); the first is kept", a.raw, a.received_at)
-
-
-class Store(Protocol):
-    def store_batch(
-        self, accepted: Sequence[Accepted], quarantined: Sequence[Quarantined], stored_at: float,
-        refused: Mapping[str, int] | None = None,
-    ) -> BatchResult: ...
-
-    def close(self) -> None: ...
 
 
 class SqliteStore:
@@ -214,45 +145,21 @@ class SqliteStore:
     ) -> BatchResult:
         """Store one batch in one transaction; StoreError (and nothing committed) on failure.
         `refused`: per device, messages of this batch the rate limit refused (counted only)."""
-        stored: list[Key] = []
-        dups: list[Key] = []
-        conflicts: list[tuple[Key, Quarantined]] = []
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                existing = self._existing([a.key for a in accepted])
-                rows: list[tuple[object, ...]] = []
-                dup_rows: list[tuple[object, ...]] = []
-                for a in accepted:
-                    r = a.fields
-                    content = content_of(r)
-                    if r.key in existing:
-                        if existing[r.key] != content:
-                            conflicts.append((r.key, _conflict(a, existing[r.key], content)))
-                            continue
-                        dup_rows.append((r.device_id, r.boot_epoch, r.seq, a.received_at))
-                        dups.append(r.key)
-                        continue
-                    existing[r.key] = content  # a second copy later in this batch is a duplicate
-                    stored.append(r.key)
-                    rows.append((
-                        r.device_id, r.boot_epoch, r.seq, r.captured_at, a.received_at,
-                        stored_at, r.sample_rate_hz, r.gain_uv, r.n_samples,
-                        int(r.backlog), r.strip_id, r.chunk, r.chunks,
-                        r.samples_be, r.flags,
-                    ))
+                # a second copy later in this batch is a duplicate (or a conflict) of the first
+                plan = plan_batch(accepted, quarantined, self._existing([a.key for a in accepted]),
+                                  stored_at)
+                rows = plan.rows
                 for i in range(0, len(rows), _ROWS_PER_INSERT):
                     part = rows[i : i + _ROWS_PER_INSERT]
                     db.execute(_insert_many(len(part)), [x for row in part for x in row])
-                if dup_rows:
-                    db.executemany(_INSERT_DUPLICATE, dup_rows)
-                for q in (*quarantined, *(c for _, c in conflicts)):
-                    raw, detail = q.raw, q.detail
-                    if len(raw) > MAX_QUARANTINE_RAW:
-                        detail += f" [raw kept: first {MAX_QUARANTINE_RAW} of {len(raw)} bytes]"
-                        raw = raw[:MAX_QUARANTINE_RAW]
-                    db.execute(_INSERT_QUARANTINE, (q.received_at, q.topic, q.reason, detail, raw))
+                if plan.dup_rows:
+                    db.executemany(_INSERT_DUPLICATE, plan.dup_rows)
+                for q in plan.quarantine_rows:
+                    db.execute(_INSERT_QUARANTINE, q)
                 for dev, n in (refused or {}).items():
                     db.execute(_UPSERT_REFUSED, (dev, RATE_LIMITED, n, stored_at, stored_at))
                 db.execute("COMMIT")
@@ -263,8 +170,7 @@ class SqliteStore:
         except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
             what = f"{len(accepted)} readings + {len(quarantined)} quarantined"
             raise StoreError(f"storing a batch of {what} failed: {exc}") from exc
-        return BatchResult(tuple(stored), tuple(dups), len(quarantined) + len(conflicts),
-                           tuple(k for k, _ in conflicts))
+        return plan.result()
 
     def _existing(self, keys: Sequence[Key]) -> dict[Key, Content]:
         """The content of those of these keys that are already stored: one indexed join per
@@ -281,9 +187,7 @@ class SqliteStore:
                 " AND r.boot_epoch = v.column2 AND r.seq = v.column3"
             )
             for row in self._db.execute(sql, [x for k in part for x in k]).fetchall():
-                content = (*row[3:-1], int(row[-1]) & ~SENDING_FLAGS)
-                found[(str(row[0]), int(row[1]), int(row[2]))] = tuple(
-                    bytes(v) if isinstance(v, bytes | memoryview) else v for v in content)
+                found[(str(row[0]), int(row[1]), int(row[2]))] = stored_content(row[3:])
         return found
 
     def close(self) -> None:

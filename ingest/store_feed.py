@@ -12,8 +12,10 @@ a cursor is one the reader has not seen, and one committed later always gets a h
 (INSERT of a new row takes max(rowid) + 1.) A reader that commits its cursor with its results
 therefore neither skips nor repeats a reading across a kill -9.
 
-Read like ingest/store_view.py: one read-only snapshot per call (ecgcore.sqlite_snapshot),
-never a write lock, nothing created; a missing file reads as empty, a file that is not a
+Read like ingest/store_view.py: one read-only snapshot per call (ecgcore.sqlite_snapshot, or
+PostgreSQL's REPEATABLE READ when the state dir's store.json says so: ingest/pg_read.py, where
+the id column is the cursor and is visible in commit order: ingest/pg_store.py), never a
+write lock, nothing created; a missing file reads as empty, a file that is not a
 readable database raises StoreError. The ingest service's write path is not touched.
 
 Flags: the store keeps the wire's flag bits in `readings.flags` (the lead-off flag, wire
@@ -29,8 +31,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from ecgcore.sqlite_snapshot import Snapshot, SnapshotError, read_snapshot
-from ingest.errors import StoreError
+from ingest.pg_read import Rows, store_snapshot
 
 _FIELDS = ("rowid, device_id, boot_epoch, seq, captured_at, stored_at, sample_rate_hz, gain_uv,"
            " strip_id, chunk, chunks, backlog, samples")
@@ -67,11 +68,11 @@ class FeedReading:
         return self.samples.astype(np.float64) * self.gain_uv / 1000.0
 
 
-def _has_flags(snap: Snapshot) -> bool:
+def _has_flags(snap: Rows) -> bool:
     return any(row[1] == "flags" for row in snap.rows("PRAGMA table_info(readings)"))
 
 
-def _select(snap: Snapshot, where: str, params: tuple[object, ...]) -> list[FeedReading]:
+def _select(snap: Rows, where: str, params: tuple[object, ...]) -> list[FeedReading]:
     fields = _FIELDS + (", flags" if _has_flags(snap) else "")
     rows = snap.rows(f"SELECT {fields} FROM readings {where}", params)  # noqa: S608 -- constant SQL, values bound
     out = []
@@ -88,30 +89,21 @@ def _select(snap: Snapshot, where: str, params: tuple[object, ...]) -> list[Feed
 
 def readings_after(db_path: Path | str, cursor: int, limit: int) -> list[FeedReading]:
     """Up to `limit` readings with rowid > cursor, in rowid (commit) order."""
-    try:
-        with read_snapshot(db_path) as snap:
-            return _select(snap, "WHERE rowid > ? ORDER BY rowid LIMIT ?", (int(cursor), int(limit)))
-    except SnapshotError as exc:
-        raise StoreError(str(exc)) from exc
+    with store_snapshot(db_path) as snap:
+        return _select(snap, "WHERE rowid > ? ORDER BY rowid LIMIT ?", (int(cursor), int(limit)))
 
 
 def device_readings(db_path: Path | str, device_id: str, boot_epoch: int, seq_lo: int,
                     seq_hi: int) -> list[FeedReading]:
     """The stored readings of one device and boot with seq_lo <= seq <= seq_hi, by seq (the
     primary key's index answers it)."""
-    try:
-        with read_snapshot(db_path) as snap:
-            return _select(snap, "WHERE device_id = ? AND boot_epoch = ? AND seq BETWEEN ? AND ?"
-                                 " ORDER BY seq", (device_id, int(boot_epoch), int(seq_lo), int(seq_hi)))
-    except SnapshotError as exc:
-        raise StoreError(str(exc)) from exc
+    with store_snapshot(db_path) as snap:
+        return _select(snap, "WHERE device_id = ? AND boot_epoch = ? AND seq BETWEEN ? AND ?"
+                             " ORDER BY seq", (device_id, int(boot_epoch), int(seq_lo), int(seq_hi)))
 
 
 def last_rowid(db_path: Path | str) -> int:
     """The highest rowid stored (0 for an empty or missing store)."""
-    try:
-        with read_snapshot(db_path) as snap:
-            rows = snap.rows("SELECT MAX(rowid) FROM readings")
-    except SnapshotError as exc:
-        raise StoreError(str(exc)) from exc
+    with store_snapshot(db_path) as snap:
+        rows = snap.rows("SELECT MAX(rowid) FROM readings")
     return int(rows[0][0]) if rows and rows[0][0] is not None else 0

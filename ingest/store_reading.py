@@ -18,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ecgcore.sqlite_snapshot import SnapshotError, read_snapshot
+from ecgcore.sqlite_snapshot import SnapshotError
 from ingest.errors import StoreError
+from ingest.pg_read import store_snapshot
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class StoredReading:
 def stored_reading(db_path: Path | str, device_id: str, seq: int) -> StoredReading | None:
     """The stored row of (device_id, seq) and its duplicates; None when it is not stored."""
     try:
-        with read_snapshot(db_path) as snap:
+        with store_snapshot(db_path) as snap:
             rows = snap.rows("SELECT boot_epoch, captured_at, received_at, stored_at, n_samples,"
                              " sample_rate_hz, gain_uv, backlog FROM readings"
                              " WHERE device_id = ? AND seq = ? ORDER BY stored_at, rowid",
@@ -71,7 +72,7 @@ def stored_reading(db_path: Path | str, device_id: str, seq: int) -> StoredReadi
 def store_device_ids(db_path: Path | str) -> list[str]:
     """Every device with at least one stored reading, sorted."""
     try:
-        with read_snapshot(db_path) as snap:
+        with store_snapshot(db_path) as snap:
             return [str(r[0]) for r in snap.rows(
                 "SELECT DISTINCT device_id FROM readings ORDER BY device_id")]
     except SnapshotError as exc:

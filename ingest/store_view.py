@@ -1,7 +1,9 @@
 """Read-only queries on ingest/ingest.sqlite, for the lab's ledger, report and inspect.
 
 Every function reads one read-only snapshot (ecgcore.sqlite_snapshot: `file:...?mode=ro`,
-one read transaction), so it never creates, locks for writing or alters the file; it works
+one read transaction; or, when the state dir's store is PostgreSQL, one read-only REPEATABLE
+READ transaction: ingest/pg_read.py decides which, from `<folder of db_path>/store.json`), so
+it never creates, locks for writing or alters the file; it works
 while the service is writing (WAL readers see the last committed state), after a kill -9
 (left-over -wal/-shm files are read), and on a copied state dir. A missing file, or a file
 without the tables yet, gives empty results; a file that is not a readable database raises
@@ -25,8 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ecgcore.sqlite_snapshot import SnapshotError, read_snapshot
-from ingest.errors import StoreError
+from ingest.pg_read import store_snapshot
 from wire import WireError, device_from_topic
 
 DeviceStats = dict[str, Any]
@@ -38,12 +39,10 @@ Query = Callable[..., list[tuple[Any, ...]]]
 @contextmanager
 def _snapshot(db_path: Path | str) -> Iterator[Query]:
     """A query function over one consistent read snapshot of the store (or an empty one).
-    A file that is not a readable database, read or written here, raises StoreError."""
-    try:
-        with read_snapshot(db_path) as snap:
-            yield snap.rows
-    except SnapshotError as exc:
-        raise StoreError(str(exc)) from exc
+    A file that is not a readable database, read or written here, raises StoreError; so does
+    a PostgreSQL store (ingest/pg_read.py: store.json) that cannot be read."""
+    with store_snapshot(db_path) as snap:
+        yield snap.rows
 
 
 def _query(db_path: Path | str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -135,7 +134,7 @@ def quarantine_rows(db_path: Path | str, limit: int = 100,
     )
     return [
         {"id": i, "received_at": at, "topic": topic, "reason": reason, "detail": detail,
-         "raw_hex": bytes(prefix).hex(), "size": size}
+         "raw_hex": bytes(prefix or b"").hex(), "size": size}  # SQLite: substr of an empty blob is NULL
         for i, at, topic, reason, detail, prefix, size in rows
     ]
 
@@ -168,18 +167,24 @@ def refused_counts(db_path: Path | str) -> dict[str, int]:
         return _refused(q)
 
 
-def latencies(db_path: Path | str, *, from_end_of_chunk: bool = False) -> np.ndarray:
+def latencies(db_path: Path | str, *, from_end_of_chunk: bool = False,
+              captured_between: tuple[float, float] | None = None) -> np.ndarray:
     """stored_at - captured_at of every stored reading, in (simulated) seconds.
 
     captured_at is the capture time of the chunk's FIRST sample, so by default a 1-s chunk's
     latency includes the 1 s it took to record it. from_end_of_chunk=True subtracts the
     chunk's duration (n_samples / sample_rate_hz): the delay after the last sample existed.
+    captured_between=(lo, hi): only the readings captured in [lo, hi) (a measurement window).
     """
     sql = "SELECT stored_at - captured_at FROM readings"
     if from_end_of_chunk:
         sql = ("SELECT stored_at - captured_at - CAST(n_samples AS REAL) / sample_rate_hz"
                " FROM readings")
-    return np.asarray([r[0] for r in _query(db_path, sql)], dtype=np.float64)
+    params: tuple[float, ...] = ()
+    if captured_between is not None:
+        sql += " WHERE captured_at >= ? AND captured_at < ?"
+        params = (float(captured_between[0]), float(captured_between[1]))
+    return np.asarray([r[0] for r in _query(db_path, sql, params)], dtype=np.float64)
 
 
 def totals(db_path: Path | str) -> dict[str, Any]:

@@ -1,8 +1,17 @@
-"""The MQTT side of ingest: one paho client on its own thread. The only paho import here.
+"""The MQTT side of ingest: one paho client on its own thread (ingest.paho_client.BufferedClient:
+paho's Client reading in large gulps and sending a batch's PUBACKs in one write).
 
 Connection: MQTT v5, clean_start=False and a Session Expiry Interval, so the broker keeps our
 subscription and queues QoS 1 readings while we are down; it subscribes to heartcheck/+/ecg
 at QoS 1 on every connect (whether or not the session was present: it is idempotent).
+
+Workers (SubscriberConfig.worker): several ingest processes share the readings through one
+MQTT shared subscription, $share/ecgpipe-ingest/heartcheck/+/ecg. Mosquitto 2.0.11 hands each
+message to the group's members in turn, and a member whose session is kept while it is away
+(ours: clean_start=False) keeps getting its turn: its share waits in its session queue (and is
+dropped past max_queued_messages) until it is back. Measured (tests/ingest/test_workers.py):
+two persistent members, one disconnected, 100 messages: 50 went to the connected one, 50
+waited and arrived when the other came back. A dead worker is not failed over.
 
 Manual PUBACK: `manual_ack_set(True)`. Nothing is acknowledged to the broker in the callback;
 the service calls ack_broker() only after the transaction holding the messages committed.
@@ -42,14 +51,26 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ecgcore.clock import Clock
-from ecgcore.credentials import ClientCredentials, CredentialsError, client_tls_context
+from ecgcore.credentials import ClientCredentials, CredentialsError
 from ingest.announce import Announcer
-from ingest.errors import ConfigError, ConnectError, PublishError
+from ingest.errors import ConfigError, ConnectError
 from ingest.handoff import BatchQueue
-from wire.topics import ECG_SUBSCRIPTION, INGEST_STATUS_TOPIC
+from ingest.mqtt_shared import (
+    SYNC_TOPIC,
+    InboundMessage,
+    SubscriberStats,
+    announce_online,
+    flush,
+    no_log,
+    publish_acks,
+    publish_offline,
+    set_login,
+)
+from ingest.paho_client import BufferedClient
+from wire.errors import WireError
+from wire.topics import INGEST_SHARE_GROUP, ecg_subscription, ingest_status_topic
 
-# Published once at QoS 1 when stopping (see Subscriber.stop); nobody needs to subscribe to it.
-SYNC_TOPIC = "ecgpipe/ingest/stopping"
+__all__ = ["SYNC_TOPIC", "InboundMessage", "Subscriber", "SubscriberConfig", "SubscriberStats"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +85,18 @@ class SubscriberConfig:
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 4.0
     credentials: ClientCredentials | None = field(default=None, repr=False)  # None: anonymous
+    # one of several ingest workers: readings come through the shared subscription
+    # $share/ecgpipe-ingest/heartcheck/+/ecg (the broker hands each to one worker), and the
+    # status goes to this worker's own topic; None: the one ingest service
+    worker: str | None = None
+
+    @property
+    def subscription(self) -> str:
+        return ecg_subscription(None if self.worker is None else INGEST_SHARE_GROUP)
+
+    @property
+    def status_topic(self) -> str:
+        return ingest_status_topic(self.worker)
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -80,45 +113,18 @@ class SubscriberConfig:
             raise ConfigError(f"queue size {self.queue_size} must be at least 1")
         if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
             raise ConfigError("reconnect delays must satisfy 0 < min <= max")
-
-
-@dataclass(frozen=True)
-class InboundMessage:
-    """One message as paho handed it over, not yet acknowledged to the broker."""
-
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    received_at: float
-    generation: int
-
-
-@dataclass
-class SubscriberStats:
-    connects: int = 0
-    disconnects: int = 0
-    connect_failures: int = 0
-    received: int = 0
-    blocked_puts: int = 0
-    given_up_puts: int = 0
-    broker_acks: int = 0
-    stale_acks_skipped: int = 0
-    acks_published: int = 0
-    acks_not_sent: int = 0
-    flushed_on_stop: bool | None = None
-    last_session_present: bool | None = None
-
-
-def _no_log(_line: str) -> None:
-    """The default log: lines are dropped."""
+        if self.worker is not None:
+            try:
+                ingest_status_topic(self.worker)
+            except WireError as exc:
+                raise ConfigError(str(exc)) from exc
 
 
 class Subscriber:
     """One MQTT v5 client with manual PUBACK, feeding a bounded queue of Deliveries."""
 
     def __init__(self, config: SubscriberConfig, clock: Clock,
-                 log: Callable[[str], None] = _no_log, announcer: Announcer | None = None) -> None:
+                 log: Callable[[str], None] = no_log, announcer: Announcer | None = None) -> None:
         self.config = config
         self.clock = clock
         self.log = log
@@ -132,18 +138,14 @@ class Subscriber:
         self._stopping = threading.Event()
         self._started = False
         try:
-            client = mqtt.Client(
+            client = BufferedClient(
                 CallbackAPIVersion.VERSION2,
                 client_id=config.client_id,
                 protocol=mqtt.MQTTv5,
                 reconnect_on_failure=True,
             )
             client.manual_ack_set(True)
-            creds = config.credentials
-            if creds is not None:
-                client.username_pw_set(creds.username, creds.password)
-                if creds.tls is not None:
-                    client.tls_set_context(client_tls_context(creds.tls))
+            set_login(client, config.credentials)
             lo, hi = config.reconnect_min_s, config.reconnect_max_s
             # paho annotates the delays as int, but only adds, doubles and compares them: a
             # sub-second float (--reconnect-max below 4 s) works and must not be rounded away
@@ -173,7 +175,7 @@ class Subscriber:
         props.SessionExpiryInterval = self.config.session_expiry_s
         props.ReceiveMaximum = self.config.receive_maximum
         if self.announcer is not None:  # the broker says "offline" for us if the link dies
-            self._client.will_set(INGEST_STATUS_TOPIC, self.announcer.offline(self.clock.now()),
+            self._client.will_set(self.config.status_topic, self.announcer.offline(self.clock.now()),
                                   qos=1, retain=True)
         try:
             self._client.connect_async(
@@ -202,8 +204,7 @@ class Subscriber:
             return
         if self._connected:
             if self.announcer is not None:  # a clean DISCONNECT discards the Last Will
-                self._client.publish(INGEST_STATUS_TOPIC, self.announcer.offline(self.clock.now()),
-                                     qos=1, retain=True)
+                publish_offline(self._client, self.config.status_topic, self.announcer, self.clock)
             self.stats.flushed_on_stop = self._flush(flush_timeout_s)
         self._client.disconnect()
         self._client.loop_stop()
@@ -214,12 +215,7 @@ class Subscriber:
         self.ready.clear()
 
     def _flush(self, timeout_s: float) -> bool:
-        try:
-            info = self._client.publish(SYNC_TOPIC, self.config.client_id.encode(), qos=1)
-            info.wait_for_publish(timeout_s)
-            return info.is_published()
-        except (RuntimeError, ValueError):  # not connected, or paho's queue is full
-            return False
+        return flush(self._client, self.config.client_id, timeout_s)
 
     # ---- to the broker ---------------------------------------------------------------------
 
@@ -229,7 +225,7 @@ class Subscriber:
         Call only after the transaction holding them has committed. Deliveries from an earlier
         connection are skipped: their ids now name other messages, and the broker redelivers.
         """
-        sent = 0
+        mids: list[int] = []
         with self._lock:
             for d in deliveries:
                 if d.qos == 0:
@@ -237,30 +233,14 @@ class Subscriber:
                 if d.generation != self._generation or not self._connected:
                     self.stats.stale_acks_skipped += 1
                     continue
-                self._client.ack(d.mid, d.qos)
-                sent += 1
-        self.stats.broker_acks += sent
-        return sent
+                mids.append(d.mid)
+            self._client.ack_many(mids)  # one packet write and one wake-up for the batch
+        self.stats.broker_acks += len(mids)
+        return len(mids)
 
     def publish_acks(self, messages: Iterable[tuple[str, bytes]]) -> int:
-        """Publish end-to-end acks at QoS 1; returns how many paho accepted or kept for later.
-
-        While disconnected paho keeps QoS 1 messages in RAM and sends them after reconnecting.
-        An ack that paho refuses (its queue is full) is counted in stats.acks_not_sent: the
-        device resends after its ack timeout and gets a duplicate ack then.
-        """
-        accepted = 0
-        for topic, payload in messages:
-            try:
-                info = self._client.publish(topic, payload, qos=1)
-            except ValueError as exc:
-                raise PublishError(f"cannot publish an ack on {topic!r}: {exc}") from exc
-            if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                accepted += 1
-            else:
-                self.stats.acks_not_sent += 1
-        self.stats.acks_published += accepted
-        return accepted
+        """Publish end-to-end acks at QoS 1 (ingest.mqtt_shared.publish_acks)."""
+        return publish_acks(self._client, messages, self.stats)
 
     # ---- paho callbacks (network thread): thin -----------------------------------------------
 
@@ -279,24 +259,17 @@ class Subscriber:
             f"connected to {self.config.host}:{self.config.port} as {self.config.client_id}"
             f" (session_present={flags.session_present})"
         )
-        rc, _mid = client.subscribe(ECG_SUBSCRIPTION, qos=1)
+        rc, _mid = client.subscribe(self.config.subscription, qos=1)
         if rc != mqtt.MQTT_ERR_SUCCESS:
-            self.log(f"subscribe to {ECG_SUBSCRIPTION} failed to send: {mqtt.error_string(rc)}")
+            self.log(f"subscribe to {self.config.subscription} failed to send: {mqtt.error_string(rc)}")
         if self.announcer is not None:
             self._announce(client, bool(flags.session_present))
 
     def _announce(self, client: mqtt.Client, session_present: bool) -> None:
         """The retained online status, after the SUBSCRIBE on the same connection (ingest/announce.py)."""
-        ann = self.announcer
-        if ann is None:
-            return
-        before = ann.session
-        session = ann.connected(session_present)
-        client.publish(INGEST_STATUS_TOPIC, ann.online(session_present, self.clock.now()),
-                       qos=1, retain=True)
-        if session != before:
-            self.log(f"announced a new broker session {session} (the broker had none for us: "
-                     "devices re-send what they had in flight)")
+        if self.announcer is not None:
+            announce_online(client, self.config.status_topic, self.announcer, session_present,
+                            self.clock, self.log)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
         self.stats.connect_failures += 1
@@ -321,10 +294,10 @@ class Subscriber:
                       reason_codes: list[ReasonCode], properties: Properties | None) -> None:
         failed = [rc for rc in reason_codes if rc.is_failure]
         if failed:
-            self.log(f"subscription to {ECG_SUBSCRIPTION} refused: {failed[0]}")
+            self.log(f"subscription to {self.config.subscription} refused: {failed[0]}")
             return
         granted = [rc.value for rc in reason_codes]
-        self.log(f"subscribed to {ECG_SUBSCRIPTION} (granted QoS {granted})")
+        self.log(f"subscribed to {self.config.subscription} (granted QoS {granted})")
         self.ready.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:

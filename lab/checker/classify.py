@@ -40,6 +40,17 @@ Outcomes (disjoint; the first that applies wins, in this order, as in lab/report
                                      autosave_interval (2 s in broker_config/), so what it had
                                      acknowledged since the last snapshot is gone (measured:
                                      every reading of a 90-s queue at 60x, all within 2 real s).
+      broker-crash-lost-session      broker_acked at A, delivery not end-to-end, none of the
+                                     above apply first, and A lies after a kill -9 of a broker
+                                     with persistence and before ingest was seen receiving
+                                     again, with no later crash before then: the snapshot the
+                                     broker restarted from did not hold ingest's session (it was
+                                     older than the subscription, e.g. Mosquitto's default 1800 s
+                                     autosave_interval), so the restarted broker had no
+                                     subscription to queue it for and discarded it after the
+                                     PUBACK. Tied to that crash's window (scenario
+                                     broker-durability: 488 readings at 20x, 10 devices, all of
+                                     them "broker-crash-before-snapshot" of the next crash before).
       qos0-link-down                 its last publish was at QoS 0 and that publish time lies in
                                      the effective interval (lab/checker/windows.py) of any
                                      fault window.
@@ -65,6 +76,7 @@ from lab.checker.index import ReadingIndex
 from lab.checker.result import (
     CRASH,
     FORGED_ACK,
+    LOST_SESSION,
     OVERFLOW,
     QOS0,
     RESTART,
@@ -169,6 +181,8 @@ def _lost(ix: ReadingIndex, fw: FaultWindows, drops: BrokerDrops,
     t_ref, w = (last_pub.t, pub_window) if last_pub is not None else (g.t, None)
     if cause == SNAPSHOT:  # the loss is the crash's, whatever window the publish fell in
         w = fw.next_crash(ix.time(ix.broker_acked[key]))
+    elif cause == LOST_SESSION:  # the crash before it took the subscription it was queued for
+        w = fw.crash_before(ix.time(ix.broker_acked[key]))
     if w is None and (w := fw.containing(g.t)) is not None:
         t_ref = g.t
     wid = w.id if w else None
@@ -182,7 +196,10 @@ def _broker_cause(fw: FaultWindows, drops: BrokerDrops, acked_at: float) -> str:
         return OVERFLOW
     if restart is not None or fw.in_restart(acked_at):
         return RESTART
-    return SNAPSHOT if fw.next_crash(acked_at) is not None else UNEXPLAINED
+    after, nxt = fw.crash_before(acked_at), fw.next_crash(acked_at)
+    if after is not None and (nxt is None or nxt.start > fw.restored_until(after)):
+        return LOST_SESSION
+    return SNAPSHOT if nxt is not None else UNEXPLAINED
 
 
 def _cause(ix: ReadingIndex, fw: FaultWindows, drops: BrokerDrops, key: Key,

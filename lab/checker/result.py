@@ -35,9 +35,10 @@ QOS0 = "qos0-link-down"
 RESTART = "broker-restart-no-persistence"
 CRASH = "device-crash-before-persisting"
 SNAPSHOT = "broker-crash-before-snapshot"
+LOST_SESSION = "broker-crash-lost-session"
 FORGED_ACK = "forged-ack"
 UNEXPLAINED = "unexplained"
-CAUSES = (OVERFLOW, QOS0, RESTART, SNAPSHOT, CRASH, FORGED_ACK, UNEXPLAINED)
+CAUSES = (OVERFLOW, QOS0, RESTART, SNAPSHOT, LOST_SESSION, CRASH, FORGED_ACK, UNEXPLAINED)
 OUTCOMES = ("stored", "buffered", "evicted", "lost")
 COUNT_FIELDS = ("generated", "committed", "stored", "duplicated", "duplicates", "recovered",
                 "buffered", "evicted", "lost", "unexpected", "reordered", "quarantined")

@@ -84,6 +84,10 @@ class FaultWindows:
         i = bisect.bisect_left(self._receives, w.end)
         return self._receives[i] if i < len(self._receives) else None
 
+    def restored_until(self, w: FaultWindow) -> float:
+        """When ingest was first seen receiving after window w (inf: never)."""
+        return self._until(w)
+
     def _until(self, w: FaultWindow) -> float:
         restored = self.restored[w.id]
         return math.inf if restored is None else restored
@@ -104,6 +108,15 @@ class FaultWindows:
         """The first kill -9 of a persistent broker starting at or after t."""
         i = bisect.bisect_left(self._crash_starts, t)
         return self._crashes[i] if i < len(self._crashes) else None
+
+    def crash_before(self, t: float) -> FaultWindow | None:
+        """The kill -9 of a persistent broker that ended at or before t while ingest had not
+        been seen receiving since (t in [its end, the first receive after it]); None if none."""
+        i = bisect.bisect_right(self._crash_starts, t)
+        for w in reversed(self._crashes[:i]):
+            if w.end is not None and w.end <= t <= self._until(w):
+                return w
+        return None
 
     def in_restart(self, t: float) -> bool:
         """t lies in the effective interval of a broker restart without persistence."""

@@ -29,7 +29,8 @@ def up(args: argparse.Namespace) -> int:
                           ack_timeout=args.ack_timeout, seed=args.seed,
                           persistence=not args.no_persistence, proxies=not args.no_proxy,
                           secure=not args.insecure, tls=not (args.insecure or args.no_tls),
-                          ingest_rate_limit=args.rate_limit,
+                          ingest_rate_limit=args.rate_limit, ingest_workers=args.ingest_workers,
+                          store=args.store, broker=args.broker, fleet_procs=args.fleet_procs,
                           profiles=args.profiles, profile_file=args.profile_file,
                           episodes=tuple(args.episodes or ()))
     except ConfigError as exc:  # every value here came from the command line: bad usage
@@ -56,8 +57,8 @@ def provision(args: argparse.Namespace) -> int:
     """`ecgpipe provision`: identities for N devices and the services; SIGHUP to a running broker
     of this state dir so it reads the new password file and ACL."""
     from lab.provision.provision import provision as make
-    from lab.stack.control import device_ids
     from lab.stack.procs import RUNNING
+    from lab.stack.provisioning import device_ids
 
     sd = state_dir(args)
     ids = device_ids(args.id_prefix, args.devices)
@@ -128,11 +129,10 @@ def _refuse_to_overwrite(sd: StateDir, *, replace: bool) -> None:
     """`up` neither starts a second stack on a running one nor silently discards a finished
     run's files (its ledger): it refuses, with what to do instead."""
     from lab.stack.procs import RUNNING, STOPPED
-    from lab.stack.statedir import COMPONENTS
 
     if not sd.root.is_dir():
         return
-    live = [n for n in COMPONENTS if sd.component(n).state() in (RUNNING, STOPPED)]
+    live = [n for n in sd.component_names() if sd.component(n).state() in (RUNNING, STOPPED)]
     if live:
         raise LabError(f"a stack is already running in {sd.root} ({', '.join(live)}); run "
                        f"`ecgpipe down --state-dir {sd.root}` first, or use another --state-dir")
@@ -166,9 +166,8 @@ def kill(args: argparse.Namespace) -> int:
     from lab.stack import control as stack
 
     sd = state_dir(args)
-    pid = stack.kill(sd, args.component, args.signal)
-    say(f"sent SIG{args.signal} to {args.component} (pid {pid}); it is now "
-        f"{sd.component(args.component).state()}")
+    for name, pid in stack.kill(sd, args.component, args.signal):
+        say(f"sent SIG{args.signal} to {name} (pid {pid}); it is now {sd.component(name).state()}")
     return 0
 
 
@@ -183,8 +182,8 @@ def resume(args: argparse.Namespace) -> int:
     from lab.stack import control as stack
 
     sd = state_dir(args)
-    pid = stack.resume(sd, args.component)
-    say(f"resumed {args.component} (pid {pid}); it is now {sd.component(args.component).state()}")
+    for name, pid in stack.resume(sd, args.component):
+        say(f"resumed {name} (pid {pid}); it is now {sd.component(name).state()}")
     return 0
 
 

@@ -17,13 +17,13 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, NoReturn, Protocol
 
 from ecgcore.modes import DELIVERY_MODES, LINKS, OUTBOX_POLICIES, Delivery, OutboxPolicy
+from lab.cli.choices import Components, LogChoices
 from lab.cli.security_args import add_attack, add_provision
 from lab.errors import LabError
 from lab.stack.statedir import COMPONENTS
 from lab.units import parse_duration, parse_rate
 
-COMPONENT_CHOICES = ("ingest", "broker", "devices", "analysis")
-LOG_ALIASES = ("fleet", "proxy")  # lab.observe.logs.ALIASES
+COMPONENT_CHOICES = Components()
 STATE_DIR_HELP = "the stack's state dir (default ./.ecgpipe, or $ECGPIPE_STATE_DIR)"
 # commands with subcommands: the attribute that holds the subcommand's name
 SUBCOMMAND_DEST = {"inspect": "what", "scenario": "scenario_cmd", "ingest": "ingest_cmd"}
@@ -176,6 +176,19 @@ def _add_up(sub: Subparsers, common: OneLineParser) -> None:
     up.add_argument("--rate-limit", type=float, default=20.0, metavar="N",
                     help="ingest's per-device limit: messages per simulated second once a burst of "
                          "an outbox's capacity is spent; the rest are refused and counted (0: none)")
+    up.add_argument("--broker", choices=("mosquitto", "nats-cluster"), default="mosquitto",
+                    help="Mosquitto, or a 3-node NATS JetStream cluster with its MQTT listener (components"
+                         " nats-1..3; needs --insecure for now; docs/nats.md, docs/scale.md)")
+    up.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite",
+                    help="where ingest stores readings: DIR/ingest/ingest.sqlite, or a PostgreSQL the"
+                         " stack runs (component `postgres`; `down` copies it into ingest.sqlite)")
+    up.add_argument("--ingest-workers", type=int, default=1, metavar="N",
+                    help="ingest processes sharing the readings through an MQTT shared subscription"
+                         " ($share/ecgpipe-ingest/...): ingest-1 .. ingest-N, each with its own session;"
+                         " `ecgpipe kill ingest-2` kills one, `kill ingest` all (docs/scale.md)")
+    up.add_argument("--fleet-procs", type=int, default=1, metavar="N",
+                    help="run the devices in N processes (1..16) under one supervisor, 10,000 devices"
+                         " each at most; one status, inspect and ledger (docs/scale.md)")
     up.add_argument("--no-tls", action="store_true",
                     help="keep logins, the ACL and signatures but speak plaintext MQTT (to look at "
                          "the traffic); default: mutual TLS with the development CA")
@@ -295,7 +308,7 @@ def _add_observe(sub: Subparsers, common: OneLineParser) -> None:
     """logs and tail: what the stack says and what crosses the broker, as it happens."""
     lg = command(sub, "logs", "the components' logs in one stream, one timestamp style",
                  "ecgpipe logs\necgpipe logs ingest -f\necgpipe logs -n 50", (common,))
-    lg.add_argument("component", nargs="?", choices=(*COMPONENTS, *LOG_ALIASES), default=None,
+    lg.add_argument("component", nargs="?", choices=LogChoices(), default=None,
                     metavar="COMPONENT", help=f"only this component's log: {', '.join(COMPONENTS)}, or "
                     "fleet (= devices), proxy (both proxies) (default: all of them, merged by time)")
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
@@ -368,7 +381,7 @@ def _add_report_and_demo(sub: Subparsers, common: OneLineParser) -> None:
 
 
 def _add_ingest(sub: Subparsers) -> None:
-    from ingest.__main__ import add_service_options
+    from ingest.__main__ import add_nats_options, add_service_options
 
     ing = command(sub, "ingest", "the ingest service", "ecgpipe ingest run --state-dir .ecgpipe")
     isub = ing.add_subparsers(dest="ingest_cmd", required=True, parser_class=OneLineParser,
@@ -377,3 +390,4 @@ def _add_ingest(sub: Subparsers) -> None:
                   "by default against the stack's broker", "ecgpipe kill ingest   "
                   "# stop the background one first\necgpipe ingest run --state-dir .ecgpipe")
     add_service_options(run, from_stack=True)
+    add_nats_options(run)  # default: the stack's cluster, when it runs on one

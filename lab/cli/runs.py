@@ -10,6 +10,7 @@ from functools import partial
 from ecgcore.modes import DELIVERY_MODES, Delivery
 from lab.cli.output import quiet, say, state_dir
 from lab.errors import UsageError
+from lab.stack.statedir import StateDir
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -80,7 +81,9 @@ def ingest_run(args: argparse.Namespace) -> int:
     from ingest.__main__ import main as ingest_main
 
     sd = state_dir(args)
-    argv = ["--state-dir", str(sd.root), "--client-id", args.client_id,
+    argv = ["--state-dir", str(sd.root),
+            *(["--client-id", args.client_id] if args.client_id else []),
+            *(["--worker", args.worker] if args.worker else []),
             "--keepalive", str(args.keepalive), "--session-expiry", str(args.session_expiry),
             "--reconnect-max", repr(args.reconnect_max), "--rate-limit", repr(args.rate_limit),
             "--rate-burst", repr(args.rate_burst)]
@@ -107,4 +110,28 @@ def ingest_run(args: argparse.Namespace) -> int:
         argv += ["--tls" if args.tls else "--no-tls"]
     for flag, value in given.items():
         argv += [flag, str(value)]
+    argv += _engine_args(args, sd)
     return ingest_main([*argv, "--acks" if acks else "--no-acks"], prog="ecgpipe ingest run")
+
+
+def _engine_args(args: argparse.Namespace, sd: StateDir) -> list[str]:
+    """The store and the source of readings: as given, else the stack's (its PostgreSQL, its
+    NATS cluster through the ingest link's proxy), else SQLite and MQTT."""
+    out = ["--nats-ack-wait", repr(args.nats_ack_wait)]
+    if args.nats:
+        out += ["--nats", ",".join(args.nats)]
+    if args.mqtt_servers:
+        out += ["--mqtt-servers", ",".join(f"{h}:{p}" for h, p in args.mqtt_servers)]
+    if args.store_dsn:
+        out += ["--store-dsn", args.store_dsn]
+    if (args.nats and args.store_dsn) or not sd.exists():
+        return out
+    from lab.stack import nats_stack, postgres
+    from lab.stack.control import proxy_port
+
+    cfg = sd.config()
+    if not args.nats:
+        out += nats_stack.ingest_args(cfg, proxy_port(cfg, "ingest"))
+    if not args.store_dsn and cfg.store == "postgres":
+        out += ["--store-dsn", postgres.dsn(cfg)]
+    return out

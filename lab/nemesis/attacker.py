@@ -117,7 +117,7 @@ class Attack:
         doc = read_json(self.sd.devices_json) or {}
         boot = int(doc.get("devices", {}).get(device, {}).get("boot_epoch", 1))
         rows = [r for r in store_view.stored_readings(self.sd.ingest_db) if r.device_id == device] \
-            if self.sd.ingest_db.exists() else []
+            if self.sd.ingest_db.exists() or (self.sd.ingest_db.parent / "store.json").exists() else []
         return boot, max((r.seq for r in rows), default=-1) + 1
 
     def messages(self) -> Iterator[Message]:

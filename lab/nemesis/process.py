@@ -75,7 +75,7 @@ class ProcessNemesis:
             self.record(op)
             stack.kill(self.sd, op.target, signal)
         elif op.action is ProcessAction.START:
-            if self.sd.component(op.target).state() != RUNNING:
+            if op.target == "nats-leader" or self.sd.component(op.target).state() != RUNNING:
                 self._start(op.target)
             self.record(op)
         else:
@@ -86,7 +86,10 @@ class ProcessNemesis:
         """Start a component again; one that is running but not yet healthy after 5 s is noted,
         not raised."""
         try:
-            stack.start_component(self.sd, self.cfg, name, deadline_s=5.0)
+            if name.startswith("nats-"):  # a node: until the cluster has its streams' leaders again
+                stack.start(self.sd, name)
+            else:
+                stack.start_component(self.sd, self.cfg, name, deadline_s=5.0)
         except ComponentError as exc:
             if self.sd.component(name).state() != RUNNING:
                 raise

@@ -1,9 +1,13 @@
 """A TCP proxy that can break its link on command: the lab's network nemesis (a process).
 
     python -m lab.nemesis.proxy --state-dir DIR --name ingest|devices --listen-port P
-                        --upstream-host H --upstream-port U [--listen-host H] [--speed K] [--seed N]
+                        (--upstream HOST:PORT [--upstream HOST:PORT ...]
+                         | --upstream-host H --upstream-port U)
+                        [--listen-host H] [--speed K] [--seed N]
 
-The forwarding itself is lab.nemesis.proxynet (one `selectors` loop, no thread per connection). This
+Several upstreams (a broker cluster's nodes) take the new connections in turn, round-robin; one
+that refuses or does not answer within a second is skipped for the next. The forwarding itself
+is lab.nemesis.proxynet (one `selectors` loop, no thread per connection). This
 module is the process around it: it polls its control file `DIR/proxy/<name>.json` (written
 atomically by `ecgpipe cut|heal|slow|flap`, see lab.nemesis.proxyctl) about every 50 ms and applies
 the fault in it (lab.nemesis.faults); it keeps the fault's timer and history (lab.nemesis.tracker:
@@ -32,6 +36,7 @@ from ecgcore.modes import LINKS
 from ecgcore.strict_warnings import apply_from_env
 from lab.errors import LabError
 from lab.nemesis.faults import LinkFault
+from lab.nemesis.proxyflow import parse_hostport
 from lab.nemesis.proxynet import Forwarder
 from lab.nemesis.tracker import FaultLog, FaultTracker
 from lab.stack.statedir import nemesis_history_path, proxy_control_path, proxy_state_path
@@ -41,10 +46,11 @@ STATE_EVERY_S = 0.5
 
 
 class Proxy:
-    def __init__(self, state_dir: Path, name: str, listen: tuple[str, int], upstream: tuple[str, int],
-                 clock: Clock, history: FaultLog, rng: random.Random | None = None) -> None:
+    def __init__(self, state_dir: Path, name: str, listen: tuple[str, int],
+                 upstreams: list[tuple[str, int]], clock: Clock, history: FaultLog,
+                 rng: random.Random | None = None) -> None:
         self.name, self.clock = name, clock
-        self.net = Forwarder(listen, upstream, clock, rng, log=self.log)
+        self.net = Forwarder(listen, upstreams, clock, rng, log=self.log)
         self.tracker = FaultTracker(name, clock, history)
         self.running = True
         self.control_file = proxy_control_path(state_dir, name)
@@ -102,7 +108,8 @@ class Proxy:
         return {
             "pid": os.getpid(), "name": self.name, "running": self.running,
             "listen": {"host": net.listen_addr[0], "port": net.listen_addr[1]},
-            "upstream": {"host": net.upstream_addr[0], "port": net.upstream_addr[1]},
+            "upstream": {"host": net.upstreams[0].host, "port": net.upstreams[0].port},  # the first
+            "upstreams": [u.to_json() for u in net.upstreams],
             "updated_at": round(self.clock.now(), 3), "control_seq": self.control_seq,
             "control_error": self.control_error, "last_apply": self.last_apply,
             "mode": net.effect.mode,
@@ -165,6 +172,13 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def _hostport(text: str) -> tuple[str, int]:
+    try:
+        return parse_hostport(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     apply_from_env()
     p = argparse.ArgumentParser(prog="python -m lab.nemesis.proxy", description=__doc__.splitlines()[0])
@@ -172,19 +186,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", required=True, choices=LINKS)
     p.add_argument("--listen-host", default="127.0.0.1")
     p.add_argument("--listen-port", type=int, required=True)
-    p.add_argument("--upstream-host", default="127.0.0.1")
-    p.add_argument("--upstream-port", type=int, required=True)
+    p.add_argument("--upstream", action="append", type=_hostport, default=[], metavar="HOST:PORT",
+                   help="an upstream; repeat it for several (new connections go round-robin)")
+    p.add_argument("--upstream-host", help="the one upstream's host (default 127.0.0.1)")
+    p.add_argument("--upstream-port", type=int, help="the one upstream's port")
     p.add_argument("--speed", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0, help="seed of the jitter")
     args = p.parse_args(argv)
     if not args.speed > 0:
         p.error(f"--speed must be positive, got {args.speed}")
+    upstreams: list[tuple[str, int]] = args.upstream
+    if upstreams and (args.upstream_host or args.upstream_port is not None):
+        p.error("give --upstream HOST:PORT for each upstream, or --upstream-host/--upstream-port "
+                "for one, not both")
+    if not upstreams:
+        if args.upstream_port is None:
+            p.error("give --upstream HOST:PORT (repeatable) or --upstream-port")
+        upstreams = [(args.upstream_host or "127.0.0.1", args.upstream_port)]
     raise_fd_limit()
     history = JsonLines(nemesis_history_path(args.state_dir))
     try:
-        proxy = Proxy(args.state_dir, args.name, (args.listen_host, args.listen_port),
-                      (args.upstream_host, args.upstream_port), make_clock(args.speed), history,
-                      random.Random(args.seed))
+        proxy = Proxy(args.state_dir, args.name, (args.listen_host, args.listen_port), upstreams,
+                      make_clock(args.speed), history, random.Random(args.seed))
     except OSError as exc:
         print(f"proxy {args.name}: cannot listen on {args.listen_host}:{args.listen_port}: {exc}",
               file=sys.stderr, flush=True)
@@ -198,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     proxy.adopt_previous_state()
     print(f"proxy {args.name}: {args.listen_host}:{proxy.net.listen_addr[1]} -> "
-          f"{args.upstream_host}:{args.upstream_port}", flush=True)
+          f"{', '.join(u.where for u in proxy.net.upstreams)}", flush=True)
     try:
         return proxy.run()
     finally:

@@ -34,6 +34,16 @@ def link_state(root: Path, link: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+def upstreams_of(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every upstream of a proxy's state with its counters (`upstreams`); a state file written
+    before proxies had several upstreams gives its one `upstream`."""
+    ups = state.get("upstreams")
+    if isinstance(ups, list) and all(isinstance(u, dict) for u in ups):
+        return ups
+    one = state.get("upstream")
+    return [one] if isinstance(one, dict) else []
+
+
 def command(sd: StateDir, link: str, fault_kind: str, clock: Clock, deadline_s: float = 5.0,
             **params: Any) -> str:
     """Apply one fault (or heal) to a stack's link; returns the one-line account of what it did."""
@@ -73,8 +83,9 @@ def _plural(n: int, word: str) -> str:
 def describe(link: str, fault: LinkFault, before: dict[str, Any], after: dict[str, Any]) -> str:
     applied = after.get("last_apply") or {}
     reset = int(applied.get("reset") or 0)
-    lst, up = after.get("listen") or {}, after.get("upstream") or {}
-    where = f"{lst.get('host')}:{lst.get('port')} → {up.get('host')}:{up.get('port')}"
+    lst = after.get("listen") or {}
+    ups = ", ".join(f"{u.get('host')}:{u.get('port')}" for u in upstreams_of(after)) or "?"
+    where = f"{lst.get('host')}:{lst.get('port')} → {ups}"
     until = f"for {format_duration(fault.for_s)}" if fault.for_s else f"until `ecgpipe heal {link}`"
     replaced = (before.get("fault") or {}).get("fault")
     note = f" (replaces {replaced})" if replaced and fault.kind != "heal" else ""

@@ -1,9 +1,11 @@
 """The proxy's forwarding engine: sockets, one `selectors` loop step, and what a fault does to them.
 
-One thread, no thread per connection. Every accepted connection gets its own upstream
-connection; bytes go both ways through a `Flow` per direction ("upstream" = client → the
-upstream address, "downstream" = back). `transition(effect)` switches the engine to a new
-`Effect` and does to the existing connections what that takes:
+One thread, no thread per connection. Each accepted connection gets its own upstream
+connection, to the next upstream address in round-robin order; one that refuses or does not
+answer within CONNECT_TIMEOUT_S (a timer: connects never block) is skipped for the next, and
+the client is reset only when all failed. Bytes go both ways through a `Flow` per direction
+("upstream" = client → upstream, "downstream" = back). `transition(effect)` switches the
+engine to a new `Effect` and does to the existing connections what that takes:
 
     cut        every connection is reset (SO_LINGER 0 → RST, both ends); new ones are
                accepted and reset at once
@@ -23,23 +25,25 @@ import contextlib
 import errno
 import heapq
 import itertools
+import os
 import random
 import selectors
 import socket
 import struct
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ecgcore.clock import Clock
 from lab.nemesis.faults import BLACKHOLE, CUT, HEALTHY, Effect
-from lab.nemesis.proxyflow import Flow
+from lab.nemesis.proxyflow import Conn, Flow, Upstream
 
 CHUNK = 65536
 HIGH_WATER = 256 * 1024  # stop reading a source while this much waits to be written on
 ACCEPT_PAUSE_S = 0.1  # after a failed accept (out of file descriptors), before trying again
+CONNECT_TIMEOUT_S = 1.0  # real seconds an upstream has to accept before the next one is tried
 UP, DOWN = "upstream", "downstream"
+CONNECT = "connect"  # the timer kind of an upstream connect's deadline
 
 
 def _reset(sock: socket.socket) -> None:
@@ -49,31 +53,12 @@ def _reset(sock: socket.socket) -> None:
     sock.close()
 
 
-@dataclass(eq=False)
-class Conn:
-    id: int
-    client: socket.socket | None
-    upstream: socket.socket | None
-    connecting: bool
-    up: Flow  # client → upstream
-    down: Flow  # upstream → client
-    poisoned: bool = False  # bytes were dropped: the byte streams are no longer valid
-    masks: dict[int, int] = field(default_factory=dict)  # fd → registered selector events
-
-    def sock(self, side: str) -> socket.socket | None:
-        return self.client if side == "client" else self.upstream
-
-    def flow_from(self, side: str) -> Flow:
-        return self.up if side == "client" else self.down
-
-    def flow_to(self, side: str) -> Flow:
-        return self.down if side == "client" else self.up
-
-
 class Forwarder:
-    def __init__(self, listen: tuple[str, int], upstream: tuple[str, int], clock: Clock,
+    def __init__(self, listen: tuple[str, int], upstreams: Sequence[tuple[str, int]], clock: Clock,
                  rng: random.Random | None = None, log: Callable[[str], None] = print) -> None:
-        self.upstream_addr, self.clock, self.log = upstream, clock, log
+        self.upstreams = [Upstream(host, port) for host, port in upstreams]  # at least one
+        self.next_upstream = 0  # round-robin: where the next accepted connection starts
+        self.clock, self.log = clock, log
         self.rng = rng or random.Random(0)
         self.effect: Effect = HEALTHY
         self.sel = selectors.DefaultSelector()
@@ -165,26 +150,58 @@ class Forwarder:
             if self.effect.mode == BLACKHOLE:
                 conn.poisoned = True  # the SYN never got through: no upstream, reset on heal
             else:
+                conn.start = self.next_upstream
+                self.next_upstream = (self.next_upstream + 1) % len(self.upstreams)
                 self._connect_upstream(conn)
             self._update(conn)
 
     def _connect_upstream(self, conn: Conn) -> None:
-        try:
-            up = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        except OSError as exc:  # out of file descriptors
-            self.log(f"no upstream socket: {exc}")
-            self.counters["upstream_failed"] += 1
-            self._abort(conn)
+        """Start connecting to the next upstream this connection has not tried; an address that
+        refuses at once is skipped. With none left the client is reset (`upstream_failed`)."""
+        while conn.tried < len(self.upstreams):
+            index = (conn.start + conn.tried) % len(self.upstreams)
+            conn.tried += 1
+            try:
+                up = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            except OSError as exc:  # out of file descriptors: another upstream will not help
+                self.log(f"no upstream socket: {exc}")
+                break
+            up.setblocking(False)
+            up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            rc = up.connect_ex(self.upstreams[index].addr)
+            if rc not in (0, errno.EINPROGRESS):
+                up.close()
+                self._upstream_failed(index, os.strerror(rc))
+                continue
+            conn.upstream, conn.target = up, index
+            if rc == 0:
+                self._established(conn)
+            else:
+                conn.connecting, conn.connect_by = True, time.monotonic() + CONNECT_TIMEOUT_S
+                heapq.heappush(self.timers, (conn.connect_by, next(self.timer_ids), conn, CONNECT))
             return
-        up.setblocking(False)
-        up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        rc = up.connect_ex(self.upstream_addr)
-        if rc not in (0, errno.EINPROGRESS):
-            up.close()
-            self.counters["upstream_failed"] += 1
-            self._abort(conn)
-            return
-        conn.upstream, conn.connecting = up, rc != 0
+        self.counters["upstream_failed"] += 1
+        self._abort(conn)
+
+    def _upstream_failed(self, index: int, error: str) -> None:
+        if self.upstreams[index].failed(self.clock.now(), error):
+            self.log(f"upstream {self.upstreams[index].where} failed: {error}")
+        self.dirty = True
+
+    def _connect_failed(self, conn: Conn, error: str) -> None:
+        """The pending connect was refused or timed out: try the next upstream; the client waits."""
+        if conn.target is not None:
+            self._upstream_failed(conn.target, error)
+        self._close_side(conn, "upstream")
+        if conn.id in self.conns:  # the client is still there
+            self._connect_upstream(conn)
+            self._update(conn)
+
+    def _established(self, conn: Conn) -> None:
+        conn.connecting, conn.connect_by = False, None
+        if conn.target is not None and self.upstreams[conn.target].established():
+            self.log(f"upstream {self.upstreams[conn.target].where} accepts again")
+        self.dirty = True
 
     def _close_side(self, conn: Conn, side: str, rst: bool = False) -> None:
         sock = conn.sock(side)
@@ -197,7 +214,9 @@ class Forwarder:
         if side == "client":
             conn.client = None
         else:
-            conn.upstream, conn.connecting = None, False
+            if not conn.connecting and conn.target is not None:
+                self.upstreams[conn.target].open -= 1
+            conn.upstream, conn.connecting, conn.target = None, False, None
         if conn.client is None and conn.upstream is None:
             self.conns.pop(conn.id, None)
         self.dirty = True
@@ -243,10 +262,9 @@ class Forwarder:
                 return
             err = conn.upstream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
-                self.counters["upstream_failed"] += 1
-                self._abort(conn)
+                self._connect_failed(conn, os.strerror(err))
                 return
-            conn.connecting = False
+            self._established(conn)
             self._pump(conn, UP)
             self._update(conn)
             return
@@ -334,6 +352,10 @@ class Forwarder:
         now = time.monotonic()
         while self.timers and self.timers[0][0] <= now:
             _, _, conn, direction = heapq.heappop(self.timers)
+            if direction == CONNECT:  # a connect's deadline; stale unless that connect still waits
+                if conn.id in self.conns and conn.connecting and (conn.connect_by or now) <= now:
+                    self._connect_failed(conn, f"no answer within {CONNECT_TIMEOUT_S:g} s")
+                continue
             flow = conn.up if direction == UP else conn.down
             flow.timer_at = None
             if conn.id in self.conns:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple, TextIO
 
 from lab.errors import ConfigError, StateDirError
-from lab.stack.statedir import COMPONENTS, StateDir
+from lab.stack.statedir import COMPONENTS, StateDir, worker_of
 from lab.timefmt import iso
 
 WIDTH = 14  # the component column: the longest name (proxy-devices) and a space
@@ -165,11 +165,17 @@ class LogSource:
         pending.clear()
 
 
-def select_components(component: str | None) -> tuple[str, ...]:
+def select_components(component: str | None, every: tuple[str, ...] = COMPONENTS) -> tuple[str, ...]:
+    """The components `logs COMPONENT` means, of `every` (the state dir's: ingest's workers in
+    ingest's place when it has several; `ingest` then means all of them)."""
     if component is None:
-        return COMPONENTS
-    if component in COMPONENTS:
+        return every
+    if component in every:
         return (component,)
+    if component == "ingest":
+        return tuple(n for n in every if n.startswith("ingest-")) or (component,)
+    if worker_of(component):
+        raise ConfigError(f"this stack has no {component}; its components: {', '.join(every)}")
     if component in ALIASES:
         return ALIASES[component]
     names = ", ".join((*COMPONENTS, *ALIASES))
@@ -179,16 +185,16 @@ def select_components(component: str | None) -> tuple[str, ...]:
 def log_sources(sd: StateDir, component: str | None) -> list[LogSource]:
     """The log files of the chosen components (the broker has two: its stderr and Mosquitto's
     own log_dest); StateDirError when the state dir holds no stack."""
-    names = select_components(component)
     if not sd.root.is_dir():
         what = "is not a directory" if sd.root.exists() else "does not exist"
         raise StateDirError(f"state dir {sd.root} {what}: run `ecgpipe up` first (or pass --state-dir)")
+    names = select_components(component, sd.component_names())
     sources = []
     for name in names:
         sources.append(LogSource(name, sd.component(name).logfile))
         if name == "broker":
             sources.append(LogSource(name, sd.broker_dir / "mosquitto.log"))
-    every = [sd.component(name).logfile for name in COMPONENTS]
+    every = [sd.component(name).logfile for name in sd.component_names()]
     if not sd.exists() and not any(p.exists() for p in every):
         raise StateDirError(f"no stack in {sd.root}: run `ecgpipe up` first (or pass --state-dir)")
     return sources

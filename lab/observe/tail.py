@@ -40,11 +40,12 @@ from wire.codec import decode_fields
 from wire.reading import FLAG_SIGNED
 from wire.topics import (
     ECG_SUBSCRIPTION,
-    INGEST_STATUS_TOPIC,
+    INGEST_STATUS_FILTER,
     ROOT,
     STATUS_SUBSCRIPTION,
     ack_topic,
     ecg_topic,
+    is_ingest_status,
     status_topic,
 )
 
@@ -91,12 +92,12 @@ class HeartWindow:
 def topics_for(device: str | None, *, show_all: bool) -> list[str]:
     """The subscriptions: every device's ECG, or one device's (its id checked)."""
     if device is None:
-        extra = [f"{ROOT}/+/ack", STATUS_SUBSCRIPTION, INGEST_STATUS_TOPIC]
+        extra = [f"{ROOT}/+/ack", STATUS_SUBSCRIPTION, INGEST_STATUS_FILTER]
         return [ECG_SUBSCRIPTION, *(extra if show_all else [])]
     try:
         topics = [ecg_topic(device)]
         if show_all:
-            topics += [ack_topic(device), status_topic(device), INGEST_STATUS_TOPIC]
+            topics += [ack_topic(device), status_topic(device), INGEST_STATUS_FILTER]
     except WireError as exc:
         raise ConfigError(f"--device: {exc}") from exc
     return topics
@@ -123,7 +124,7 @@ def describe_reading(msg: Arrival, hearts: HeartWindow | None = None) -> Doc:
 
 def describe(msg: Arrival, hearts: HeartWindow | None = None) -> Doc:
     """One message as a document; a payload that does not decode is a "malformed" one."""
-    kind = "status" if msg.topic == INGEST_STATUS_TOPIC else msg.topic.rsplit("/", 1)[-1]
+    kind = "status" if is_ingest_status(msg.topic) else msg.topic.rsplit("/", 1)[-1]
     try:
         if kind == "ecg":
             return describe_reading(msg, hearts)
@@ -131,7 +132,7 @@ def describe(msg: Arrival, hearts: HeartWindow | None = None) -> Doc:
         if kind == "ack":
             device, ranges = decode_ack(msg.payload)
             return {"kind": "ack", **base, "device_id": device, "ranges": [list(r) for r in ranges]}
-        decoder = decode_service_status if msg.topic == INGEST_STATUS_TOPIC else decode_status
+        decoder = decode_service_status if is_ingest_status(msg.topic) else decode_status
         return {"kind": "status", **base, "status": decoder(msg.payload)}
     except WireError as exc:
         return {"kind": "malformed", "arrived_at": round(msg.at, 3), "topic": msg.topic,

@@ -67,7 +67,9 @@ def status_table(doc: Doc, limit: int = 30) -> RenderableType:
                   title_justify="left")
     for col in ("component", "pid", "state", "detail"):
         table.add_column(col, justify="right" if col == "pid" else "left")
-    for name in COMPONENTS:
+    listed = doc.get("components")
+    names: list[str] = [str(n) for n in listed] if isinstance(listed, list) else list(COMPONENTS)
+    for name in names:
         c = doc.get(name) or {}
         table.add_row(name, str(c.get("pid") or "-"), _state(c), _detail(name, c))
     parts: list[RenderableType] = [table]
@@ -81,7 +83,7 @@ def status_table(doc: Doc, limit: int = 30) -> RenderableType:
         parts.append(line)
     warnings = [doc.get("stack_error"), doc.get("devices_error") and
                 f"devices online unknown: {doc['devices_error']}"]
-    warnings += [(doc.get(n) or {}).get("pidfile_error") for n in COMPONENTS]
+    warnings += [(doc.get(n) or {}).get("pidfile_error") for n in names]
     parts += [Text(f"warning: {w}", style="yellow") for w in warnings if w]
     return Group(*parts)
 

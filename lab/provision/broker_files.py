@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lab.errors import ConfigError
 from lab.provision.files import write_private, write_public
-from wire.topics import ECG_SUBSCRIPTION, INGEST_STATUS_TOPIC, ROOT, ack_topic, ecg_topic, status_topic
+from wire.topics import ECG_SUBSCRIPTION, INGEST_STATUS_FILTER, ROOT, ack_topic, ecg_topic, status_topic
 
 INGEST_SYNC_TOPIC = "ecgpipe/ingest/stopping"  # ingest.subscriber.SYNC_TOPIC: its stop's PUBACK
 
@@ -28,12 +28,13 @@ HEADER = """\
 SERVICES: dict[str, tuple[str, ...]] = {  # comment lines (#) and grants, in order
     "ingest": (
         "# ingest: reads every device's readings and statuses, confirms each reading to its",
-        "# device, and keeps its own retained status (and its Last Will) current; and a QoS 1",
+        "# device, and keeps its own retained status (and its Last Will) current (each worker's",
+        "# under .../status/<worker> when several share the readings); and a QoS 1",
         "# message to itself whose PUBACK tells it the broker has every ack it sent before stopping",
         f"topic read {ECG_SUBSCRIPTION}",
         f"topic read {ROOT}/+/status",
         f"topic write {ROOT}/+/ack",
-        f"topic readwrite {INGEST_STATUS_TOPIC}",
+        f"topic readwrite {INGEST_STATUS_FILTER}",
         f"topic write {INGEST_SYNC_TOPIC}",
     ),
     "watcher": (
@@ -44,7 +45,7 @@ SERVICES: dict[str, tuple[str, ...]] = {  # comment lines (#) and grants, in ord
         "# `ecgpipe tail`: reads readings and statuses to show them; publishes nothing",
         f"topic read {ECG_SUBSCRIPTION}",
         f"topic read {ROOT}/+/status",
-        f"topic read {INGEST_STATUS_TOPIC}",
+        f"topic read {INGEST_STATUS_FILTER}",
     ),
 }
 
@@ -55,7 +56,7 @@ def device_lines(device_id: str) -> tuple[str, ...]:
         f"topic write {ecg_topic(device_id)}",
         f"topic write {status_topic(device_id)}",
         f"topic read {ack_topic(device_id)}",
-        f"topic read {INGEST_STATUS_TOPIC}",
+        f"topic read {INGEST_STATUS_FILTER}",
     )
 
 

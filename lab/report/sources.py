@@ -38,7 +38,9 @@ def require_sources(sd: StateDir, *, outbox: bool = False, ingest: bool = False,
         _require(sd.outbox_db, "devices",
                  f"no device outboxes in {sd.outbox_db}: the ledger's source of truth for generated "
                  f"and buffered readings is")
-    if ingest:
+    if ingest and _postgres_store(sd):
+        pass  # a running stack's PostgreSQL (ingest/store.json), and it answers
+    elif ingest:
         _require(sd.ingest_db, "readings",
                  f"no ingest store in {sd.ingest_db}: the ledger's source of truth for stored "
                  f"readings is")
@@ -63,6 +65,22 @@ def broker_samples_problem(sd: StateDir) -> str | None:
         there = path.exists()
         return f"{path} {'holds no samples' if there else 'is missing'} (the $SYS watcher's)"
     return None
+
+
+def _postgres_store(sd: StateDir) -> bool:
+    """Whether the store is a PostgreSQL (DIR/ingest/store.json, no ingest.sqlite yet: the stack
+    runs); StateDirError in one line when it does not answer."""
+    from ingest.errors import StoreError
+    from ingest.pg_read import locator_dsn
+    from ingest.store_view import totals
+
+    try:
+        if locator_dsn(sd.ingest_db) is None:
+            return False
+        totals(sd.ingest_db)
+    except StoreError as exc:
+        raise StateDirError(f"the ingest store does not answer: {exc}") from exc
+    return True
 
 
 def _require(path: Path, table: str, what: str) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 from ecgcore.files import JsonFileError, json_type, load_json
 from ecgcore.modes import LINKS
 from lab.errors import StateDirError
-from lab.nemesis.proxyctl import link_state
+from lab.nemesis.proxyctl import link_state, upstreams_of
 from lab.stack.control import proxy_port
 from lab.stack.procs import RUNNING, STOPPED, Component
 from lab.stack.statedir import COMPONENTS, StackConfig, StateDir
@@ -43,8 +43,13 @@ def status(sd: StateDir) -> dict[str, Any]:
         stack_error = str(exc)
     doc: dict[str, Any] = {"state_dir": str(sd.root), "delivery": cfg.delivery if cfg else None,
                            "stack_error": stack_error}
-    for name in COMPONENTS:
+    doc["components"] = list(sd.component_names())
+    for name in doc["components"]:
         doc[name] = _component(sd.component(name))
+    if "ingest" not in doc:  # several workers: `ingest` sums them up (scripts read doc["ingest"])
+        doc["ingest"] = _tier(doc, [n for n in doc["components"] if n.startswith("ingest-")], "workers")
+    if "broker" not in doc:  # a NATS cluster: `broker` sums up its nodes
+        doc["broker"] = _tier(doc, [n for n in doc["components"] if n.startswith("nats-")], "nodes")
     for link in LINKS:
         doc[f"proxy-{link}"].update(_link(sd, cfg, link, doc[f"proxy-{link}"]))
     doc["broker"].update({"host": cfg.host if cfg else None, "port": cfg.port if cfg else None,
@@ -82,7 +87,13 @@ def _analysis(sd: StateDir) -> dict[str, Any]:
 def problems(doc: dict[str, Any]) -> list[str]:
     """What makes the status incomplete: a missing or damaged stack.json, damaged pidfiles."""
     found = [doc["stack_error"]] if doc.get("stack_error") else []
-    return found + [doc[n]["pidfile_error"] for n in COMPONENTS if doc[n].get("pidfile_error")]
+    return found + [doc[n]["pidfile_error"] for n in _names(doc) if doc[n].get("pidfile_error")]
+
+
+def _names(doc: dict[str, Any]) -> list[str]:
+    """The components a status document has rows for (COMPONENTS in one saved before workers)."""
+    names = doc.get("components")
+    return list(names) if isinstance(names, list) else list(COMPONENTS)
 
 
 def raise_problems(doc: dict[str, Any]) -> None:
@@ -91,6 +102,18 @@ def raise_problems(doc: dict[str, Any]) -> None:
     if found:
         more = f" (and {len(found) - 1} more, shown above)" if len(found) > 1 else ""
         raise StateDirError(found[0] + more)
+
+
+def _tier(doc: dict[str, Any], members: list[str], what: str) -> dict[str, Any]:
+    """Ingest's workers or a cluster's nodes as a whole: running while any member runs
+    (`reason` says how many), with each member's state under `workers` or `nodes`."""
+    states = {n: doc[n]["state"] for n in members}
+    running = sum(1 for st in states.values() if st == RUNNING)
+    state = RUNNING if running else (STOPPED if STOPPED in states.values() else "exited")
+    reason = None if running == len(members) else f"{running} of {len(members)} {what} running"
+    return {"pid": None, "state": state, "reason": reason, what: states,
+            "last_signal": None, "stopped_by": None, "signalled_at": None, "started_at": None,
+            "pidfile_error": None, "log": None}
 
 
 def _component(comp: Component) -> dict[str, Any]:
@@ -139,8 +162,10 @@ def _link(sd: StateDir, cfg: StackConfig | None, link: str, comp: dict[str, Any]
     conns = st.get("connections") or {}
     if not isinstance(conns, dict):
         conns = {}
+    ups = upstreams_of(st)
     return {"listen_port": proxy_port(cfg, link) if cfg else None,
             "upstream_port": cfg.port if cfg else None,
+            "upstreams": [f"{u.get('host')}:{u.get('port')}" for u in ups] if ups else None,
             "fault": st.get("fault") if live else None,
             "connections": conns.get("open", 0) if live else 0,
             "bytes": st.get("bytes"), "updated_at": st.get("updated_at")}
@@ -167,7 +192,7 @@ def format_status(doc: dict[str, Any], limit: int = 30, now: float | None = None
     settings = f"delivery {doc['delivery']}" if doc.get("stack_error") is None else "stack.json unreadable"
     lines = [f"stack in {doc['state_dir']} ({settings})",
              f"{'component':<14}{'pid':>8}  {'state':<9}detail"]
-    for name in COMPONENTS:
+    for name in _names(doc):
         c = doc[name]
         lines.append(f"{name:<14}{c['pid'] or '-':>8}  {c['state']:<9}{_detail(name, c, now)}")
     items = list(doc["device_states"].items())
@@ -189,8 +214,9 @@ def _detail(name: str, c: dict[str, Any], now: float) -> str:
     elif name == "analysis" and c.get("analysed") is not None:
         detail = f"{c['analysed']} readings analysed, {c['behind']} behind, {c['events']} events"
     elif name.startswith("proxy-") and c.get("listen_port") is not None:
-        detail = (f":{c['listen_port']} → :{c['upstream_port']}  {c['connections']} conn  "
-                  f"{_fault_text(c)}")
+        ups = c.get("upstreams") or []
+        to = " ".join(":" + u.rsplit(":", 1)[-1] for u in ups) if len(ups) > 1 else f":{c['upstream_port']}"
+        detail = f":{c['listen_port']} → {to}  {c['connections']} conn  {_fault_text(c)}"
     if c.get("pidfile_error"):
         return (detail + "  (pidfile damaged)").lstrip()
     if c.get("reason") and c["pid"] is not None:

@@ -59,10 +59,8 @@ from __future__ import annotations
 from lab.scenario.locator import Locator
 from lab.scenario.model import (
     FAULT_KINDS,
-    MAX_DEVICES,
     NETWORK_KINDS,
     PROCESS_KINDS,
-    PROCESS_TARGETS,
     Broker,
     Fault,
     FleetSpec,
@@ -73,6 +71,7 @@ from lab.scenario.model import (
 )
 from lab.scenario.parse import list_scenarios, load_scenario, parse_scenario
 from lab.scenario.plan import Step, plan
+from lab.scenario.targets import MAX_DEVICES, PROCESS_TARGETS
 
 __all__ = [
     "FAULT_KINDS",

@@ -146,7 +146,9 @@ def stack_config(scn: Scenario, var: Variant, speed: float) -> StackConfig:
     f, b = var.fleet, var.broker
     return StackConfig(
         devices=f.devices, delivery=f.delivery, max_queued=b.max_queued, persistence=b.persistence,
-        secure=b.secure, tls=b.secure, outbox_capacity=f.outbox_capacity,
+        autosave_interval=b.autosave_interval,
+        secure=b.secure, tls=b.secure, ingest_workers=b.ingest_workers, store=b.store, broker=b.kind,
+        outbox_capacity=f.outbox_capacity, fleet_procs=f.procs,
         outbox_policy=f.outbox_policy, seed=scn.seed,
         sample_rate=f.sample_rate, chunk_seconds=f.chunk, ack_timeout=f.ack_timeout, speed=speed,
         recording=f.recording, strip_seconds=f.strip_length or 30.0, strips_per_day=f.strips_per_day or 3,

@@ -23,6 +23,8 @@ from ecgcore.modes import (
 )
 from lab.checker.expect import WINDOW_ID, Expectation
 from lab.errors import LabError
+from lab.scenario import targets
+from lab.scenario.targets import PROCESS_TARGETS, WORKER_TARGET, engine_problem, target_problem
 
 if TYPE_CHECKING:  # episodes.py and attacks.py build on this module
     from lab.scenario.attacks import Attack
@@ -31,8 +33,6 @@ if TYPE_CHECKING:  # episodes.py and attacks.py build on this module
 NETWORK_KINDS = ("cut", "blackhole", "latency", "bandwidth", "flap")
 PROCESS_KINDS = ("kill", "term", "stop")
 FAULT_KINDS = NETWORK_KINDS + PROCESS_KINDS
-PROCESS_TARGETS = ("ingest", "broker", "devices")
-MAX_DEVICES = 10_000  # what one fleet process drives (lab.stack.statedir.StackConfig)
 
 Path_ = tuple[str | int, ...]
 
@@ -138,14 +138,15 @@ class FleetSpec:
     reconnect_backoff: str = Backoff.JITTER.value
     backlog_pace: float | None = None
     profiles: tuple[Profile, ...] = ()
+    procs: int = 1  # processes the fleet runs in (`up --fleet-procs`), MAX_DEVICES devices each
 
     STRIP_DEFAULTS: ClassVar[tuple[tuple[str, float], ...]] = (
         ("strip_length", 30.0), ("strips_per_day", 3), ("strip_chunks", 1))
 
     def __post_init__(self) -> None:
-        _at_least_one(self, "devices", "sample_rate", "outbox_capacity", "window")
-        if self.devices > MAX_DEVICES:
-            raise _fail("devices", f"devices = {self.devices} is more than one fleet drives ({MAX_DEVICES})")
+        _at_least_one(self, "devices", "sample_rate", "outbox_capacity", "window", "procs")
+        if wrong := targets.fleet_problem(self.devices, self.procs):
+            raise _fail(*wrong)
         _choice(self, "delivery", DELIVERY_MODES)
         _choice(self, "recording", RECORDINGS)
         _choice(self, "outbox_policy", OUTBOX_POLICIES)
@@ -215,24 +216,30 @@ class FleetSpec:
 class Broker:
     max_queued: int = 1000
     persistence: bool = True
+    autosave_interval: int = 2  # Mosquitto's own setting: real seconds between snapshots, unscaled
     # provisioned logins, the ACL, mutual TLS, signed readings and acks; false: the anonymous,
     # plaintext, unsigned lab (`ecgpipe up --insecure`), for the comparison
     secure: bool = True
     # ingest's MQTT keepalive, simulated s: the broker publishes ingest's Last Will (offline)
     # after 1.5 times this without a packet. None: ingest's 30 real seconds, unscaled
     ingest_keepalive: float | None = None
+    ingest_workers: int = 1  # ingest processes sharing the readings; faults on ingest-K: one worker
+    store: str = "sqlite"  # or "postgres" (a PostgreSQL the stack runs; faults may target it)
+    kind: str = "mosquitto"  # or "nats-cluster" (three NATS nodes; insecure for now)
 
     def __post_init__(self) -> None:
-        _at_least_one(self, "max_queued")
+        _at_least_one(self, "max_queued", "autosave_interval")
         if self.ingest_keepalive is not None and not (
                 isinstance(self.ingest_keepalive, int | float) and self.ingest_keepalive >= 1
                 and float(self.ingest_keepalive).is_integer()):
             raise _fail("ingest_keepalive",
                         f"ingest_keepalive must be whole seconds, at least 1, got {self.ingest_keepalive!r}")
-        if not isinstance(self.secure, bool):
-            raise _fail("secure", f"secure must be true or false, got {self.secure!r}")
-        if not isinstance(self.persistence, bool):
-            raise _fail("persistence", f"persistence must be true or false, got {self.persistence!r}")
+        for name in ("secure", "persistence"):
+            if not isinstance(value := getattr(self, name), bool):
+                raise _fail(name, f"{name} must be true or false, got {value!r}")
+        wrong = engine_problem(self.kind, self.store, self.ingest_workers, self.secure)
+        if wrong:
+            raise _fail(*wrong)
 
 
 @dataclass(frozen=True)
@@ -263,8 +270,9 @@ class Fault:
         if not (isinstance(self.id, str) and WINDOW_ID.fullmatch(self.id)):
             raise _fail("id", f"a fault id is letters, digits, '-' or '_', got {self.id!r}")
         _choice(self, "kind", FAULT_KINDS)
-        targets = LINKS if self.kind in NETWORK_KINDS else PROCESS_TARGETS
-        if self.target not in targets:
+        targets = LINKS if self.kind in NETWORK_KINDS else (*PROCESS_TARGETS, "ingest-K")
+        worker = self.kind not in NETWORK_KINDS and WORKER_TARGET.fullmatch(str(self.target))
+        if self.target not in targets and not worker:
             what = "link" if self.kind in NETWORK_KINDS else "process"
             raise _fail("target", f"{self.kind} needs a {what} target: one of "
                                   f"{', '.join(map(repr, targets))}, not {self.target!r}")
@@ -347,10 +355,19 @@ class Scenario:
         for i, v in enumerate(self.variants):
             if names.index(v.name) != i:
                 raise _fail(("variants", i, "name"), f"variant {v.name!r} is named twice")
+            self._check_workers(i, v)
             for e in v.expect:
                 if e.window_id is not None and e.window_id not in fault_ids:
                     raise _fail("expect", f"expectation {e.text!r} names fault {e.window_id!r}, "
                                           f"which is not in the timeline")
+
+    def _check_workers(self, i: int, v: Variant) -> None:
+        """Faults on ingest-K need K workers in every variant; on postgres, its store."""
+        for f in self.faults:
+            wrong = target_problem(f.target, v.broker.ingest_workers, v.broker.store, v.broker.kind)
+            if wrong:
+                raise _fail(("variants", i, "broker", wrong[0]),
+                            f"fault {f.id!r} targets {f.target}, but variant {v.name!r} {wrong[1]}")
 
     def _check_faults(self) -> set[str]:
         """Each fault within the run, its own id, and no two overlapping on one target; the ids."""

@@ -100,12 +100,13 @@ FLEET: Spec = {
     "strips_per_day": as_int, "strip_chunks": as_int, "chunk": as_duration, "sample_rate": as_int,
     "outbox_capacity": as_int, "outbox_policy": as_str, "ack_timeout": as_duration,
     "window": as_int, "keepalive": as_duration, "reconnect_backoff": as_str,
-    "backlog_pace": as_num, "profiles": as_is,
+    "backlog_pace": as_num, "profiles": as_is, "procs": as_int,
 }
 PROFILE: Spec = {"name": as_str, "devices": as_int, "hr_bpm": as_hr, "strips_per_day": as_int,
                  "rhythm": as_str}
 BROKER: Spec = {"max_queued": as_int, "persistence": as_bool, "ingest_keepalive": as_duration,
-                "secure": as_bool}
+                "secure": as_bool, "ingest_workers": as_int, "store": as_str,
+                "autosave_interval": as_int, "kind": as_str}
 FAULT: Spec = {
     "id": as_str, "kind": as_str, "target": as_str, "start": as_duration, "end": as_duration,
     "latency": as_duration, "jitter": as_duration, "bandwidth": as_rate, "up": as_duration,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -25,9 +26,27 @@ DEFAULT_STATE_DIR = ".ecgpipe"
 COMPONENTS = ("broker", "ingest", "analysis", "devices", "watch", "proxy-ingest", "proxy-devices")
 # component → (its directory, the name of its pidfile and log)
 _LAYOUT = {"broker": ("broker", "broker"), "ingest": ("ingest", "ingest"),
+           "postgres": ("postgres", "postgres"),
+           **{f"nats-{i}": (f"broker/nats-{i}", f"nats-{i}") for i in (1, 2, 3)},
            "analysis": ("analysis", "analysis"),
            "devices": ("fleet", "fleet"), "watch": ("watch", "watch"),
            "proxy-ingest": ("proxy", "proxy-ingest"), "proxy-devices": ("proxy", "proxy-devices")}
+
+
+MAX_INGEST_WORKERS = 16
+_WORKER = re.compile(r"ingest-([1-9][0-9]?)")
+
+
+def ingest_components(workers: int) -> tuple[str, ...]:
+    """Ingest's components: `ingest`, or its workers ingest-1 .. ingest-N when several share
+    the readings (then `ingest` names them all)."""
+    return ("ingest",) if workers <= 1 else tuple(f"ingest-{i}" for i in range(1, workers + 1))
+
+
+def worker_of(name: str) -> str | None:
+    """The worker name (`--worker`) of component ingest-K, or None for any other component."""
+    m = _WORKER.fullmatch(name)
+    return m.group(1) if m and int(m.group(1)) <= MAX_INGEST_WORKERS else None
 
 
 def resolve_state_dir(arg: str | None) -> Path:
@@ -61,6 +80,7 @@ class StackConfig:
     host: str = "127.0.0.1"
     port: int = 0
     persistence: bool = True
+    autosave_interval: int = 2  # Mosquitto's snapshot period, real seconds (its default: 1800)
     outbox_capacity: int = 5000
     outbox_policy: str = OutboxPolicy.DROP_OLDEST.value
     seed: int = 0
@@ -96,6 +116,12 @@ class StackConfig:
     episodes: tuple[str, ...] = ()  # devices' --episode KIND@START+DURATION:devices=RANGES specs
     secure: bool = True  # provisioned identities, ACL, signed readings and acks; False: `up --insecure`
     tls: bool = True  # with secure: the broker's only listener is TLS (mutual); False: `up --no-tls`
+    ingest_workers: int = 1  # ingest processes sharing the readings (a shared subscription); docs/scale.md
+    store: str = "sqlite"  # or "postgres": a PostgreSQL the stack runs (lab/stack/postgres.py)
+    broker: str = "mosquitto"  # or "nats-cluster": three NATS nodes (lab/stack/nats_stack.py)
+    nats_ports: tuple[str, ...] = ()  # nats-cluster: each node's "client:cluster:mqtt:http"
+    pg_port: int = 0  # with store postgres: its port on host (0: `up` picks one)
+    fleet_procs: int = 1  # processes the fleet runs in (devices --procs N): 10,000 devices each at most
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cohorts", tuple(self.cohorts))
@@ -111,6 +137,11 @@ class StackConfig:
         self._check_numbers()
 
     def _check_words(self) -> None:
+        if self.broker not in ("mosquitto", "nats-cluster"):
+            raise SettingError("broker", f"must be mosquitto or nats-cluster, not {self.broker!r}",
+                               option=True)
+        if self.store not in ("sqlite", "postgres"):
+            raise SettingError("store", f"must be sqlite or postgres, not {self.store!r}", option=True)
         if self.reconnect_backoff not in BACKOFFS:
             raise SettingError("reconnect_backoff", f"must be jitter or none, not {self.reconnect_backoff!r}")
         if self.recording not in RECORDINGS:
@@ -123,6 +154,13 @@ class StackConfig:
                                f"not {self.outbox_policy!r}", option=True)
 
     def _check_rate_limit(self) -> None:
+        workers = self.ingest_workers
+        if not 1 <= workers <= MAX_INGEST_WORKERS:
+            raise SettingError("ingest_workers", f"must be 1..{MAX_INGEST_WORKERS}, got {workers}",
+                               option=True)
+        if not 1 <= self.fleet_procs <= min(16, max(1, self.devices)):  # the fleet's processes too
+            raise SettingError("fleet_procs", f"must be 1..16 and at most --devices, got {self.fleet_procs}",
+                               option=True)
         limit = self.ingest_rate_limit
         if not (isinstance(limit, int | float) and limit >= 0 and math.isfinite(limit)):
             raise SettingError("rate_limit", f"must be 0 (none) or more, got {limit}", option=True)
@@ -137,13 +175,14 @@ class StackConfig:
         if not self.backoff_cap >= 0.5:
             raise SettingError("backoff_cap", f"must be at least 0.5 s, got {self.backoff_cap}")
         for name, value, lo in (("devices", self.devices, 1), ("max_queued", self.max_queued, 1),
+                                ("autosave_interval", self.autosave_interval, 1),
                                 ("outbox_capacity", self.outbox_capacity, 1),
                                 ("sample_rate", self.sample_rate, 1)):
             if value < lo:
                 raise SettingError(name, f"must be at least {lo}, got {value}", option=True)
-        if self.devices > 10_000:
-            raise SettingError("devices", f"{self.devices} is more than one fleet process drives (10000)",
-                               option=True)
+        if self.devices > 10_000 * self.fleet_procs:
+            raise SettingError("devices", f"{self.devices} is more than {self.fleet_procs} fleet process(es)"
+                               " drive (10000 each; up --fleet-procs N)", option=True)
         for name, value in (("proxy_ingest_port", self.proxy_ingest_port),
                             ("proxy_devices_port", self.proxy_devices_port), ("port", self.port)):
             if not 0 <= value <= 65535:
@@ -268,7 +307,7 @@ class StateDir:
         return self.root / "history" / "nemesis.jsonl"
 
     def component(self, name: str) -> Component:
-        layout = _LAYOUT.get(name)
+        layout = ("ingest", name) if worker_of(name) else _LAYOUT.get(name)
         if layout is None:
             raise ConfigError(f"unknown component {name!r}; use broker, ingest or devices")
         return Component(layout[1], self.root / layout[0])
@@ -289,7 +328,67 @@ class StateDir:
 
     def has_pidfiles(self) -> bool:
         """Whether any component's pidfile is there (damaged or not)."""
-        return any(os.path.lexists(self.component(n).pidfile) for n in COMPONENTS)
+        return any(os.path.lexists(self.component(n).pidfile)
+                   for n in (*COMPONENTS, "postgres", "nats-1", "nats-2", "nats-3",
+                             *self._workers_on_disk()))
+
+    def _workers_on_disk(self) -> list[str]:
+        """The ingest workers with a pidfile (or a link in its place) in DIR/ingest."""
+        try:
+            found = [p.name.removesuffix(".pid") for p in (self.root / "ingest").glob("ingest-*.pid")]
+        except OSError:
+            return []
+        return sorted((n for n in found if worker_of(n)), key=lambda n: int(n.split("-")[1]))
+
+    def ingest_names(self) -> tuple[str, ...]:
+        """Ingest's components here: the saved stack's (`ingest`, or ingest-1 .. ingest-N), and
+        any worker whose pidfile is there (a stack.json that is missing or damaged names none)."""
+        try:
+            saved = ingest_components(self.config().ingest_workers)
+        except StateDirError:
+            saved = ()
+        extra = [n for n in self._workers_on_disk() if n not in saved]
+        return (*saved, *extra) or ("ingest",)
+
+    def components_named(self, name: str) -> tuple[str, ...]:
+        """The components a name on the command line means: `ingest` is every ingest worker, and a
+        worker (ingest-K) must be one of this stack's; `broker` is every NATS node of a cluster."""
+        names = self.ingest_names()
+        if name == "ingest":
+            return names
+        if name == "broker" or name.startswith("nats-"):
+            nodes = self.broker_names()
+            if name != "broker" and name not in nodes:
+                raise ConfigError(f"this stack has no {name}; its broker is {', '.join(nodes)}")
+            return nodes if name == "broker" else (name,)
+        if worker_of(name) and name not in names:
+            raise ConfigError(f"this stack has no {name}; its ingest is {', '.join(names)}")
+        if name == "postgres" and not self._has_postgres():
+            raise ConfigError("this stack has no postgres: its store is SQLite (`up --store postgres`)")
+        return (name,)
+
+    def component_names(self) -> tuple[str, ...]:
+        """Every component of this state dir, in COMPONENTS' order, ingest's workers in ingest's
+        place when it has several, and the PostgreSQL store's server when it has one."""
+        workers, nodes = self.ingest_names(), self.broker_names()
+        names = tuple(x for c in COMPONENTS
+                      for x in (workers if c == "ingest" else nodes if c == "broker" else (c,)))
+        return (*names, "postgres") if self._has_postgres() else names
+
+    def broker_names(self) -> tuple[str, ...]:
+        """`broker`, or the NATS nodes of a stack saved with --broker nats-cluster (or whose
+        node pidfiles are there when stack.json is not readable)."""
+        try:
+            nats = self.config().broker == "nats-cluster"
+        except StateDirError:
+            nats = any(os.path.lexists(self.component(f"nats-{i}").pidfile) for i in (1, 2, 3))
+        return tuple(f"nats-{i}" for i in (1, 2, 3)) if nats else ("broker",)
+
+    def _has_postgres(self) -> bool:
+        try:
+            return self.config().store == "postgres"
+        except StateDirError:
+            return os.path.lexists(self.component("postgres").pidfile)
 
     def save_config(self, cfg: StackConfig) -> None:
         write_json_atomic(self.stack_file, asdict(cfg))

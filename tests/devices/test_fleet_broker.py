@@ -180,3 +180,27 @@ def test_end_to_end_subscribes_to_acks_again_after_a_broker_restart(
 
         wait_until(acked_rows_gone, 10, interval=0.5, what="acked rows deleted after the restart")
     assert json.loads(cfg.devices_json.read_text())["devices"][device_id]["reconnects"] >= 1
+
+
+def test_mqtt_3_1_1_devices_keep_their_session_and_take_acks(
+    tmp_path: Path, broker: RunningBroker, unique: Callable[[str], str],
+    collector: Callable[..., Collector],
+) -> None:
+    """--mqtt-version 3.1.1 (what a NATS cluster speaks): readings flow, an end-to-end ack
+    sent while the device is connected reaches it and deletes the rows; the broker sees a
+    3.1.1 client with a kept session (clean_session 0)."""
+    prefix = unique("hc")
+    sub = collector(broker, unique("sub"), "heartcheck/+/ecg")
+    cfg = fleet_config(tmp_path, broker, prefix, devices=2, delivery="end-to-end",
+                       ack_timeout=5.0, mqtt311=True)
+    device_id = cfg.device_ids()[0]
+    with running_fleet(cfg):
+        wait_until(lambda: len(sub.by_device().get(device_id, [])) >= 5, 15, what="5 readings")
+        acked = sorted({r.seq for r in sub.by_device()[device_id]})
+        ack = encode_ack(device_id, seqs_to_ranges(acked))
+        sub.client.publish(f"heartcheck/{device_id}/ack", ack, qos=1)
+        wait_until(lambda: not (ledger_sets(cfg.outbox_path)[device_id]["buffered"] & set(acked)),
+                   10, what="acked rows deleted")
+    log = broker.settings.log_file.read_text()
+    line = next(ln for ln in log.splitlines() if f" as {device_id} " in ln and "New client" in ln)
+    assert "(p2, c0," in line, line  # Mosquitto's p2 is MQTT 3.1.1 (p5: MQTT 5); c0: session kept

@@ -80,6 +80,8 @@ def test_latencies(db: Path) -> None:
     assert sorted(lat.tolist()) == sorted(20.0 - s for s in (0, 1, 2, 5, 6, 9, 3, 4))
     end = inspect.latencies(db, from_end_of_chunk=True)
     assert np.allclose(np.sort(lat) - 1.0, np.sort(end))  # 250 samples at 250 Hz
+    window = inspect.latencies(db, captured_between=(T0 + 2, T0 + 6))  # seqs 2, 3, 4, 5
+    assert sorted(window.tolist()) == [15.0, 16.0, 17.0, 18.0]
 
 
 def test_totals(db: Path) -> None:

@@ -24,9 +24,12 @@ from lab.scenario import (
 )
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
-SHIPPED = ["ambulatory-artifacts", "blackhole-vs-cut", "broker-restart-no-persistence", "cardiocomm-72h",
-           "device-reboot", "forged-acks", "ingest-crash-loop", "ingest-freeze-broker-restart",
-           "injection-during-outage", "stolen-device-credentials", "thundering-herd"]
+SHIPPED = ["ambulatory-artifacts", "blackhole-vs-cut", "broker-durability-matrix", "broker-durability-nats",
+           "broker-durability",
+           "broker-restart-no-persistence",
+           "cardiocomm-72h", "device-reboot", "forged-acks", "ingest-crash-loop",
+           "ingest-freeze-broker-restart", "injection-during-outage", "stolen-device-credentials",
+           "thundering-herd", "worker-crash"]
 
 # A valid file; the tests below break one line of it at a time. Line numbers are 1-based.
 GOOD = textwrap.dedent('''\
@@ -218,6 +221,21 @@ def test_profiles_and_strip_mode() -> None:
     assert "too short for a 25200-s strip" in err.message and err.line == 14
 
 
+def test_fleet_procs_carry_a_larger_fleet_into_the_stack() -> None:
+    from lab.scenario.config import stack_config
+    s = parse_scenario(replace_line(10, "devices = 20000\nprocs = 2"), "big.toml")
+    var = s.variants[0]
+    assert var.fleet.procs == 2 and var.fleet.devices == 20000
+    assert stack_config(s, var, speed=10).fleet_procs == 2
+    for procs, words in (("0", "procs must be a whole number of at least 1"),
+                         ("17", "procs must be 1..16 and at most devices, got 17"),
+                         ("2.5", "procs must be a whole number")):
+        err = rejected(insert_after(10, f"procs = {procs}"))
+        assert words in err.message and err.line == 11, (procs, err)
+    err = rejected(replace_line(10, "devices = 3\nprocs = 4"))
+    assert "at most devices, got 4" in err.message
+
+
 # --- rejected files, each naming the line ---------------------------------------------------
 
 
@@ -228,7 +246,7 @@ def test_profiles_and_strip_mode() -> None:
     (12, "outbox_capacity = 0", "at least 1"),
     (12, "outbox_capacity = 2.5", "outbox_capacity must be a whole number"),
     (10, 'devices = "ten"', "devices must be a whole number"),
-    (10, "devices = 20000", "more than one fleet drives"),
+    (10, "devices = 20000", "more than 1 fleet process(es) drive (10000 each): set [fleet] procs"),
     (15, "max_queued = 0", "max_queued must be a whole number of at least 1"),
     (16, 'persistence = "yes"', "persistence must be true or false"),
     (2, 'duration = "1 hour"', "is not a duration"),

@@ -1,0 +1,113 @@
+"""Render broker_config/nats/node.conf for each node of a lab NATS cluster (JetStream + MQTT).
+
+The template's {{placeholders}} are filled from a NodeSettings; one left unfilled (or a value
+that is not in the template) is a BrokerError, so no node starts from a half-rendered file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.errors import BrokerError
+
+NODE_TEMPLATE = Path(
+    os.environ.get(
+        "ECGPIPE_NATS_CONFIG",
+        Path(__file__).resolve().parents[2] / "broker_config" / "nats" / "node.conf",
+    )
+)
+PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
+CLUSTER_NAME = "ecgpipe"
+
+
+@dataclass(frozen=True)
+class NodePorts:
+    """The four ports one node listens on (all on the cluster's host)."""
+
+    client: int
+    cluster: int
+    mqtt: int
+    http: int
+
+    def all(self) -> tuple[int, int, int, int]:
+        return (self.client, self.cluster, self.mqtt, self.http)
+
+
+@dataclass(frozen=True)
+class ClusterLimits:
+    """What every node of a cluster shares: storage limits and the MQTT settings."""
+
+    max_memory_store: str = "64MB"
+    max_file_store: str = "1GB"
+    stream_replicas: int = 3
+    ack_wait: str = "30s"
+    max_ack_pending: int = 100
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.stream_replicas <= 3:
+            raise BrokerError(f"stream_replicas must be 1 to 3, got {self.stream_replicas}")
+        if not 1 <= self.max_ack_pending <= 65535:
+            raise BrokerError(f"max_ack_pending must be 1 to 65535, got {self.max_ack_pending}")
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    name: str
+    ports: NodePorts
+    store_dir: Path
+    peers: tuple[int, ...]  # the other nodes' cluster ports
+    limits: ClusterLimits = ClusterLimits()
+    host: str = "127.0.0.1"
+
+    def values(self) -> dict[str, str]:
+        routes = "\n".join(f"    nats-route://{self.host}:{p}" for p in self.peers)
+        lim = self.limits
+        return {
+            "server_name": self.name, "host": self.host, "client_port": str(self.ports.client),
+            "http_port": str(self.ports.http), "cluster_port": str(self.ports.cluster),
+            "mqtt_port": str(self.ports.mqtt), "store_dir": str(self.store_dir),
+            "cluster_name": CLUSTER_NAME, "routes": routes,
+            "max_memory_store": lim.max_memory_store, "max_file_store": lim.max_file_store,
+            "stream_replicas": str(lim.stream_replicas), "ack_wait": lim.ack_wait,
+            "max_ack_pending": str(lim.max_ack_pending),
+        }
+
+
+def render_node(settings: NodeSettings, template: Path = NODE_TEMPLATE) -> str:
+    """The template with every placeholder filled; BrokerError if one is unknown or unused."""
+    values = settings.values()
+    text = template.read_text()
+    wanted = set(PLACEHOLDER.findall(text))
+    missing = sorted(wanted - set(values))
+    if missing:
+        raise BrokerError(f"{template}: no value for {', '.join(missing)}")
+    unused = sorted(set(values) - wanted)
+    if unused:
+        raise BrokerError(f"{template}: no placeholder for {', '.join(unused)}")
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
+def write_node_config(settings: NodeSettings, path: Path) -> Path:
+    settings.store_dir.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_node(settings))
+    return path
+
+
+def nats_binary() -> str:
+    found = shutil.which("nats-server") or (
+        "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None
+    )
+    if not found:
+        raise BrokerError("nats-server is not installed: run scripts/setup (apt-get install nats-server)")
+    return found
+
+
+def node_argv(config_path: Path) -> list[str]:
+    """The node logs to stdout, which the lab's Component sends to the node's log file, and
+    its pidfile is the Component's (nats-server's own -l/-P are not used)."""
+    return [nats_binary(), "-c", str(config_path)]

@@ -1,0 +1,139 @@
+"""The stack on a 3-node NATS JetStream cluster (`ecgpipe up --broker nats-cluster`, scenario
+`[broker] kind = "nats-cluster"`): the nodes are components nats-1, nats-2, nats-3, each in
+DIR/broker/nats-K/ (node.conf, store/, its log and pidfile), on ports chosen by `up` and saved
+in stack.json (`nats_ports`, "client:cluster:mqtt:http" per node) so a node killed -9 comes
+back on the same ports with its store.
+
+How the rest of the stack meets the cluster (docs/scale.md):
+- devices speak MQTT 3.1.1 (the cluster refuses 5) through the devices link proxy, which
+  spreads their connections over the three nodes' MQTT ports and skips a dead node;
+- ingest takes readings from a durable JetStream pull consumer through the ingest link proxy
+  (the nodes' client ports), and publishes acks and its status over MQTT to the nodes directly;
+- the watcher reads `/jsz` from every node (lab/stack/nats_watch.py).
+`broker` on the command line names all three nodes (`kill broker` kills the cluster);
+`nats-leader` names the node leading the readings' stream at that moment.
+
+The cluster has no logins or TLS yet (broker_config/nats/node.conf's AUTH-PLACEHOLDER): such a
+stack must be `--insecure`, and `up` says so in one line otherwise.
+"""
+
+from __future__ import annotations
+
+from lab.errors import BrokerError, ComponentError, ConfigError
+from lab.stack.nats_cluster import NatsCluster
+from lab.stack.nats_config import NodePorts, node_argv, write_node_config
+from lab.stack.ports import free_port, port_open
+from lab.stack.statedir import StackConfig, StateDir
+
+KIND = "nats-cluster"
+NODES = ("nats-1", "nats-2", "nats-3")
+LEADER = "nats-leader"
+
+
+def is_nats(cfg: StackConfig) -> bool:
+    return cfg.broker == KIND
+
+
+def check(cfg: StackConfig) -> None:
+    if is_nats(cfg) and cfg.secure:
+        raise ConfigError("the NATS cluster has no logins or TLS yet: add --insecure "
+                          "(scenario: [broker] secure = false)")
+
+
+def with_ports(cfg: StackConfig, taken: set[int]) -> StackConfig:
+    """A NATS stack's nodes' ports: kept when saved, else 12 free ones, none in `taken`."""
+    from dataclasses import replace
+
+    if not is_nats(cfg) or cfg.nats_ports:
+        return cfg
+    ports: list[int] = []
+    while len(ports) < 4 * len(NODES):
+        p = free_port(cfg.host)
+        if p not in ports and p not in taken:
+            ports.append(p)
+    spec = tuple(":".join(str(p) for p in ports[4 * i: 4 * i + 4]) for i in range(len(NODES)))
+    return replace(cfg, nats_ports=spec, port=ports[2])  # `port`: node 1's MQTT, for the watcher's sake
+
+
+def node_ports(cfg: StackConfig) -> list[NodePorts]:
+    try:
+        return [NodePorts(*(int(x) for x in spec.split(":"))) for spec in cfg.nats_ports]
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"stack.json: nats_ports {list(cfg.nats_ports)} is not 3 x "
+                          f"client:cluster:mqtt:http") from exc
+
+
+def cluster(sd: StateDir, cfg: StackConfig) -> NatsCluster:
+    return NatsCluster(sd.broker_dir, host=cfg.host, names=NODES, ports=node_ports(cfg))
+
+
+def argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
+    """A node's argv, its node.conf written (again) first."""
+    node = cluster(sd, cfg).node(name)
+    write_node_config(node.settings, node.config_path)
+    return node_argv(node.config_path)
+
+
+def listening(cfg: StackConfig, name: str) -> bool:
+    return port_open(cfg.host, node_ports(cfg)[NODES.index(name)].http)
+
+
+def wait_ready(sd: StateDir, cfg: StackConfig, deadline_s: float = 60.0) -> None:
+    """JetStream settled and an MQTT round trip between two running nodes (ComponentError)."""
+    try:
+        cluster(sd, cfg).wait_ready(deadline_s)
+    except BrokerError as exc:
+        raise ComponentError(str(exc)) from exc
+
+
+def mqtt_servers(cfg: StackConfig) -> list[str]:
+    return [f"{cfg.host}:{p.mqtt}" for p in node_ports(cfg)]
+
+
+def client_upstreams(cfg: StackConfig) -> list[str]:
+    return [f"{cfg.host}:{p.client}" for p in node_ports(cfg)]
+
+
+def monitors(cfg: StackConfig) -> str:
+    return ",".join(f"{cfg.host}:{p.http}" for p in node_ports(cfg))
+
+
+def leader(sd: StateDir, cfg: StackConfig) -> str:
+    """The node that leads the readings' stream now (`nats-leader` on the command line)."""
+    found = cluster(sd, cfg).stream_leader()
+    if found not in NODES:
+        raise ComponentError("no node of the NATS cluster leads the readings' stream now")
+    return str(found)
+
+
+def special_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str] | None:
+    """A component's argv where a NATS stack's differs in kind (the nodes, the watcher)."""
+    from lab.stack.procs import python_argv
+
+    if name in NODES:
+        return argv(sd, cfg, name)
+    if name == "watch":
+        return python_argv("lab.stack.nats_watch", "--state-dir", str(sd.root), "--monitor", monitors(cfg),
+                           "--names", ",".join(NODES), "--speed", str(cfg.speed))
+    return None
+
+
+def upstream_args(cfg: StackConfig, link: str) -> list[str]:
+    """A link proxy's upstreams: the broker, or every node (MQTT ports for the devices, the
+    NATS client ports for ingest's readings)."""
+    if not is_nats(cfg):
+        return ["--upstream-host", cfg.host, "--upstream-port", str(cfg.port)]
+    ups = mqtt_servers(cfg) if link == "devices" else client_upstreams(cfg)
+    return [a for u in ups for a in ("--upstream", u)]
+
+
+def ingest_args(cfg: StackConfig, port: int) -> list[str]:
+    """Ingest on the cluster: readings from the JetStream consumer through its link's proxy
+    (`port`), acks and status over MQTT to the nodes."""
+    if not is_nats(cfg):
+        return []
+    return ["--nats", f"nats://{cfg.host}:{port}", "--mqtt-servers", ",".join(mqtt_servers(cfg))]
+
+
+def device_args(cfg: StackConfig) -> list[str]:
+    return ["--mqtt-version", "3.1.1"] if is_nats(cfg) else []
