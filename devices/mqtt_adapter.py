@@ -25,6 +25,10 @@ persistence, an expired session) and the device re-sends what it had in flight.
 On connect a device publishes a retained "online" status on heartcheck/<id>/status (its
 Last Will, retained QoS 1, says "offline") and, in end-to-end mode, subscribes at QoS 1 to
 heartcheck/<id>/ack and to the ingest service's retained status (wire.INGEST_STATUS_TOPIC).
+A SUBACK that refuses it, or none within `subscribe_timeout` real seconds, ends the connection
+like a lost one (a NATS node answers 0x80 or drops the SUBSCRIBE while the cluster fails
+over, docs/nats.md fact 14; without the subscription no ack would ever arrive on it), and the
+next connection subscribes again; refusals in a row lengthen the backoff.
 A failed or lost connection is retried after an exponential
 backoff with equal jitter (half fixed, half random from the injected generator), reset by
 a successful CONNACK; or, with `FixedRetry` (`--reconnect-backoff none`), every second in
@@ -128,6 +132,9 @@ class MqttLink:
     since: float = 0.0  # simulated wall time of the last online/offline change
     connects: int = 0
     refused: int = 0  # connection attempts that failed before or at CONNACK
+    subscribe_streak: int = 0  # refused SUBACKs since the last granted one
+    subscribe_sent: float | None = None  # REAL time the acks' SUBSCRIBE went out, until its SUBACK
+    subscribe_refused: int = 0  # SUBACKs that refused the acks' subscription (each ends the connection)
     last_error: str = ""
 
     @property
@@ -160,8 +167,10 @@ class MqttHub:
                  connect_timeout: float = 5.0, session_expiry: int = 86_400,
                  real_clock: Callable[[], float] = time.monotonic,
                  credentials: Callable[[str], ClientCredentials | None] = lambda _id: None,
-                 mqtt311: bool = False) -> None:
+                 mqtt311: bool = False, subscribe_timeout: float = 30.0) -> None:
         self.host = host
+        # real seconds a connected link waits for the acks' SUBACK before it reconnects
+        self.subscribe_timeout = subscribe_timeout
         # MQTT 3.1.1 instead of 5 (a NATS cluster speaks only 3.1.1): a kept session is
         # clean_session=False, and it never expires
         self.mqtt311 = mqtt311
@@ -222,6 +231,11 @@ class MqttHub:
 
     def _on_message(self, _c: mqtt.Client, ud: tuple[MqttLink, int], msg: mqtt.MQTTMessage) -> None:
         self.events.append(("message", ud[0], ud[1], msg.topic, bytes(msg.payload)))
+
+    def _on_subscribe(self, _c: mqtt.Client, ud: tuple[MqttLink, int], _mid: int, codes: list[Any],
+                      _props: Any) -> None:
+        refused = [str(c) for c in codes if c.is_failure]
+        self.events.append(("suback", ud[0], ud[1], refused[0] if refused else ""))
 
     # --- socket callbacks: selector registrations only ----------------------------------
 
@@ -296,6 +310,12 @@ class MqttHub:
             for link in self.links:
                 if link.client is not None:
                     link.client.loop_misc()
+                if (link.subscribe_sent is not None and link.state is LinkState.CONNECTED
+                        and now - link.subscribe_sent > self.subscribe_timeout):
+                    # a SUBSCRIBE the server lost (docs/nats.md fact 14): as good as refused
+                    link.subscribe_sent = None
+                    self.events.append(("suback", link, link.gen,
+                                        f"no SUBACK in {self.subscribe_timeout:g} s"))
 
     def _connect(self, link: MqttLink) -> None:
         link.gen += 1
@@ -311,6 +331,7 @@ class MqttHub:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
@@ -347,7 +368,7 @@ class MqttHub:
         link.gen += 1
         if client is None:
             return
-        for name in ("on_connect", "on_disconnect", "on_publish", "on_message",
+        for name in ("on_connect", "on_disconnect", "on_publish", "on_message", "on_subscribe",
                      "on_socket_open", "on_socket_close", "on_socket_register_write",
                      "on_socket_unregister_write"):
             setattr(client, name, None)
@@ -393,6 +414,22 @@ class MqttHub:
                     out.append(LinkEvent("disconnected", link.index))
             elif kind == "puback":
                 out.append(LinkEvent("puback", link.index, mid=args[0], ok=args[1]))
+            elif kind == "suback" and args[0] and link.state is LinkState.CONNECTED:
+                link.subscribe_sent = None
+                # The acks' subscription refused (a NATS node that could not create the session's
+                # JetStream consumer in time answers 0x80 under load; an ACL can too): without it
+                # no end-to-end ack arrives on this connection, so end it and let the backoff
+                # bring the next one, which subscribes again. Consecutive refusals back off further.
+                link.subscribe_refused += 1
+                link.last_error = f"SUBACK refused: {args[0]}"
+                link.attempt = link.subscribe_streak
+                link.subscribe_streak += 1
+                self._lost(link)
+                link.since = self._clock.now()
+                out.append(LinkEvent("disconnected", link.index))
+            elif kind == "suback":
+                link.subscribe_sent = None
+                link.subscribe_streak = 0
             elif kind == "message":
                 out.append(LinkEvent("message", link.index, topic=args[0], payload=args[1]))
         return out
@@ -411,6 +448,7 @@ class MqttHub:
                        qos=1, retain=True)
         if self.subscribe_acks:
             client.subscribe([(ack_topic(link.device_id), 1), (INGEST_STATUS_FILTER, 1)])
+            link.subscribe_sent = self._real()
 
     # --- shutdown -----------------------------------------------------------------------
 

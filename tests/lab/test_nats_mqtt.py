@@ -23,11 +23,10 @@ from lab.errors import BrokerError
 from lab.stack.nats_cluster import NatsCluster
 from lab.stack.nats_config import PLACEHOLDER, ClusterLimits, render_node
 from lab.stack.procs import RUNNING
-from tests.conftest import make_broker, wait_until
+from tests.conftest import wait_until
 from tests.lab.natsutil import (
     Mq,
     forget_session,
-    payload,
     pull_workers,
     queue_group_split,
     set_msgs_limits,
@@ -457,38 +456,6 @@ def test_retained_survives_a_node_kill_but_the_will_dies_with_its_node(
 
 
 # --- (f) throughput against Mosquitto ---------------------------------------------------------------
-
-
-def _throughput(sub_port: int, pub_port: int, unique: Callable[[str], str], n: int) -> float:
-    topic = f"heartcheck/{unique('f')}/ecg"
-    sub = Mq(sub_port, unique("sub"), inflight=20).connected()
-    sub.subscribe(topic)
-    pub = Mq(pub_port, unique("pub"), inflight=20).connected()
-    t0 = time.monotonic()
-    pub.publish_seqs(topic, range(n))
-    wait_until(lambda: len(set(sub.seqs())) >= n, 60, what=f"{n} messages")
-    rate = n / (time.monotonic() - t0)
-    assert sorted(set(sub.seqs())) == list(range(n))
-    sub.close()
-    pub.close()
-    return rate
-
-
-@pytest.mark.slow
-def test_throughput_against_mosquitto(ready: NatsCluster, tmp_path: Path,
-                                      unique: Callable[[str], str]) -> None:
-    n = 3000
-    p1, p2, _ = ports(ready)
-    broker = make_broker(tmp_path, max_queued=100_000)  # nothing dropped: a rate, not a loss
-    try:
-        mosquitto = _throughput(broker.port, broker.port, unique, n)
-    finally:
-        broker.stop()
-    same_node = _throughput(p1, p1, unique, n)
-    cross_node = _throughput(p2, p1, unique, n)
-    measured("f. throughput, 600 B QoS 1, inflight 20", mosquitto=round(mosquitto),
-             nats_same_node=round(same_node), nats_cross_node=round(cross_node),
-             ratio_cross_to_mosquitto=round(cross_node / mosquitto, 2), payload_bytes=len(payload(0)))
 
 
 # --- (g) shared subscriptions and the NATS alternatives ---------------------------------------------
