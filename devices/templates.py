@@ -39,7 +39,7 @@ TEMPLATE_AFTER = 0.65  # s after it
 TEMPLATE_SPAN = TEMPLATE_BEFORE + TEMPLATE_AFTER
 N_MORPHOLOGIES = 8
 V_MORPHOLOGIES = 4
-LIBRARY_VERSION = 2
+LIBRARY_VERSION = 3  # 3: beats cut above a median baseline
 LIBRARY_SEED = 20031  # McSharry et al. 2003, for the record
 _TI = np.array([-70.0, -15.0, 0.0, 15.0, 100.0])  # neurokit2's ecgsyn defaults: P Q R S T
 _AI = np.array([1.2, -5.0, 30.0, -7.5, 0.75])
@@ -85,9 +85,14 @@ def _ventricular(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.n
 
 def _cut(x: np.ndarray) -> np.ndarray:
     """The median beat of a 60-bpm ecgsyn run at TEMPLATE_FS, baseline-corrected and tapered."""
+    from scipy.ndimage import median_filter
     from scipy.signal import find_peaks
 
     fs = TEMPLATE_FS
+    # ecgsyn's output can wander far from its baseline (seen with scipy 1.17: a run whose last
+    # 3 s sat 0.4 mV higher, so only 2 R peaks reached half the run's maximum): a median over one
+    # beat (60 bpm) is the baseline; the R peaks are found, and the beats cut, above it
+    x = x - median_filter(x, size=fs + 1, mode="nearest")
     peaks, _ = find_peaks(x, height=0.5 * float(np.max(x)), distance=int(0.5 * fs))
     before, after = round(TEMPLATE_BEFORE * fs), round(TEMPLATE_AFTER * fs)
     peaks = peaks[(peaks >= fs + before) & (peaks + after < x.size - fs // 2)]  # skip the transient
@@ -128,10 +133,14 @@ def build_library() -> TemplateLibrary:
     normal, no_p = [], []
     for i in range(N_MORPHOLOGIES):
         ti, ai, bi = _params(rng)
-        normal.append(_ecgsyn_beat(ti, ai, bi, i))
+        beat = _ecgsyn_beat(ti, ai, bi, i)
+        normal.append(beat)
         ai_no_p = ai.copy()
         ai_no_p[0] = 0.0
-        no_p.append(_ecgsyn_beat(ti, ai_no_p, bi, i))
+        twin = _ecgsyn_beat(ti, ai_no_p, bi, i)
+        # the same QRS without its P wave: ecgsyn scales each run by its own extremes (a run that
+        # wandered came out at 0.6 of its twin's height), so the R peaks are made equal
+        no_p.append((twin * (float(beat.max()) / float(twin.max()))).astype(np.float32))
     ventricular = [_ecgsyn_beat(*_ventricular(rng), 100 + i) for i in range(V_MORPHOLOGIES)]
     return TemplateLibrary(np.stack(normal), np.stack(no_p), np.stack(ventricular))
 
