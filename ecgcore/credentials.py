@@ -16,7 +16,9 @@ Layout (folders 0700, secret files 0600; written by lab.provision):
     tls/ca.pem               the development CA's certificate (tls/ca.key is its key)
     tls/broker.pem|.key      the broker's certificate, for 127.0.0.1, localhost and broker
     tls/clients/<name>.pem|.key   each client's certificate, its CN the client's name
+    tls/cluster.pem|.key     the NATS nodes' certificate: server and client (their routes)
     broker/passwd, broker/acl     Mosquitto's password file (hashed) and its ACL
+    broker/nats-users.conf   the NATS cluster's users (bcrypt hashes) and their permissions
     ack.key                  the stack's master secret (signs ingest's retained status)
 
 Nothing here prints or logs a secret: errors name the file and what is wrong, never content.
@@ -95,6 +97,13 @@ class SecretsDir:
     @property
     def acl_file(self) -> Path:
         return self.broker_dir / "acl"
+
+    @property
+    def nats_users_file(self) -> Path:
+        return self.broker_dir / "nats-users.conf"
+
+    def cluster_tls(self) -> TlsFiles:
+        return TlsFiles(self.ca_cert, self.tls_dir / "cluster.pem", self.tls_dir / "cluster.key")
 
     @property
     def master_key_file(self) -> Path:

@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import nats
 import nats.errors
@@ -56,7 +57,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ecgcore.clock import Clock
-from ecgcore.credentials import ClientCredentials, CredentialsError
+from ecgcore.credentials import ClientCredentials, CredentialsError, client_tls_context
 from ingest.announce import Announcer, random_name
 from ingest.errors import ConfigError, ConnectError
 from ingest.handoff import BatchQueue
@@ -94,7 +95,9 @@ class NatsConfig:
     keepalive_s: int = 30
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 4.0
-    credentials: ClientCredentials | None = field(default=None, repr=False)  # MQTT login only
+    # its login on both sides: the NATS client connection (user, password, and with TLS its
+    # certificate, as the MQTT side); None: anonymous, plaintext
+    credentials: ClientCredentials | None = field(default=None, repr=False)
 
     @property
     def status_topic(self) -> str:
@@ -302,6 +305,16 @@ class NatsSource:
 
     async def _connect(self) -> NatsClient | None:
         delay = self.config.reconnect_min_s
+        login: dict[str, Any] = {}
+        creds = self.config.credentials
+        if creds is not None:
+            login = {"user": creds.username, "password": creds.password}
+            if creds.tls is not None:
+                try:
+                    login["tls"] = client_tls_context(creds.tls)
+                except CredentialsError as exc:
+                    self.log(f"cannot use ingest's TLS files: {exc}")
+                    return None
         while not self._stopping.is_set():
             try:
                 nc = await nats.connect(
@@ -309,7 +322,7 @@ class NatsSource:
                     allow_reconnect=True, max_reconnect_attempts=-1, connect_timeout=2,
                     reconnect_time_wait=self.config.reconnect_min_s,
                     disconnected_cb=self._nats_disconnected, reconnected_cb=self._nats_reconnected,
-                    error_cb=self._nats_error)
+                    error_cb=self._nats_error, **login)
             except (nats.errors.Error, OSError, TimeoutError) as exc:
                 self.stats.connect_failures += 1
                 if self.stats.connect_failures in (1, 10) or self.stats.connect_failures % 100 == 0:

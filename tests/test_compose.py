@@ -100,9 +100,9 @@ def compose_node_configs() -> dict[str, str]:
     class ComposeNode(NodeSettings):
         route_hosts: tuple[str, ...] = ()
 
-        def values(self) -> dict[str, str]:
+        def values(self, config_dir: Path | None = None) -> dict[str, str]:
             routes = "\n".join(f"    nats-route://{h}:{self.ports.cluster}" for h in self.route_hosts)
-            return {**super().values(), "routes": routes}
+            return {**super().values(config_dir), "routes": routes}
 
     ports = NodePorts(client=4222, cluster=6222, mqtt=1883, http=8222)
     return {name: GENERATED_HEADER + render_node(ComposeNode(

@@ -178,7 +178,7 @@ def _add_up(sub: Subparsers, common: OneLineParser) -> None:
                          "an outbox's capacity is spent; the rest are refused and counted (0: none)")
     up.add_argument("--broker", choices=("mosquitto", "nats-cluster"), default="mosquitto",
                     help="Mosquitto, or a 3-node NATS JetStream cluster with its MQTT listener (components"
-                         " nats-1..3; needs --insecure for now; docs/nats.md, docs/scale.md)")
+                         " nats-1..3; logins and TLS as Mosquitto's; docs/nats.md, docs/scale.md)")
     up.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite",
                     help="where ingest stores readings: DIR/ingest/ingest.sqlite, or a PostgreSQL the"
                          " stack runs (component `postgres`; `down` copies it into ingest.sqlite)")

@@ -189,7 +189,7 @@ def run_tail(sd: StateDir, device: str | None, *, count: int | None, as_json: bo
         creds = SecretsDir(sd.secrets_dir).client("observer", tls=cfg.tls) if cfg.secure else None
     except CredentialsError as exc:
         raise ConfigError(str(exc)) from exc
-    tap = BrokerTap(cfg.host, cfg.port, topics, credentials=creds)
+    tap = BrokerTap(cfg.host, cfg.port, topics, credentials=creds, mqtt311=cfg.broker == "nats-cluster")
     tap.start()
     emit = _emitter(out, as_json=as_json)
     try:

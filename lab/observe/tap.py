@@ -42,7 +42,9 @@ class Notice(NamedTuple):
 
 class BrokerTap:
     def __init__(self, host: str, port: int, topics: Sequence[str], *, maxsize: int = 10_000,
-                 client_id: str | None = None, credentials: ClientCredentials | None = None) -> None:
+                 client_id: str | None = None, credentials: ClientCredentials | None = None,
+                 mqtt311: bool = False) -> None:
+        """`mqtt311`: MQTT 3.1.1 instead of 5 (a NATS cluster speaks only 3.1.1)."""
         self.host, self.port, self.topics = host, port, tuple(topics)
         self.client_id = client_id or f"ecgpipe-tail-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.queue: queue.Queue[Arrival | Notice] = queue.Queue(maxsize=maxsize)
@@ -50,8 +52,10 @@ class BrokerTap:
         self._ready = threading.Event()  # set by the first SUBACK (or a refusal)
         self._refused: str | None = None
         self._connects = 0
+        self._mqtt311 = mqtt311
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=mqtt.MQTTv5)
+                             protocol=mqtt.MQTTv311 if mqtt311 else mqtt.MQTTv5,
+                             clean_session=True if mqtt311 else None)
         client.connect_timeout = CONNECT_TIMEOUT_S
         if credentials is not None:  # a secure stack: the read-only `observer` identity
             client.username_pw_set(credentials.username, credentials.password)
@@ -69,7 +73,10 @@ class BrokerTap:
         on nothing published is missed); ComponentError within about timeout_s if it does not."""
         where = f"{self.host}:{self.port}"
         try:
-            self._client.connect(self.host, self.port, keepalive=30, clean_start=True)
+            if self._mqtt311:  # clean_session was set with the client
+                self._client.connect(self.host, self.port, keepalive=30)
+            else:
+                self._client.connect(self.host, self.port, keepalive=30, clean_start=True)
         except (OSError, ValueError) as exc:
             raise ComponentError(f"cannot reach the broker at {where}: {exc}") from exc
         self._client.loop_start()

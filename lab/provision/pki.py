@@ -49,10 +49,15 @@ class Authority:
     cert: x509.Certificate
     key: ec.EllipticCurvePrivateKey
 
-    def issue(self, name: str, cert_path: Path, key_path: Path, *, server: bool = False) -> None:
+    def issue(self, name: str, cert_path: Path, key_path: Path, *, server: bool = False,
+              client_too: bool = False) -> None:
+        """A certificate for a client, or with `server` for a server (its names and loopback
+        addresses); `client_too`: a server that also dials its peers (a NATS node's routes)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        usage = [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+        if server and client_too:
+            usage.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(name))
@@ -62,7 +67,7 @@ class Authority:
             .not_valid_before(now - datetime.timedelta(hours=1))
             .not_valid_after(now + datetime.timedelta(days=DAYS))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
         )
         if server:
             alt: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVER_NAMES]

@@ -24,6 +24,7 @@ from ecgcore.secrets import ensure_master_key
 from lab.errors import ConfigError
 from lab.provision.broker_files import SERVICES, write_acl, write_passwd
 from lab.provision.files import private_dir, write_private
+from lab.provision.nats_users import render_users
 from lab.provision.pki import ensure_ca
 from wire.reading import DEVICE_ID_RE
 
@@ -83,6 +84,9 @@ def provision(root: Path, device_ids: Sequence[str], *, tls: bool = True) -> Pro
         ca, made_ca = ensure_ca(sd.tls_dir)
         if made_ca or not (sd.tls_dir / "broker.pem").is_file():
             ca.issue("broker", sd.tls_dir / "broker.pem", sd.tls_dir / "broker.key", server=True)
+        nodes = sd.cluster_tls()
+        if made_ca or not nodes.cert.is_file():
+            ca.issue("nats-node", nodes.cert, nodes.key, server=True, client_too=True)
         for name in everyone:
             files = sd.client_tls(name)
             if made_ca or not files.cert.is_file():
@@ -91,6 +95,8 @@ def provision(root: Path, device_ids: Sequence[str], *, tls: bool = True) -> Pro
     write_passwd(sd.passwd_file, ((c.username, c.password) for c in everyone.values()))
     devices = sorted(n for n, c in everyone.items() if c.role == "device")
     write_acl(sd.acl_file, devices, SERVICE_NAMES)
+    write_private(sd.nats_users_file, render_users(
+        (c.name, c.role, c.password) for c in everyone.values()).encode())
     return Provisioned(sd.root, len(devices), added, tls or sd.has_tls(), made_ca)
 
 
@@ -99,6 +105,7 @@ def is_provisioned(root: Path, device_ids: Sequence[str], *, tls: bool = True) -
     sd = SecretsDir(root)
     names = (*SERVICE_NAMES, *device_ids)
     return (sd.passwd_file.is_file() and sd.acl_file.is_file() and sd.master_key_file.is_file()
-            and (not tls or sd.has_tls())
+            and sd.nats_users_file.is_file()
+            and (not tls or (sd.has_tls() and sd.cluster_tls().cert.is_file()))
             and all(sd.identity_file(n).is_file() for n in names)
             and (not sd.has_tls() or all(sd.client_tls(n).cert.is_file() for n in names)))

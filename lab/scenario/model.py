@@ -225,7 +225,7 @@ class Broker:
     ingest_keepalive: float | None = None
     ingest_workers: int = 1  # ingest processes sharing the readings; faults on ingest-K: one worker
     store: str = "sqlite"  # or "postgres" (a PostgreSQL the stack runs; faults may target it)
-    kind: str = "mosquitto"  # or "nats-cluster" (three NATS nodes; insecure for now)
+    kind: str = "mosquitto"  # or "nats-cluster" (three NATS nodes)
 
     def __post_init__(self) -> None:
         _at_least_one(self, "max_queued", "autosave_interval")

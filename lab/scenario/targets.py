@@ -28,8 +28,6 @@ def engine_problem(kind: object, store: object, workers: object, secure: bool) -
     """[broker]'s engines: (key, what is wrong) or None."""
     if kind not in ("mosquitto", "nats-cluster"):
         return "kind", f'kind must be "mosquitto" or "nats-cluster", got {kind!r}'
-    if kind == "nats-cluster" and secure:
-        return "kind", "the NATS cluster has no logins or TLS yet: set secure = false beside it"
     if store not in ("sqlite", "postgres"):
         return "store", f'store must be "sqlite" or "postgres", got {store!r}'
     if not (isinstance(workers, int) and not isinstance(workers, bool) and 1 <= workers <= 16):

@@ -271,7 +271,6 @@ def up(sd: StateDir, cfg: StackConfig, progress: Progress = _quiet) -> StackConf
     sd.create()
     if clear_previous_run(sd):
         progress(f"replaced the previous run's files in {sd.root}")
-    nats.check(cfg)
     ensure_provisioned(sd, cfg, progress)  # a damaged secret stops `up` before anything starts
     requested = cfg
     picked = 0 in (cfg.port, *((cfg.proxy_ingest_port, cfg.proxy_devices_port) if cfg.proxies else ()))

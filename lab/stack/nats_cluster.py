@@ -24,9 +24,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ecgcore.credentials import ClientCredentials
 from ecgcore.waiting import wait_until
 from lab.errors import BrokerError
-from lab.stack.nats_config import ClusterLimits, NodePorts, NodeSettings, node_argv, write_node_config
+from lab.stack.nats_config import (
+    ClusterLimits,
+    NodePorts,
+    NodeSecurity,
+    NodeSettings,
+    node_argv,
+    write_node_config,
+)
 from lab.stack.nats_monitor import (
     JSZ_DETAIL,
     MQTT_MSGS,
@@ -94,10 +102,13 @@ class NatsCluster:
     """Three nodes under `root`, each on its own free ports (see the module docstring)."""
 
     def __init__(self, root: Path, limits: ClusterLimits | None = None, host: str = "127.0.0.1",
-                 names: tuple[str, ...] = NODE_NAMES, ports: list[NodePorts] | None = None) -> None:
+                 names: tuple[str, ...] = NODE_NAMES, ports: list[NodePorts] | None = None,
+                 security: NodeSecurity | None = None, probe_login: ClientCredentials | None = None) -> None:
         """`ports`: each node's, in `names`' order (a stack's, saved in stack.json); None: free
-        ports chosen now."""
+        ports chosen now. `security`: logins and TLS (None: anonymous, plaintext); then
+        `probe_login` is whom the readiness round trip logs in as (the watcher)."""
         self.root = root
+        self.probe_login = probe_login
         self.limits = limits or ClusterLimits()
         if ports is None:
             free = _distinct_free_ports(4 * len(names), host)
@@ -106,7 +117,7 @@ class NatsCluster:
         self.nodes: dict[str, NatsNode] = {}
         for name, own in zip(names, all_ports, strict=True):
             peers = tuple(p.cluster for p in all_ports if p is not own)
-            settings = NodeSettings(name, own, root / name / "store", peers, self.limits, host)
+            settings = NodeSettings(name, own, root / name / "store", peers, self.limits, host, security)
             self.nodes[name] = NatsNode(settings, root / name)
 
     def __iter__(self) -> Iterator[NatsNode]:
@@ -234,8 +245,8 @@ class NatsCluster:
                               f"{deadline_s:.0f} s: {self.describe()}")
         nodes = self.running()
         sub, pub = nodes[0], nodes[-1]
-        if not wait_until(lambda: round_trip(sub.host, sub.mqtt_port, pub.mqtt_port, min(5.0, left())),
-                          left(), poll_s=0.1):
+        if not wait_until(lambda: round_trip(sub.host, sub.mqtt_port, pub.mqtt_port, min(5.0, left()),
+                                             self.probe_login), left(), poll_s=0.1):
             raise BrokerError(f"NATS cluster under {self.root}: no MQTT QoS 1 round trip "
                               f"{pub.name} → {sub.name} within {deadline_s:.0f} s")
 

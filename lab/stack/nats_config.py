@@ -6,6 +6,7 @@ that is not in the template) is a BrokerError, so no node starts from a half-ren
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -55,6 +56,28 @@ class ClusterLimits:
 
 
 @dataclass(frozen=True)
+class NodeSecurity:
+    """A secure node: the users file `ecgpipe provision` wrote, and with `tls` the stack's CA
+    and the nodes' certificate (tls/cluster.pem: server and client, for the routes too)."""
+
+    users_file: Path
+    ca: Path
+    cert: Path
+    key: Path
+    tls: bool = True
+
+    def tls_block(self, indent: str) -> str:
+        return "\n".join(indent + line for line in (
+            "tls {", f"  cert_file: {_q(self.cert)}", f"  key_file: {_q(self.key)}",
+            f"  ca_file: {_q(self.ca)}", "  verify: true", "}"))
+
+
+def _q(path: Path) -> str:
+    """A quoted string for NATS's config parser (JSON's quoting)."""
+    return json.dumps(str(path))
+
+
+@dataclass(frozen=True)
 class NodeSettings:
     name: str
     ports: NodePorts
@@ -62,8 +85,22 @@ class NodeSettings:
     peers: tuple[int, ...]  # the other nodes' cluster ports
     limits: ClusterLimits = ClusterLimits()
     host: str = "127.0.0.1"
+    security: NodeSecurity | None = None  # None: anonymous and plaintext (`up --insecure`)
 
-    def values(self) -> dict[str, str]:
+    def security_values(self, config_dir: Path | None = None) -> dict[str, str]:
+        """`config_dir`: where node.conf is written. nats-server reads an include's path relative
+        to the including file's directory, even a path that starts with '/'."""
+        sec = self.security
+        if sec is None:
+            return {"auth": "", "cluster_tls": "", "mqtt_tls": ""}
+        users = Path(os.path.relpath(sec.users_file, config_dir)) if config_dir else sec.users_file
+        auth = f"include {_q(users)}"
+        if not sec.tls:
+            return {"auth": auth, "cluster_tls": "", "mqtt_tls": ""}
+        return {"auth": auth + "\n" + sec.tls_block(""), "cluster_tls": sec.tls_block("  "),
+                "mqtt_tls": sec.tls_block("  ")}
+
+    def values(self, config_dir: Path | None = None) -> dict[str, str]:
         routes = "\n".join(f"    nats-route://{self.host}:{p}" for p in self.peers)
         lim = self.limits
         return {
@@ -73,13 +110,14 @@ class NodeSettings:
             "cluster_name": CLUSTER_NAME, "routes": routes,
             "max_memory_store": lim.max_memory_store, "max_file_store": lim.max_file_store,
             "stream_replicas": str(lim.stream_replicas), "ack_wait": lim.ack_wait,
-            "max_ack_pending": str(lim.max_ack_pending),
+            "max_ack_pending": str(lim.max_ack_pending), **self.security_values(config_dir),
         }
 
 
-def render_node(settings: NodeSettings, template: Path = NODE_TEMPLATE) -> str:
+def render_node(settings: NodeSettings, template: Path = NODE_TEMPLATE,
+                config_dir: Path | None = None) -> str:
     """The template with every placeholder filled; BrokerError if one is unknown or unused."""
-    values = settings.values()
+    values = settings.values(config_dir)
     text = template.read_text()
     wanted = set(PLACEHOLDER.findall(text))
     missing = sorted(wanted - set(values))
@@ -94,7 +132,7 @@ def render_node(settings: NodeSettings, template: Path = NODE_TEMPLATE) -> str:
 def write_node_config(settings: NodeSettings, path: Path) -> Path:
     settings.store_dir.mkdir(parents=True, exist_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_node(settings))
+    path.write_text(render_node(settings, config_dir=path.parent))
     return path
 
 

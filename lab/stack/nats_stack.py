@@ -13,15 +13,19 @@ How the rest of the stack meets the cluster (docs/scale.md):
 `broker` on the command line names all three nodes (`kill broker` kills the cluster);
 `nats-leader` names the node leading the readings' stream at that moment.
 
-The cluster has no logins or TLS yet (broker_config/nats/node.conf's AUTH-PLACEHOLDER): such a
-stack must be `--insecure`, and `up` says so in one line otherwise.
+Security is the Mosquitto stack's: a secure stack (the default) gives every node the users file
+`ecgpipe provision` wrote (DIR/secrets/broker/nats-users.conf: bcrypt hashes, per-device
+permissions, lab/provision/nats_users.py) and, with TLS, requires a certificate from the stack's
+CA on the MQTT, client and route ports; `--no-tls` keeps the logins without TLS; `--insecure`
+is anonymous and plaintext. The readiness round trip logs in as the watcher.
 """
 
 from __future__ import annotations
 
+from ecgcore.credentials import CredentialsError, SecretsDir
 from lab.errors import BrokerError, ComponentError, ConfigError
 from lab.stack.nats_cluster import NatsCluster
-from lab.stack.nats_config import NodePorts, node_argv, write_node_config
+from lab.stack.nats_config import NodePorts, NodeSecurity, node_argv, write_node_config
 from lab.stack.ports import free_port, port_open
 from lab.stack.statedir import StackConfig, StateDir
 
@@ -32,12 +36,6 @@ LEADER = "nats-leader"
 
 def is_nats(cfg: StackConfig) -> bool:
     return cfg.broker == KIND
-
-
-def check(cfg: StackConfig) -> None:
-    if is_nats(cfg) and cfg.secure:
-        raise ConfigError("the NATS cluster has no logins or TLS yet: add --insecure "
-                          "(scenario: [broker] secure = false)")
 
 
 def with_ports(cfg: StackConfig, taken: set[int]) -> StackConfig:
@@ -64,7 +62,17 @@ def node_ports(cfg: StackConfig) -> list[NodePorts]:
 
 
 def cluster(sd: StateDir, cfg: StackConfig) -> NatsCluster:
-    return NatsCluster(sd.broker_dir, host=cfg.host, names=NODES, ports=node_ports(cfg))
+    security, probe = None, None
+    if cfg.secure:
+        secrets = SecretsDir(sd.secrets_dir)
+        nodes = secrets.cluster_tls()
+        security = NodeSecurity(secrets.nats_users_file, nodes.ca, nodes.cert, nodes.key, tls=cfg.tls)
+        try:
+            probe = secrets.client("watcher", tls=cfg.tls)
+        except CredentialsError as exc:
+            raise ConfigError(str(exc)) from exc
+    return NatsCluster(sd.broker_dir, host=cfg.host, names=NODES, ports=node_ports(cfg),
+                       security=security, probe_login=probe)
 
 
 def argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:

@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from ecgcore.credentials import ClientCredentials, client_tls_context
 from lab.stack.nats_monitor import MQTT_MSGS
 from tests.conftest import wait_until
 
@@ -47,7 +48,8 @@ class Mq:
 
     def __init__(self, port: int, client_id: str, *, clean: bool = True, host: str = HOST,
                  protocol: int = mqtt.MQTTv311, will: tuple[str, bytes] | None = None,
-                 inflight: int = 20, manual_ack: bool = False) -> None:
+                 inflight: int = 20, manual_ack: bool = False,
+                 login: ClientCredentials | None = None) -> None:
         self.lock = threading.Lock()
         self.connacks: list[tuple[int, bool]] = []  # (reason code value, session present)
         self.acked: set[int] = set()
@@ -62,6 +64,10 @@ class Mq:
         self.client.reconnect_delay_set(1, 1)
         if will is not None:
             self.client.will_set(will[0], will[1], qos=1, retain=True)
+        if login is not None:  # a secure cluster: a password, and with TLS its certificate
+            self.client.username_pw_set(login.username, login.password)
+            if login.tls is not None:
+                self.client.tls_set_context(client_tls_context(login.tls))
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
