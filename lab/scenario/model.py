@@ -237,7 +237,7 @@ class Broker:
         for name in ("secure", "persistence"):
             if not isinstance(value := getattr(self, name), bool):
                 raise _fail(name, f"{name} must be true or false, got {value!r}")
-        wrong = engine_problem(self.kind, self.store, self.ingest_workers, self.secure)
+        wrong = engine_problem(self.kind, self.store, self.ingest_workers)
         if wrong:
             raise _fail(*wrong)
 

@@ -24,7 +24,7 @@ def target_problem(target: str, workers: int, store: str, kind: str = "mosquitto
     return None
 
 
-def engine_problem(kind: object, store: object, workers: object, secure: bool) -> tuple[str, str] | None:
+def engine_problem(kind: object, store: object, workers: object) -> tuple[str, str] | None:
     """[broker]'s engines: (key, what is wrong) or None."""
     if kind not in ("mosquitto", "nats-cluster"):
         return "kind", f'kind must be "mosquitto" or "nats-cluster", got {kind!r}'

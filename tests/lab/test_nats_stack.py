@@ -1,5 +1,6 @@
 """A stack on the 3-node NATS cluster (`up --broker nats-cluster`, secure: logins, per-device
-permissions, TLS with client certificates on every port), through the CLI: the nodes are components, the devices (MQTT 3.1.1) and ingest (a JetStream consumer) reach
+permissions, TLS with client certificates on every port), through the CLI: the nodes are
+components, the devices (MQTT 3.1.1) and ingest (a JetStream consumer) reach
 them through the link proxies, a cut of ingest's link queues at the cluster, a kill -9 of the
 stream's leader loses nothing, and the ledger holds."""
 

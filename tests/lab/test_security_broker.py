@@ -101,17 +101,20 @@ def test_provisioning_files_are_private_and_kept(tmp_path: Path) -> None:
     for d in (root, sd.identities, sd.tls_dir, sd.broker_dir):
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
     secret_files = [*sd.identities.glob("*.json"), *sd.tls_dir.rglob("*.key"), sd.passwd_file,
-                    sd.master_key_file]
-    assert len(secret_files) == 5 + 6 + 1 + 1 + 1  # identities, keys (5 clients + CA + broker)
+                    sd.nats_users_file, sd.master_key_file]
+    # identities, keys (5 clients + CA + broker + the NATS nodes'), the two password files, ack.key
+    assert len(secret_files) == 5 + 8 + 2 + 1
     for f in secret_files:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
     before = {p.name: p.read_bytes() for p in sd.identities.glob("*.json")}
     password = sd.client("hc-0000").password
     assert password not in sd.passwd_file.read_text()  # hashed by mosquitto_passwd
+    assert password not in sd.nats_users_file.read_text()  # and by bcrypt
     again = provision(root, [*DEVICES, "hc-0002"])
     assert (again.devices, again.added, again.made_ca) == (3, 1, False)
     assert all((sd.identities / n).read_bytes() == b for n, b in before.items())
     assert "user hc-0002" in sd.acl_file.read_text()
+    assert '"heartcheck.hc-0002.ecg"' in sd.nats_users_file.read_text()
     assert sd.device_root("hc-0000") != sd.device_root("hc-0001")
 
 
