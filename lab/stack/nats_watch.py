@@ -9,7 +9,10 @@ ledger, `inspect broker` and the scenario runner read the cluster like a broker
     store/messages/count         `$MQTT_msgs`' messages: every QoS 1 message some session still
                                  holds (readings ingest has not acknowledged, acks not delivered)
     retained messages/count      0: the retained statuses live in another stream (`$MQTT_rmsgs`)
-    publish/messages/dropped     0: nothing on the cluster counts drops (docs/nats.md)
+    publish/messages/dropped     messages a `discard old` limit on `$MQTT_msgs` pushed out after
+                                 their PUBACK (limit_drops; nothing on the cluster counts them,
+                                 docs/nats.md fact 8): cumulative, so the checker's cause
+                                 broker-queue-overflow explains those losses as on Mosquitto
     nats/leader                  the index (1-3) of the node leading `$MQTT_msgs` (0: none)
     nats/ingest_pending          ingest's durable consumer: not yet delivered + not yet acked
 
@@ -47,8 +50,26 @@ def merged_stream(views: list[dict[str, StreamCounts]]) -> StreamCounts | None:
     return next((s for s in found if s.leader == leader and s.consumers), found[0])
 
 
-def sample(views: list[dict[str, StreamCounts]], names: list[str]) -> dict[str, float]:
-    """The watcher's values from each node's view of the streams (pure)."""
+def limit_drops(prev: StreamCounts | None, cur: StreamCounts) -> int:
+    """Messages `$MQTT_msgs` discarded at its `max_msgs` limit between two samples (pure).
+
+    Between two samples the stream took `last_seq` − its previous `last_seq` new messages, and
+    its count grew by less exactly by the messages that left it: acknowledged by every
+    subscriber, or, with `discard old` at the limit, pushed out after their PUBACK. Counted only
+    when the stream is at its limit now (it filled and overflowed in between, or stayed full).
+    At a full stream whose subscriber is away (the case the lab makes) nothing is acknowledged,
+    so the count is exact; where a subscriber acks at the limit too, its acks count as drops:
+    an upper bound then. A stream made again (its sequence went back) counts nothing."""
+    if prev is None or cur.discard != "old" or cur.max_msgs <= 0 or cur.messages < cur.max_msgs:
+        return 0
+    if cur.last_seq < prev.last_seq:
+        return 0
+    return max(0, (cur.last_seq - prev.last_seq) - (cur.messages - prev.messages))
+
+
+def sample(views: list[dict[str, StreamCounts]], names: list[str], dropped: int = 0) -> dict[str, float]:
+    """The watcher's values from each node's view of the streams (pure); `dropped`: the drops
+    counted so far (limit_drops)."""
     stream = merged_stream(views)
     if stream is None:
         return {}
@@ -57,7 +78,7 @@ def sample(views: list[dict[str, StreamCounts]], names: list[str]) -> dict[str, 
              [c for c in stream.consumers if c.name == INGEST_CONSUMER]
     leader = names.index(stream.leader) + 1 if stream.leader in names else 0
     return {"store/messages/count": stream.messages, "retained messages/count": 0,
-            "publish/messages/dropped": 0, "nats/leader": leader,
+            "publish/messages/dropped": dropped, "nats/leader": leader,
             "nats/ingest_pending": ingest[0].backlog if ingest else 0}
 
 
@@ -69,6 +90,8 @@ class NatsWatcher:
         self.history = JsonLines(self.dir / "sys.jsonl")
         self.written: dict[str, float] = {}
         self.values: dict[str, float] = {}
+        self.last: StreamCounts | None = None  # $MQTT_msgs at the previous sample
+        self.dropped = 0
         self.stop = threading.Event()
 
     def poll(self) -> None:
@@ -77,7 +100,11 @@ class NatsWatcher:
             jsz: dict[str, Any] | None = get_json(host, port, JSZ_DETAIL, timeout=0.5)
             if jsz is not None:
                 views.append(streams(jsz))
-        self.values = sample(views, self.names) or self.values
+        stream = merged_stream(views)
+        if stream is not None and stream.leader:  # only the leader's counts are current
+            self.dropped += limit_drops(self.last, stream)
+            self.last = stream
+        self.values = sample(views, self.names, self.dropped) or self.values
         changed = {k: v for k, v in self.values.items() if self.written.get(k) != v}
         if changed:
             self.history.append({"t": round(self.clock.now(), 3), "incarnation": 0, "values": changed})

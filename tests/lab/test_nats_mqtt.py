@@ -22,6 +22,8 @@ from ecgcore.waiting import wait_until as poll_until
 from lab.errors import BrokerError
 from lab.stack.nats_cluster import NatsCluster
 from lab.stack.nats_config import PLACEHOLDER, ClusterLimits, render_node
+from lab.stack.nats_monitor import StreamCounts
+from lab.stack.nats_watch import limit_drops
 from lab.stack.procs import RUNNING
 from tests.conftest import wait_until
 from tests.lab.natsutil import (
@@ -216,10 +218,17 @@ def test_stream_max_msgs_discard_old_drops_oldest_after_puback(
     sub = Mq(p1, cid, clean=False).connected()
     sub.subscribe(topic)
     sub.close()
+    before = ready.stream()
+    assert before is not None and before.messages == 0
     pub = Mq(p2, unique("pub")).connected()
     mids = pub.publish_seqs(topic, range(offline_backlog_capped))
     wait_until(lambda: pub.acked_count(mids) == 200, 45, what="200 PUBACKs")
     pub.close()
+    # what the stack's watcher counts as dropped from two samples of the stream (nothing on
+    # the cluster counts it): the 150 pushed out after their PUBACK
+    after = wait_until(lambda: (s := ready.stream()) and s.last_seq >= before.last_seq + 200 and s,
+                       20, what="the leader's count of all 200")
+    assert isinstance(after, StreamCounts) and limit_drops(before, after) == 150, after
     sub, _ = drain(p1, cid, 50)
     measured("b. max_msgs 50 discard old", pubacked=pub.acked_count(mids), delivered=len(set(sub.seqs())),
              first=min(sub.seqs()), last=max(sub.seqs()), disconnects=pub.disconnects)
@@ -484,8 +493,11 @@ def test_nats_queue_group_sees_mqtt_qos1(ready: NatsCluster, unique: Callable[[s
     dev = unique("hc")
     pub = Mq(ready.node("n3").mqtt_port, unique("pub")).connected()
     client_ports = [ready.node("n1").ports.client, ready.node("n2").ports.client]
-    counts, headers = queue_group_split(client_ports, f"heartcheck.{dev}.ecg",
-                                        lambda: pub.publish_seqs(f"heartcheck/{dev}/ecg", range(100)), 100)
+    def publish() -> None:  # and wait for the PUBACKs: a loaded CI machine took over 10 s for 100
+        mids = pub.publish_seqs(f"heartcheck/{dev}/ecg", range(100))
+        wait_until(lambda: pub.acked_count(mids) == 100, 60, what="100 PUBACKs")
+
+    counts, headers = queue_group_split(client_ports, f"heartcheck.{dev}.ecg", publish, 100, timeout=30)
     pub.close()
     measured("g. NATS queue group on heartcheck.<id>.ecg", split=counts,
              header=headers[0] if headers else None)
@@ -505,7 +517,8 @@ def test_jetstream_pull_consumer_shares_the_backlog_durably(ready: NatsCluster,
         mids = pub.publish_seqs(f"heartcheck/{dev}/ecg", range(100))
         wait_until(lambda: pub.acked_count(mids) == 100, 45, what="100 PUBACKs")
 
-    counts = pull_workers(client_ports, durable, f"$MQTT.msgs.heartcheck.{dev}.ecg", publish, 100)
+    counts = pull_workers(client_ports, durable, f"$MQTT.msgs.heartcheck.{dev}.ecg", publish, 100,
+                          timeout=30)
     pub.close()
     measured("g. JetStream pull consumer on $MQTT_msgs", split=counts)
     assert sum(counts) == 100 and all(counts)
