@@ -1,16 +1,17 @@
 """Memory per simulated device, and where it goes: one fleet in this process against a real
 Mosquitto, tracemalloc's view grouped by source file, at two fleet sizes.
 
-    .venv/bin/python -m bench.fleet_memory [--devices 500,1500] [--seconds 20] [--insecure] [--top 15]
+    .venv/bin/python -m bench.fleet_memory [--devices 500,1500] [--seconds 20] [--insecure]
+                                           [--delivery broker-ack|end-to-end] [--top 15]
 
 For each size: a fresh broker (secure like `ecgpipe up`: logins, TLS, signed readings;
-`--insecure`: anonymous, plaintext), the fleet started in a thread, `--seconds` of end-to-end
-recording, then the Python heap that tracemalloc sees (by file, and the fleet's own lines) and
-the process's RSS growth over the fleet's start. Per device at the margin is the difference
-between the two sizes, divided by the difference in devices: the fixed cost of a process
-(interpreter, numpy, paho, ssl) cancels out. No ingest runs: the end-to-end acks never come,
-so each device keeps its readings in flight, as in an outage (the outbox is on disk, its index
-in RAM). tracemalloc slows the fleet down; the figures are sizes, not speeds.
+`--insecure`: anonymous, plaintext), the fleet started in a thread, `--seconds` of recording
+(broker-ack: each reading leaves the device at its PUBACK, as in steady state with ingest
+running; `--delivery end-to-end` with no ingest keeps them in flight, as in an outage), then
+the Python heap that tracemalloc sees (by file, and the fleet's own lines) and the process's
+RSS growth over the fleet's start. Per device at the margin is the difference between the two
+sizes, divided by the difference in devices: the fixed cost of a process (interpreter, numpy,
+paho, ssl) cancels out. No ingest runs. tracemalloc slows the fleet down; the figures are sizes, not speeds.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def measure(n: int, seconds: float, secure: bool, top: int) -> dict[str, Any]:
+def measure(n: int, seconds: float, secure: bool, top: int, delivery: Delivery) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ecgpipe-bench-mem-") as tmp:
         root = Path(tmp)
         ids = [f"hc-{i:04d}" for i in range(n)]
@@ -54,7 +55,7 @@ def measure(n: int, seconds: float, secure: bool, top: int) -> dict[str, Any]:
                                               security=security),
                                root / "mosquitto.conf").start()
         cfg = FleetConfig(state_dir=root / "state", host="127.0.0.1", port=port, devices=n,
-                          delivery=Delivery.END_TO_END, history=False,
+                          delivery=delivery, history=False,
                           secrets_dir=root / "secrets" if secure else None)
         rss0 = rss_kb()
         tracemalloc.start(1)
@@ -93,11 +94,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--insecure", action="store_true")
     ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--delivery", choices=("broker-ack", "end-to-end"), default="broker-ack")
     a = ap.parse_args()
     sizes = [int(x) for x in a.devices.split(",")]
     if len(sizes) != 2 or not 0 < sizes[0] < sizes[1]:
         ap.error("--devices takes two sizes, the smaller first")
-    runs = [measure(n, a.seconds, not a.insecure, a.top) for n in sizes]
+    runs = [measure(n, a.seconds, not a.insecure, a.top, Delivery(a.delivery)) for n in sizes]
     small, big = runs
     d = big["devices"] - small["devices"]
     files = big["by_file_bytes"]

@@ -236,7 +236,7 @@ class BeatModel:
                 drop = close[0] + 1
                 t, codes = np.delete(t, drop), np.delete(codes, drop)
                 close = np.flatnonzero(np.diff(t) < MIN_RR_S)
-        if len(self._blocks) >= 3:
+        if len(self._blocks) >= 2:  # beats() spans at most two blocks (memory: a few KB a device)
             self._blocks.pop(next(iter(self._blocks)))
         self._blocks[j] = (t, codes)
         return t, codes
