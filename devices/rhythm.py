@@ -83,17 +83,14 @@ class _Sinus:
         self.rr_mean = 60.0 / hr_bpm
         self.rr_std = 60.0 * hrv / hr_bpm**2
         self.even = even
-        self._segs: dict[int, np.ndarray] = {}
 
     def _segment(self, s: int) -> np.ndarray:
-        seg = self._segs.get(s)
-        if seg is None:
-            ph = rng_for(self.seed, self.tag, s).uniform(0.0, 2 * np.pi, _FREQS.size)
-            x = np.fft.irfft(_AMP * np.exp(1j * ph), _SEG)
-            seg = (x / x.std()).astype(np.float16)  # memory: thousands of devices keep two (1e-3 is plenty)
-            if len(self._segs) >= 2:
-                self._segs.pop(next(iter(self._segs)))
-            self._segs[s] = seg
+        """Segment s of the RR process, made again when asked: a block needs two, once every
+        BLOCK_S simulated seconds (two inverse FFTs of _SEG points), and keeping them would
+        cost every device 4 KB (bench/fleet_memory.py)."""
+        ph = rng_for(self.seed, self.tag, s).uniform(0.0, 2 * np.pi, _FREQS.size)
+        x = np.fft.irfft(_AMP * np.exp(1j * ph), _SEG)
+        seg: np.ndarray = (x / x.std()).astype(np.float16)  # as it was cached: the same beat times
         return seg
 
     def block(self, j: int) -> np.ndarray:
