@@ -53,7 +53,7 @@ from devices.templates import TEMPLATE_BEFORE, TEMPLATE_FS, TemplateLibrary, loa
 
 GAIN_UV = 2.5  # microvolts per LSB: int16 covers +-81.9 mV, an ECG spans about +-1.5 mV
 BANK_SECONDS = 20.0  # the synthetic source's bank length before it loops
-RENDER_S = 8  # seconds of signal a stream renders at once (aligned on absolute samples)
+RENDER_S = 4  # seconds of signal a stream renders at once (aligned on absolute samples)
 _QRS_HALF = 0.07  # s either side of the R peak kept unscaled
 # rendered blocks a stream keeps: one. The fleet reads forward, so a chunk that straddles two
 # blocks finds the first still kept and leaves the second, which the next chunk reads (memory:
