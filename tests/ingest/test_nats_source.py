@@ -64,7 +64,7 @@ class Mqtt311:
         self.client.connect_async(HOST, port, keepalive=10)
         self.client.loop_start()
         self.client_id = client_id
-        wait_until(self.connected.is_set, 10, what=f"CONNACK for {client_id}")
+        wait_until(self.connected.is_set, 30, what=f"CONNACK for {client_id}")
         self.infos: list[mqtt.MQTTMessageInfo] = []
 
     def _on_connect(self, client: mqtt.Client, *_args: object) -> None:
@@ -88,7 +88,7 @@ class Mqtt311:
         n = self.subacks
         self.topics.append(topic)
         self.client.subscribe(topic, qos=1)
-        wait_until(lambda: self.subacks > n, 10, what=f"SUBACK for {topic}")
+        wait_until(lambda: self.subacks > n, 30, what=f"SUBACK for {topic}")
 
     def publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
         info = self.client.publish(topic, payload, qos=1)
@@ -223,7 +223,7 @@ def test_topics_with_dot_or_space_are_refused_at_publish(fresh: NatsCluster,
 def _refused(pub: Mqtt311, topic: str) -> None:
     try:
         info = pub.publish(topic, b"x")
-        wait_until(lambda: pub.disconnects >= 1, 10, what=f"the server closing on {topic!r}")
+        wait_until(lambda: pub.disconnects >= 1, 30, what=f"the server closing on {topic!r}")
         assert not info.is_published()
     finally:
         pub.client.loop_stop()  # paho would send it again after reconnecting, forever
@@ -309,7 +309,7 @@ def test_end_to_end_acks_reach_the_device_over_mqtt311(fresh: NatsCluster, tmp_p
             assert all(d == dev for d, _ in acks)
             return {s for _, ranges in acks for lo, hi in ranges for s in range(lo, hi + 1)}
 
-        wait_until(lambda: acked() == set(range(30)), 20, what="acks for seq 0..29")
+        wait_until(lambda: acked() == set(range(30)), 45, what="acks for seq 0..29")
         assert ts.service.source.stats.acks_published >= 1
     finally:
         device.close()
@@ -397,7 +397,7 @@ def test_a_node_killed_under_ingest_loses_nothing(fresh: NatsCluster, tmp_path: 
                            mqtt_servers=_mqtt_servers(fresh), reconnect_max_s=1.0)
     out = io.StringIO()
     ts = ThreadedService(IngestService(config, SystemClock(), out=out), out).start()
-    victim = wait_until(lambda: _nats_node_of(fresh, cid), 10, what="ingest's NATS connection")
+    victim = wait_until(lambda: _nats_node_of(fresh, cid), 30, what="ingest's NATS connection")
     assert isinstance(victim, str)
     survivor = next(n for n in fresh if n.name != victim)
     device = Mqtt311(survivor.mqtt_port, unique(dev), clean=False)  # acks wait in its session
@@ -454,7 +454,7 @@ def test_python_m_ingest_with_nats(fresh: NatsCluster, tmp_path: Path, unique: C
     try:
         _publish(pub, [dev], 10)
         db = state / "ingest" / "ingest.sqlite"
-        wait_until(lambda: _stored(db)["readings"] == 10, 20, what="10 stored by python -m ingest")
+        wait_until(lambda: _stored(db)["readings"] == 10, 45, what="10 stored by python -m ingest")
     finally:
         pub.close()
         proc.send_signal(signal.SIGTERM)
@@ -472,7 +472,7 @@ def test_the_mqtt_publisher_moves_to_the_next_server(fresh: NatsCluster,
                         SystemClock())
     source.start()
     try:
-        wait_until(source.ready.is_set, 20, what="ready through the second MQTT server")
+        wait_until(source.ready.is_set, 45, what="ready through the second MQTT server")
         assert source.stats.connect_failures >= 1 and source.mqtt_connects == 1
     finally:
         source.stop()

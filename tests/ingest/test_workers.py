@@ -47,7 +47,7 @@ class Member:
         c.on_connect = lambda cl, *_: cl.subscribe(self.filter, qos=1)
         c.connect(self.broker.host, self.broker.port, clean_start=False, properties=props)
         c.loop_start()
-        wait_until(self.subscribed.is_set, 10, what=f"{self.client_id} subscribed")
+        wait_until(self.subscribed.is_set, 30, what=f"{self.client_id} subscribed")
         return c
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
@@ -76,17 +76,17 @@ def test_mosquitto_keeps_giving_an_offline_persistent_member_its_turn(
         for i in range(100):
             pub.publish(f"{topic}/d{i % 5}", b"x")
         pub.wait_all()
-        wait_until(lambda: a.got + b.got == 100, 10, what="100 delivered")
+        wait_until(lambda: a.got + b.got == 100, 30, what="100 delivered")
         assert a.got == b.got == 50  # round robin while both are connected
         b.leave()
         a.got = b.got = 0
         for i in range(100):
             pub.publish(f"{topic}/d{i % 5}", b"x")
         pub.wait_all()  # every message PUBACKed to the publisher
-        wait_until(lambda: a.got >= 50, 10, what="the connected member's share")
+        wait_until(lambda: a.got >= 50, 30, what="the connected member's share")
         assert a.got == 50  # not 100: the offline member kept its turn
         b.come_back()
-        wait_until(lambda: b.got == 50, 10, what="the offline member's share on its return")
+        wait_until(lambda: b.got == 50, 30, what="the offline member's share on its return")
         assert a.got == 50
     finally:
         pub.close()

@@ -85,12 +85,12 @@ def test_a_device_reaches_only_its_own_topics(secure: tuple[NatsCluster, Secrets
         # 3.1.1 has no way to refuse it) and dropped
         mids = {dev.publish("heartcheck/hc-0001/ecg", b"forged"): "forged",
                 dev.publish("heartcheck/hc-0000/ecg", b"own"): "own"}
-        wait_until(lambda: dev.acked_count(mids) == 2, 20, what="both PUBACKs")
-        wait_until(lambda: reader.got, 20, what="the device's own reading")
+        wait_until(lambda: dev.acked_count(mids) == 2, 45, what="both PUBACKs")
+        wait_until(lambda: reader.got, 45, what="the device's own reading")
         ingest = Mq(mqtt_port(cluster, 2), unique("ingest-acks"), login=sd.client("ingest")).connected()
         ingest.publish("heartcheck/hc-0001/ack", b"for B")
         ingest.publish("heartcheck/hc-0000/ack", b"for A")
-        wait_until(lambda: dev.got, 20, what="the device's own ack")
+        wait_until(lambda: dev.got, 45, what="the device's own ack")
         ingest.close()
         assert [(g.topic, g.payload) for g in reader.got] == [("heartcheck/hc-0000/ecg", b"own")]
         assert [(g.topic, g.payload) for g in dev.got] == [("heartcheck/hc-0000/ack", b"for A")]
