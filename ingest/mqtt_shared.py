@@ -46,6 +46,7 @@ class SubscriberStats:
     stale_acks_skipped: int = 0
     acks_published: int = 0
     acks_not_sent: int = 0
+    subscribe_refusals: int = 0  # SUBACKs that refused the readings' subscription (each retried)
     flushed_on_stop: bool | None = None
     last_session_present: bool | None = None
 

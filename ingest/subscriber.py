@@ -137,6 +137,8 @@ class Subscriber:
         self._connected = False
         self._stopping = threading.Event()
         self._started = False
+        self._refused_streak = 0  # refused SUBACKs since the last granted one
+        self._resubscribe: threading.Timer | None = None
         try:
             client = BufferedClient(
                 CallbackAPIVersion.VERSION2,
@@ -200,6 +202,8 @@ class Subscriber:
         and paho sends its queued QoS 1 acks in order, so those went out before it too.
         """
         self._stopping.set()
+        if self._resubscribe is not None:
+            self._resubscribe.cancel()
         if not self._started:
             return
         if self._connected:
@@ -294,11 +298,36 @@ class Subscriber:
                       reason_codes: list[ReasonCode], properties: Properties | None) -> None:
         failed = [rc for rc in reason_codes if rc.is_failure]
         if failed:
-            self.log(f"subscription to {self.config.subscription} refused: {failed[0]}")
+            # Mosquitto grants every SUBSCRIBE, but a broker may refuse one for a while (a NATS
+            # node answers 0x80 when it cannot create the subscription's consumer in time):
+            # without it nothing arrives on this connection, so it is sent again, after a wait
+            # that doubles with each refusal in a row (reconnect_min_s up to reconnect_max_s)
+            self.stats.subscribe_refusals += 1
+            cfg = self.config
+            delay = min(cfg.reconnect_max_s, cfg.reconnect_min_s * 2.0 ** min(self._refused_streak, 16))
+            self._refused_streak += 1
+            self.log(f"subscription to {cfg.subscription} refused: {failed[0]}; again in {delay:g} s")
+            self._subscribe_later(client, delay)
             return
+        self._refused_streak = 0
         granted = [rc.value for rc in reason_codes]
         self.log(f"subscribed to {self.config.subscription} (granted QoS {granted})")
         self.ready.set()
+
+    def _subscribe_later(self, client: mqtt.Client, delay: float) -> None:
+        """SUBSCRIBE again after `delay` s on the same connection (a timer thread of this
+        adapter; paho's subscribe() is thread-safe). A new connection subscribes by itself."""
+        generation = self._generation
+
+        def again() -> None:
+            if self._stopping.is_set() or not self._connected or self._generation != generation:
+                return
+            client.subscribe(self.config.subscription, qos=1)
+
+        timer = threading.Timer(delay, again)
+        timer.daemon = True
+        self._resubscribe = timer
+        timer.start()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         try:
