@@ -188,27 +188,31 @@ def stream_msgs(client_port: int) -> int:
 
 
 def queue_group_split(client_ports: list[int], subject: str, publish: Any, expected: int,
-                      timeout: float = 10.0) -> tuple[list[int], list[dict[str, str]]]:
+                      timeout: float = 10.0) -> tuple[list[int], list[dict[str, str]], list[int]]:
     """One NATS-core queue subscriber per port (queue "ingest"); publish() is then called (from a
-    worker thread: it may block); returns how many messages each got, and the headers seen."""
+    worker thread: it may block); waits until `expected` distinct payloads arrived; returns how
+    many messages each subscriber got (a re-sent PUBLISH arrives again: at most once per copy),
+    the headers seen and the payloads' seqs."""
 
-    async def run() -> tuple[list[int], list[dict[str, str]]]:
+    async def run() -> tuple[list[int], list[dict[str, str]], list[int]]:
         counts = [0] * len(client_ports)
         headers: list[dict[str, str]] = []
+        seqs: list[int] = []
         conns = [await nats.connect(f"nats://{HOST}:{p}") for p in client_ports]
         try:
             for i, nc in enumerate(conns):
                 async def on_msg(msg: Any, i: int = i) -> None:
                     counts[i] += 1
                     headers.append(dict(msg.headers or {}))
+                    seqs.append(seq_of(msg.data))
                 await nc.subscribe(subject, queue="ingest", cb=on_msg)
                 await nc.flush()
             await asyncio.to_thread(publish)
             loop = asyncio.get_running_loop()
             end = loop.time() + timeout
-            while sum(counts) < expected and loop.time() < end:
+            while len(set(seqs)) < expected and loop.time() < end:
                 await asyncio.sleep(0.02)  # wait-ok: a poll of the counts until a deadline (`end`)
-            return counts, headers
+            return counts, headers, seqs
         finally:
             for nc in conns:
                 await nc.close()

@@ -497,11 +497,16 @@ def test_nats_queue_group_sees_mqtt_qos1(ready: NatsCluster, unique: Callable[[s
         mids = pub.publish_seqs(f"heartcheck/{dev}/ecg", range(100))
         wait_until(lambda: pub.acked_count(mids) == 100, 60, what="100 PUBACKs")
 
-    counts, headers = queue_group_split(client_ports, f"heartcheck.{dev}.ecg", publish, 100, timeout=30)
+    counts, headers, seqs = queue_group_split(client_ports, f"heartcheck.{dev}.ecg", publish, 100,
+                                              timeout=30)
     pub.close()
     measured("g. NATS queue group on heartcheck.<id>.ecg", split=counts,
+             duplicates=len(seqs) - len(set(seqs)), publisher_disconnects=pub.disconnects,
              header=headers[0] if headers else None)
-    assert sum(counts) == 100 and all(counts) and headers[0].get("Nmqtt-Pub") == "1"
+    # every message once or more: a PUBLISH paho sent again after the node closed it (its
+    # JetStream store timed out under load) reaches the group again (seen in CI: 101 of 100)
+    assert sorted(set(seqs)) == list(range(100)) and all(counts) and headers[0].get("Nmqtt-Pub") == "1"
+    assert len(seqs) - 100 <= pub.disconnects * 20  # at most a window (inflight 20) per reconnect
 
 
 def test_jetstream_pull_consumer_shares_the_backlog_durably(ready: NatsCluster,
