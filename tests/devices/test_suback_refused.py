@@ -18,26 +18,7 @@ import pytest
 from devices.mqtt_adapter import JitterBackoff, MqttHub
 from ecgcore.clock import ManualClock
 from tests.conftest import wait_until
-
-
-def _read_packet(conn: socket.socket) -> tuple[int, bytes] | None:
-    head = conn.recv(1)
-    if not head:
-        return None
-    length, shift = 0, 0
-    while True:
-        b = conn.recv(1)[0]
-        length |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            break
-    body = b""
-    while len(body) < length:
-        chunk = conn.recv(length - len(body))
-        if not chunk:
-            return None
-        body += chunk
-    return head[0] >> 4, body
+from tests.scripted_mqtt import read_packet
 
 
 class ScriptedBroker:
@@ -68,8 +49,8 @@ class ScriptedBroker:
     def _serve(self, conn: socket.socket, refuse: bool) -> None:
         with conn:
             try:
-                while (packet := _read_packet(conn)) is not None:
-                    kind, body = packet
+                while (packet := read_packet(conn)) is not None:
+                    kind, body = packet[0] >> 4, packet[1]
                     if kind == 1:  # CONNECT
                         conn.sendall(bytes([0x20, 2, 0, 0]))
                     elif kind == 3 and body:  # PUBLISH (the retained status, QoS 1): PUBACK

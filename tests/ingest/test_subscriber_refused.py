@@ -13,26 +13,7 @@ import pytest
 from ecgcore.clock import ManualClock
 from ingest.subscriber import Subscriber, SubscriberConfig
 from tests.conftest import wait_until
-
-
-def _read(conn: socket.socket) -> tuple[int, bytes] | None:
-    head = conn.recv(1)
-    if not head:
-        return None
-    length, shift = 0, 0
-    while True:
-        b = conn.recv(1)[0]
-        length |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            break
-    body = b""
-    while len(body) < length:
-        chunk = conn.recv(length - len(body))
-        if not chunk:
-            return None
-        body += chunk
-    return head[0], body
+from tests.scripted_mqtt import read_packet
 
 
 class RefusingBroker:
@@ -58,7 +39,7 @@ class RefusingBroker:
     def _serve(self, conn: socket.socket) -> None:
         with conn:
             try:
-                while (packet := _read(conn)) is not None:
+                while (packet := read_packet(conn)) is not None:
                     first, body = packet
                     kind = first >> 4
                     if kind == 1:  # CONNECT: CONNACK, no session, success, no properties
