@@ -44,8 +44,13 @@ def test_broker_ack_fleet_publishes_consecutive_readings(
     assert set(doc) == {"pid", "updated_at", "delivery", "devices"}  # docs/architecture.md
     assert all(set(d) == {"online", "since", "reconnects", "boot_epoch"}
                for d in doc["devices"].values())
-    # PUBACKed rows were deleted; after the graceful stop at most the last tick's remain
-    assert sum(s["buffered"] for s in device_summaries(cfg.outbox_path)) <= 5
+    # PUBACKed rows were deleted: after the graceful stop only a device's newest readings, whose
+    # PUBACK had not come, remain, in one run at its end (the last tick's; a tick that ran late
+    # under load catches up on a few 0.2-s chunks: seen in CI, 6 rows over 5 devices)
+    for s in device_summaries(cfg.outbox_path):
+        if s["buffered"]:
+            assert s["newest_seq"] == s["generated"] - 1, s
+            assert s["buffered"] == s["newest_seq"] - s["oldest_seq"] + 1 <= 3, s
     assert fleet.bad_acks == 0
     final = json.loads(cfg.devices_json.read_text())
     assert not any(d["online"] for d in final["devices"].values())
