@@ -59,7 +59,9 @@ def limit_drops(prev: StreamCounts | None, cur: StreamCounts) -> int:
     when the stream is at its limit now (it filled and overflowed in between, or stayed full).
     At a full stream whose subscriber is away (the case the lab makes) nothing is acknowledged,
     so the count is exact; where a subscriber acks at the limit too, its acks count as drops:
-    an upper bound then. A stream made again (its sequence went back) counts nothing."""
+    an upper bound then. In the interval where the stream falls below the limit (its subscriber
+    came back) drops and acks cannot be told apart, and none is counted: those few are missed
+    (seen: 13 counted of 15 lost, 4 devices). A stream made again counts nothing."""
     if prev is None or cur.discard != "old" or cur.max_msgs <= 0 or cur.messages < cur.max_msgs:
         return 0
     if cur.last_seq < prev.last_seq:
