@@ -148,6 +148,17 @@ class _Names:
         return random_name() if self.session is None else self.session
 
 
+def _nats_login(creds: ClientCredentials | None) -> dict[str, Any]:
+    """nats.connect()'s login arguments: the same identity as the MQTT side (its TLS context made
+    once, here; CredentialsError when its files are unusable); {} for an anonymous client."""
+    if creds is None:
+        return {}
+    login: dict[str, Any] = {"user": creds.username, "password": creds.password}
+    if creds.tls is not None:
+        login["tls"] = client_tls_context(creds.tls)
+    return login
+
+
 class NatsSource:
     """Fetches from the shared durable consumer; acks and status over MQTT 3.1.1."""
 
@@ -177,6 +188,7 @@ class NatsSource:
             set_login(client, config.credentials)
             # paho annotates the delays as int but only adds, doubles and compares them
             client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)  # type: ignore[arg-type]
+            self._nats_login = _nats_login(config.credentials)
         except (ValueError, TypeError, CredentialsError) as exc:
             raise ConnectError(f"cannot create the MQTT client: {exc}") from exc
         client.on_connect = self._on_connect
@@ -305,16 +317,6 @@ class NatsSource:
 
     async def _connect(self) -> NatsClient | None:
         delay = self.config.reconnect_min_s
-        login: dict[str, Any] = {}
-        creds = self.config.credentials
-        if creds is not None:
-            login = {"user": creds.username, "password": creds.password}
-            if creds.tls is not None:
-                try:
-                    login["tls"] = client_tls_context(creds.tls)
-                except CredentialsError as exc:
-                    self.log(f"cannot use ingest's TLS files: {exc}")
-                    return None
         while not self._stopping.is_set():
             try:
                 nc = await nats.connect(
@@ -322,7 +324,7 @@ class NatsSource:
                     allow_reconnect=True, max_reconnect_attempts=-1, connect_timeout=2,
                     reconnect_time_wait=self.config.reconnect_min_s,
                     disconnected_cb=self._nats_disconnected, reconnected_cb=self._nats_reconnected,
-                    error_cb=self._nats_error, **login)
+                    error_cb=self._nats_error, **self._nats_login)
             except (nats.errors.Error, OSError, TimeoutError) as exc:
                 self.stats.connect_failures += 1
                 if self.stats.connect_failures in (1, 10) or self.stats.connect_failures % 100 == 0:

@@ -17,6 +17,10 @@ from lab.errors import BrokerError
 from lab.stack.nats_config import PLACEHOLDER
 
 ROOT = Path(__file__).resolve().parent.parent
+# Ports INSIDE the containers that docker-compose.yml declares (the standard MQTT and MQTT/TLS
+# ports: each container has its own network namespace). No test binds them; the file's text is
+# checked against them.
+MQTT_PORT, MQTTS_PORT = 1883, 8883
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="scripts/setup installs docker-compose")
@@ -56,14 +60,14 @@ def test_the_image_holds_every_package_the_project_installs() -> None:
 
 def test_compose_is_secure_as_ecgpipe_up_is() -> None:
     """The secrets service provisions first; ingest and the devices log in with the same
-    secrets over TLS; the broker gets its own files and listens on 8883 only."""
+    secrets over TLS; the broker gets its own files and listens on MQTTS_PORT only."""
     # the default stack: the file up to the `cluster` profile (the insecure lab, checked below)
     compose = (ROOT / "docker-compose.yml").read_text().split(CLUSTER_MARK)[0]
     assert "ecgpipe --state-dir /state provision --devices 20" in compose
     assert compose.count('"--secrets-dir", "/state/secrets", "--tls"') == 2
     assert compose.count("condition: service_completed_successfully") == 3  # broker, ingest, devices
-    assert compose.count('"--port", "8883"') == 2 and '"--port", "1883"' not in compose
-    assert '"127.0.0.1:8883:8883"' in compose and ":1883:" not in compose
+    assert compose.count(f'"--port", "{MQTTS_PORT}"') == 2 and f'"--port", "{MQTT_PORT}"' not in compose
+    assert f'"127.0.0.1:{MQTTS_PORT}:{MQTTS_PORT}"' in compose and f":{MQTT_PORT}:" not in compose
     assert "broker-secrets:/mosquitto/secrets:ro" in compose
     conf = (ROOT / "broker_config" / "mosquitto.conf").read_text()
     for path in ("/mosquitto/secrets/tls/ca.pem", "/mosquitto/secrets/tls/broker.pem",
@@ -104,7 +108,7 @@ def compose_node_configs() -> dict[str, str]:
             routes = "\n".join(f"    nats-route://{h}:{self.ports.cluster}" for h in self.route_hosts)
             return {**super().values(config_dir), "routes": routes}
 
-    ports = NodePorts(client=4222, cluster=6222, mqtt=1883, http=8222)
+    ports = NodePorts(client=4222, cluster=6222, mqtt=MQTT_PORT, http=8222)
     return {name: GENERATED_HEADER + render_node(ComposeNode(
         name=name, ports=ports, store_dir=Path("/data/jetstream"), peers=(), host="0.0.0.0",  # noqa: S104 inside its container: the other nodes and clients come over the compose network
         route_hosts=tuple(n for n in NODES if n != name))) for name in NODES}
@@ -166,7 +170,7 @@ def test_every_ingest_worker_uses_all_three_nodes_and_postgres() -> None:
         assert command[:3] == ["python", "-m", "ingest"], name
         args = build_parser().parse_args(command[3:])  # the real options: a typo exits here
         assert sorted(args.nats) == [f"nats://{n}:4222" for n in NODES], name
-        assert sorted(args.mqtt_servers) == [(n, 1883) for n in NODES], name
+        assert sorted(args.mqtt_servers) == [(n, MQTT_PORT) for n in NODES], name
         assert args.store_dsn == PG_DSN and args.worker == str(k) and args.acks, name
         assert args.host is None and args.secrets_dir is None, name
         assert _depends(services[name]) == {**dict.fromkeys(NODES, "service_started"),
@@ -187,7 +191,7 @@ def test_the_cluster_fleet_speaks_mqtt311_to_a_node() -> None:
     fleet = _resolved("--profile", "cluster")["services"]["cluster-devices"]
     assert fleet["command"][:3] == ["python", "-m", "devices"]
     config = parse_config(fleet["command"][3:])
-    assert config.mqtt311 and (config.host, config.port) == ("nats-1", 1883)
+    assert config.mqtt311 and (config.host, config.port) == ("nats-1", MQTT_PORT)
     assert config.delivery == "end-to-end" and config.secrets_dir is None
     assert _depends(fleet)["ingest-1"] == "service_healthy"  # the consumer exists before readings
 

@@ -1,14 +1,12 @@
 """A refused acks subscription ends the device's connection, and the next one subscribes again.
 
 A NATS node answers SUBACK 0x80 when it cannot create the session's JetStream consumer in time
-(seen under load in full runs); Mosquitto 2.0.11 grants every SUBSCRIBE, so a scripted broker
-(MQTT 3.1.1 framing only: CONNACK, PUBACK, SUBACK) plays the refusing one here.
+(seen under load in full runs); Mosquitto 2.0.11 grants every SUBSCRIBE, so a scripted MQTT
+3.1.1 broker (tests/scripted_mqtt.py) plays the refusing one here.
 """
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -18,65 +16,19 @@ import pytest
 from devices.mqtt_adapter import JitterBackoff, MqttHub
 from ecgcore.clock import ManualClock
 from tests.conftest import wait_until
-from tests.scripted_mqtt import read_packet
+from tests.scripted_mqtt import ScriptedBroker
 
 
-class ScriptedBroker:
-    """Refuses every SUBSCRIBE on the first `refusals` connections (or, `silent`, never answers
-    it), grants it afterwards."""
-
-    def __init__(self, refusals: int, silent: bool = False) -> None:
-        self.refusals = refusals
-        self.silent = silent
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.connections = 0
-        self.subacks: list[int] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-                refuse = self.connections <= self.refusals
-            threading.Thread(target=self._serve, args=(conn, refuse), daemon=True).start()
-
-    def _serve(self, conn: socket.socket, refuse: bool) -> None:
-        with conn:
-            try:
-                while (packet := read_packet(conn)) is not None:
-                    kind, body = packet[0] >> 4, packet[1]
-                    if kind == 1:  # CONNECT
-                        conn.sendall(bytes([0x20, 2, 0, 0]))
-                    elif kind == 3 and body:  # PUBLISH (the retained status, QoS 1): PUBACK
-                        topic_len = int.from_bytes(body[:2], "big")
-                        conn.sendall(bytes([0x40, 2]) + body[2 + topic_len:4 + topic_len])
-                    elif kind == 8:  # SUBSCRIBE: packet id, then (topic, qos) pairs
-                        n, i = 0, 2
-                        while i < len(body):
-                            i += 2 + int.from_bytes(body[i:i + 2], "big") + 1
-                            n += 1
-                        code = 0x80 if refuse else 0x01
-                        with self.lock:
-                            self.subacks.append(code)
-                        if refuse and self.silent:
-                            continue
-                        conn.sendall(bytes([0x90, 2 + n]) + body[:2] + bytes([code] * n))
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.server.close()
+def pump(hub: MqttHub) -> None:
+    """One pass of the fleet's loop: start due connections, read and write, apply the events."""
+    hub.service()
+    hub.poll(0.02)
+    hub.drain()
 
 
 @pytest.fixture
 def refusing() -> Iterator[ScriptedBroker]:
-    b = ScriptedBroker(refusals=3)
+    b = ScriptedBroker(lambda connection, _subscribe: connection <= 3)  # the first three connections
     try:
         yield b
     finally:
@@ -90,9 +42,7 @@ def test_a_refused_ack_subscription_reconnects_and_subscribes_again(refusing: Sc
     granted: list[int] = []
 
     def step() -> bool:
-        hub.service()
-        hub.poll(0.02)
-        hub.drain()
+        pump(hub)
         granted[:] = [c for c in refusing.subacks if c == 0x01]
         return bool(granted) and link.online and link.subscribe_streak == 0  # reset by the grant
 
@@ -129,16 +79,14 @@ def test_refusals_in_a_row_back_off_further(refusing: ScriptedBroker) -> None:
 
 
 def test_a_subscribe_never_answered_counts_as_refused() -> None:
-    silent = ScriptedBroker(refusals=1, silent=True)
+    silent = ScriptedBroker(lambda connection, _subscribe: connection == 1, silent=True)
     hub = MqttHub("127.0.0.1", silent.port, ManualClock(), np.random.default_rng(0),
                   subscribe_acks=True, mqtt311=True, backoff=JitterBackoff(base=0.05, cap=0.2),
                   subscribe_timeout=0.5)
     link = hub.add("hc-0000", boot_epoch=1)
 
     def step() -> bool:
-        hub.service()
-        hub.poll(0.02)
-        hub.drain()
+        pump(hub)
         return link.online and link.subscribe_sent is None and link.subscribe_refused == 1
 
     try:

@@ -1,11 +1,9 @@
 """Ingest's MQTT subscriber SUBSCRIBEs again when a SUBACK refuses the readings' subscription
 (ingest/subscriber.py). Mosquitto 2.0.11 grants every SUBSCRIBE, so a scripted MQTT 5 broker
-(framing only: CONNACK, PUBACK, SUBACK) plays one that refuses the first two."""
+(tests/scripted_mqtt.py) plays one that refuses."""
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -13,61 +11,19 @@ import pytest
 from ecgcore.clock import ManualClock
 from ingest.subscriber import Subscriber, SubscriberConfig
 from tests.conftest import wait_until
-from tests.scripted_mqtt import read_packet
-
-
-class RefusingBroker:
-    """MQTT 5: refuses the first `refusals` SUBSCRIBEs (0x87, not authorized), grants the rest."""
-
-    def __init__(self, refusals: int) -> None:
-        self.refusals = refusals
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.connections = 0
-        self.subacks: list[int] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                while (packet := read_packet(conn)) is not None:
-                    first, body = packet
-                    kind = first >> 4
-                    if kind == 1:  # CONNECT: CONNACK, no session, success, no properties
-                        conn.sendall(bytes([0x20, 3, 0, 0, 0]))
-                    elif kind == 3 and (first >> 1) & 3:  # PUBLISH at QoS 1: PUBACK its packet id
-                        tl = int.from_bytes(body[:2], "big")
-                        conn.sendall(bytes([0x40, 2]) + body[2 + tl:4 + tl])
-                    elif kind == 8:  # SUBSCRIBE: packet id, properties, one filter here
-                        code = 0x87 if len(self.subacks) < self.refusals else 0x01
-                        self.subacks.append(code)
-                        conn.sendall(bytes([0x90, 4]) + body[:2] + bytes([0, code]))
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.server.close()
+from tests.scripted_mqtt import ScriptedBroker
 
 
 @pytest.fixture
-def refusing() -> Iterator[RefusingBroker]:
-    b = RefusingBroker(refusals=2)
+def refusing() -> Iterator[ScriptedBroker]:
+    b = ScriptedBroker(lambda _connection, subscribe: subscribe <= 2, v5=True)  # the first two
     try:
         yield b
     finally:
         b.close()
 
 
-def test_a_refused_subscription_is_sent_again_on_the_same_connection(refusing: RefusingBroker) -> None:
+def test_a_refused_subscription_is_sent_again_on_the_same_connection(refusing: ScriptedBroker) -> None:
     lines: list[str] = []
     sub = Subscriber(SubscriberConfig("127.0.0.1", refusing.port, "ingest-a",
                                       reconnect_min_s=0.1, reconnect_max_s=0.4),
@@ -84,7 +40,7 @@ def test_a_refused_subscription_is_sent_again_on_the_same_connection(refusing: R
 
 
 def test_without_a_grant_it_keeps_asking_and_never_says_ready() -> None:
-    broker = RefusingBroker(refusals=1_000)
+    broker = ScriptedBroker(lambda _connection, _subscribe: True, v5=True)
     sub = Subscriber(SubscriberConfig("127.0.0.1", broker.port, "ingest-never",
                                       reconnect_min_s=0.05, reconnect_max_s=0.2), ManualClock())
     sub.start()
