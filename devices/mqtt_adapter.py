@@ -414,8 +414,11 @@ class MqttHub:
                     out.append(LinkEvent("disconnected", link.index))
             elif kind == "puback":
                 out.append(LinkEvent("puback", link.index, mid=args[0], ok=args[1]))
-            elif kind == "suback" and args[0] and link.state is LinkState.CONNECTED:
+            elif kind == "suback":
                 link.subscribe_sent = None
+                if not (args[0] and link.state is LinkState.CONNECTED):  # granted (or the link is gone)
+                    link.subscribe_streak = 0
+                    continue
                 # The acks' subscription refused (a NATS node that could not create the session's
                 # JetStream consumer in time answers 0x80 under load; an ACL can too): without it
                 # no end-to-end ack arrives on this connection, so end it and let the backoff
@@ -427,9 +430,6 @@ class MqttHub:
                 self._lost(link)
                 link.since = self._clock.now()
                 out.append(LinkEvent("disconnected", link.index))
-            elif kind == "suback":
-                link.subscribe_sent = None
-                link.subscribe_streak = 0
             elif kind == "message":
                 out.append(LinkEvent("message", link.index, topic=args[0], payload=args[1]))
         return out

@@ -33,6 +33,7 @@ from devices.ecg_source import find_r_peaks
 from ecgcore.credentials import CredentialsError, SecretsDir
 from lab.errors import ConfigError
 from lab.observe.tap import Arrival, BrokerTap, Notice
+from lab.stack.nats_stack import is_nats
 from lab.stack.statedir import StateDir
 from lab.timefmt import iso
 from wire import WireError, decode_ack, decode_service_status, decode_status
@@ -189,7 +190,7 @@ def run_tail(sd: StateDir, device: str | None, *, count: int | None, as_json: bo
         creds = SecretsDir(sd.secrets_dir).client("observer", tls=cfg.tls) if cfg.secure else None
     except CredentialsError as exc:
         raise ConfigError(str(exc)) from exc
-    tap = BrokerTap(cfg.host, cfg.port, topics, credentials=creds, mqtt311=cfg.broker == "nats-cluster")
+    tap = BrokerTap(cfg.host, cfg.port, topics, credentials=creds, mqtt311=is_nats(cfg))
     tap.start()
     emit = _emitter(out, as_json=as_json)
     try:

@@ -28,11 +28,18 @@ from collections.abc import Iterable
 import bcrypt
 
 from lab.provision.broker_files import INGEST_SYNC_TOPIC
-from wire.topics import ROOT
+from wire.topics import (
+    ECG_SUBSCRIPTION,
+    INGEST_STATUS_TOPIC,
+    ROOT,
+    STATUS_SUBSCRIPTION,
+    ack_topic,
+    ecg_topic,
+    status_topic,
+)
 
 BCRYPT_COST = 4
 MQTT_DELIVERY = "$MQTT.sub.>"  # the deliver subjects of QoS 1 subscriptions (module docstring)
-INGEST_STATUS = f"{ROOT}.service.ingest.status"
 MQTT_MSGS = "$MQTT_msgs"
 # what ingest may ask of JetStream, on $MQTT_msgs's consumers only: create its durable consumer,
 # read its info, fetch from it (no deleting, no other stream: a device's session lives there too)
@@ -46,23 +53,28 @@ def subject(topic: str) -> str:
     return ".".join(parts)
 
 
+INGEST_STATUS = subject(INGEST_STATUS_TOPIC)
+# ingest's status and its workers' (MQTT's .../status/# matches the parent level too; NATS's
+# .> does not, so both are listed)
+INGEST_STATUSES = [INGEST_STATUS, f"{INGEST_STATUS}.>"]
+ACKS = subject(f"{ROOT}/+/ack")
+
+
 def device_permissions(device_id: str) -> dict[str, object]:
-    return {"publish": {"allow": [f"{ROOT}.{device_id}.ecg", f"{ROOT}.{device_id}.status"]},
-            "subscribe": {"allow": [MQTT_DELIVERY, f"{ROOT}.{device_id}.ack", INGEST_STATUS,
-                                    f"{INGEST_STATUS}.>"]}}
+    return {"publish": {"allow": [subject(ecg_topic(device_id)), subject(status_topic(device_id))]},
+            "subscribe": {"allow": [MQTT_DELIVERY, subject(ack_topic(device_id)), *INGEST_STATUSES]}}
 
 
 SERVICE_PERMISSIONS: dict[str, tuple[list[str], dict[str, object]]] = {
     # ingest: its readings from a durable JetStream pull consumer on $MQTT_msgs (NATS client:
     # the JetStream API for that stream only, and acks), acks and its status over MQTT
     "ingest": (["MQTT", "STANDARD"], {
-        "publish": {"allow": [f"{ROOT}.*.ack", INGEST_STATUS, f"{INGEST_STATUS}.>",
-                              subject(INGEST_SYNC_TOPIC), "$JS.API.INFO",
+        "publish": {"allow": [ACKS, *INGEST_STATUSES, subject(INGEST_SYNC_TOPIC), "$JS.API.INFO",
                               f"$JS.API.STREAM.INFO.{MQTT_MSGS}",
                               *(f"$JS.API.CONSUMER.{op}.{MQTT_MSGS}.>" for op in JS_CONSUMER_OPS),
                               f"$JS.ACK.{MQTT_MSGS}.>"]},
-        "subscribe": {"allow": ["_INBOX.>", MQTT_DELIVERY, f"{ROOT}.*.status", INGEST_STATUS,
-                                f"{INGEST_STATUS}.>", subject(INGEST_SYNC_TOPIC)]},
+        "subscribe": {"allow": ["_INBOX.>", MQTT_DELIVERY, subject(STATUS_SUBSCRIPTION),
+                                *INGEST_STATUSES, subject(INGEST_SYNC_TOPIC)]},
     }),
     # the lab's watcher reads the nodes' HTTP monitoring (no login there: loopback only); over
     # MQTT it only makes the readiness round trip on its own subject
@@ -73,8 +85,8 @@ SERVICE_PERMISSIONS: dict[str, tuple[list[str], dict[str, object]]] = {
     # `ecgpipe tail`: reads readings and statuses; publishes nothing
     "observer": (["MQTT"], {
         "publish": {"deny": [">"]},
-        "subscribe": {"allow": [MQTT_DELIVERY, f"{ROOT}.*.ecg", f"{ROOT}.*.status", INGEST_STATUS,
-                                f"{INGEST_STATUS}.>"]},
+        "subscribe": {"allow": [MQTT_DELIVERY, subject(ECG_SUBSCRIPTION), subject(STATUS_SUBSCRIPTION),
+                                *INGEST_STATUSES]},
     }),
 }
 

@@ -6,6 +6,7 @@ stream's leader loses nothing, and the ledger holds."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,9 @@ def test_the_cluster_stack_queues_a_cut_and_survives_its_leaders_kill(tmp_path: 
         assert st["broker"]["nodes"] == dict.fromkeys(NODES, "running")
         assert len(st["proxy-devices"]["upstreams"]) == 3
         wait_until(lambda: stored_total(sd) >= 12, 60, what="readings stored from the cluster")
+        # tail speaks MQTT 3.1.1 to a node, logged in as the observer (it spoke 5 and was refused)
+        rows = [json.loads(ln) for ln in cli(s, "tail", "--count", "2", "--json").stdout.splitlines()]
+        assert len(rows) == 2 and all(r["device_id"].startswith("hc-") and r["seq"] >= 0 for r in rows), rows
 
         cli(s, "cut", "ingest")
         wait_until(lambda: queued(sd) >= 8, 30, what="readings queued at the cluster while ingest is cut")
