@@ -83,8 +83,10 @@ JOBS: dict[str, tuple[str, ...]] = {
     # broker kill -9 with each snapshot setting (issue 13), at 20x
     **{f"durability-{v}": ("broker-durability", "--devices", "10", "--chunk-seconds", "5", "--speed", "20",
                            "--variant", v) for v in DURABILITY},
+    # at 10x, not 20x: end-to-end on three nodes (every ack a round trip through the cluster) was
+    # once unfaithful at 20x on the loaded CI runner (rc 3 with lost 0 and buffered 0)
     **{f"durability-nats-{v}": ("broker-durability-nats", "--devices", "10", "--chunk-seconds", "5",
-                                "--speed", "20", "--variant", v) for v in ("broker-ack", "end-to-end")},
+                                "--speed", "10", "--variant", v) for v in ("broker-ack", "end-to-end")},
     # three ingest workers, one crashing, one away 10 min (issue 13), at 20x
     **{f"workers-{v}": ("worker-crash", "--devices", "10", "--chunk-seconds", "5", "--speed", "20",
                         "--variant", v) for v in ("broker-ack", "end-to-end")},
