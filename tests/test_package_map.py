@@ -16,8 +16,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "architecture.md"
-OURS = ("wire", "ecgcore", "devices", "ingest", "analysis", "lab", "bench", "fuzz")
-SOURCES = ("wire", "ecgcore", "devices", "ingest", "analysis", "lab", "bench", "fuzz")
+OURS = ("wire", "ecgcore", "devices", "ingest", "analysis", "lab", "clinic", "bench", "fuzz")
+SOURCES = ("wire", "ecgcore", "devices", "ingest", "analysis", "lab", "clinic", "bench", "fuzz")
 
 
 def read_map() -> dict[str, set[str]]:
