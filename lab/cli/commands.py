@@ -219,7 +219,7 @@ def flap(args: argparse.Namespace) -> int:
 
 def handlers() -> dict[str, Handler]:
     """The table main dispatches on: command name → handler (lab.cli.parser.command_name)."""
-    from lab.cli import looking, runs
+    from lab.cli import clinic_args, looking, runs
 
     return {
         "up": up, "provision": provision, "attack": attack, "status": looking.status_or_watch, "down": down,
@@ -229,5 +229,5 @@ def handlers() -> dict[str, Handler]:
         "inspect reading": looking.inspect_reading, "inspect alerts": looking.inspect_alerts,
         "report": looking.report, "profiles": looking.profiles, "logs": looking.logs, "tail": looking.tail,
         "demo": runs.demo, "scenario list": runs.scenario_list, "scenario run": runs.scenario_run,
-        "ingest run": runs.ingest_run,
+        "ingest run": runs.ingest_run, "export": clinic_args.export, "serve": clinic_args.serve,
     }

@@ -2,7 +2,7 @@
 
 Exit status: what the handler returns (0, or 1 when a scenario's check fails); 2 for bad usage:
 what argparse rejects (OneLineParser) and a UsageError (a command-line value a handler
-rejects); 1 for a failed operation: a LabError, an error of the stores' packages
+rejects); 1 for a failed operation: a LabError, a clinic.errors.ClinicError, an error of the stores' packages
 (devices.errors.DeviceError, ingest.errors.IngestError, e.g. a damaged database) or an OSError
 (the file and what is wrong with it); 130 for Ctrl-C. Each is one line on stderr,
 `ecgpipe: error: ...`. Anything else is a bug: one line `internal error: <Type>: <message>`,
@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from clinic.errors import ClinicError
 from ecgcore.strict_warnings import apply_from_env
 from lab.cli.commands import handlers
 from lab.cli.parser import build_parser, command_name
@@ -61,7 +62,7 @@ def one_line(exc: Exception) -> tuple[str, int | None]:
     (a bug: no handler expected it)."""
     if isinstance(exc, UsageError):
         return str(exc), 2
-    if isinstance(exc, (LabError, *DATA_ERRORS)):  # DATA_ERRORS: a store that cannot be read
+    if isinstance(exc, (LabError, ClinicError, *DATA_ERRORS)):  # DATA_ERRORS: a store that cannot be read
         return str(exc), 1
     if isinstance(exc, OSError):
         return _os_error(exc), 1

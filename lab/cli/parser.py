@@ -18,6 +18,7 @@ from typing import Any, NoReturn, Protocol
 
 from ecgcore.modes import DELIVERY_MODES, LINKS, OUTBOX_POLICIES, Delivery, OutboxPolicy
 from lab.cli.choices import Components, LogChoices
+from lab.cli.clinic_args import add_export, add_serve
 from lab.cli.security_args import add_attack, add_provision
 from lab.errors import LabError
 from lab.stack.statedir import COMPONENTS
@@ -135,6 +136,8 @@ def build_parser() -> OneLineParser:
     _add_scenario(sub)
     _add_report_and_demo(sub, common)
     _add_ingest(sub)
+    add_export(sub, common)
+    add_serve(sub, common)
     return p
 
 

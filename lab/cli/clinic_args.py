@@ -1,0 +1,25 @@
+"""The `ecgpipe` arguments and handlers of the clinic side (issue 14): export and serve."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lab.cli.parser import OneLineParser, Subparsers
+
+
+def add_export(sub: Subparsers, common: OneLineParser) -> None:
+    """`ecgpipe export` (clinic/export)."""
+
+
+def add_serve(sub: Subparsers, common: OneLineParser) -> None:
+    """`ecgpipe serve` (clinic/api)."""
+
+
+def export(args: argparse.Namespace) -> int:
+    raise NotImplementedError
+
+
+def serve(args: argparse.Namespace) -> int:
+    raise NotImplementedError
