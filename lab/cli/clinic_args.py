@@ -14,7 +14,10 @@ def add_export(sub: Subparsers, common: OneLineParser) -> None:
 
 
 def add_serve(sub: Subparsers, common: OneLineParser) -> None:
-    """`ecgpipe serve` (clinic/api)."""
+    """`ecgpipe serve` (clinic/api; its arguments are lab/cli/serve_cmd.py's)."""
+    from lab.cli.serve_cmd import add_arguments
+
+    add_arguments(sub, common)
 
 
 def export(args: argparse.Namespace) -> int:
@@ -22,4 +25,6 @@ def export(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    from lab.cli import serve_cmd
+
+    return serve_cmd.serve(args)
