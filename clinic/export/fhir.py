@@ -23,8 +23,10 @@ yields the same entries one at a time for a streaming file writer.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,7 @@ from fhir.resources.R4B.device import Device
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 
+from clinic.export.outpath import out_file
 from clinic.export.segments import INVALID, Placed, Timeline, build_timeline, grid_block
 from clinic.export.times import utc_iso
 from ingest.store_range import StoredReading
@@ -202,3 +205,20 @@ def _ranges(values: Sequence[int]) -> str:
         if v is not None:
             start = prev = v
     return ", ".join(parts)
+
+
+def write_fhir(tl: Timeline, path: Path | str, *,
+               profile: Mapping[str, Any] | None = None) -> list[Path]:
+    """The Bundle as one JSON file, written entry by entry (each resource validated by its
+    fhir.resources model as it is made, the Bundle's own fields once): a long export never
+    holds the whole document."""
+    out = out_file(path, (".json",))
+    shell = bundle_shell(tl.device_id)
+    Bundle.model_validate(shell)
+    head = json.dumps(shell)[:-1]  # without its closing brace
+    with out.open("w", encoding="utf-8") as f:
+        f.write(head + ', "entry": [\n')
+        for i, entry in enumerate(entries(tl.device_id, (), profile=profile, validate=True, timeline=tl)):
+            f.write((",\n" if i else "") + json.dumps(entry, separators=(",", ":")))
+        f.write("\n]}\n")
+    return [out]

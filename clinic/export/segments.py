@@ -169,6 +169,11 @@ def _check_uniform(device_id: str, readings: Sequence[StoredReading]) -> None:
                 " range with one sample rate and gain (--from/--to)")
 
 
+def overlap_text(p: Placed) -> str:
+    """The note the writers put where the overlap rule cut a reading."""
+    return f"overlap: {p.skip} samples of boot {p.reading.boot_epoch} seq {p.reading.seq} dropped"
+
+
 def _lead_off_spans(placed: Sequence[Placed]) -> list[Span]:
     """The lead-off readings' slots, adjacent ones merged into one span."""
     spans: list[Span] = []
