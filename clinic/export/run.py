@@ -24,20 +24,34 @@ from clinic.errors import BadRequestError, NoDataError
 from clinic.export.csvfile import write_csv
 from clinic.export.edf import write_edf
 from clinic.export.fhir import write_fhir
+from clinic.export.outpath import out_file
 from clinic.export.segments import Timeline, build_timeline
 from clinic.export.times import utc_iso
-from clinic.export.wfdb_out import write_wfdb
+from clinic.export.wfdb_out import record_path, write_wfdb
 from ingest.store_range import MAX_READINGS, StoredReading, device_ids, device_readings
 
 FORMATS = ("wfdb", "edf", "fhir", "csv")
+SUFFIX = {"wfdb": "", "edf": ".edf", "fhir": ".json", "csv": ".csv"}
 MAX_SLOTS = 200_000_000  # WFDB/EDF+: 400 MB of samples, gaps included (9 days at 250 Hz)
+
+
+def check_request(fmt: str, out: Path | str, start: float | None = None,
+                  end: float | None = None) -> None:
+    """What can be refused before reading anything (BadRequestError, one line): the format,
+    the --out path (its folder must exist; WFDB's record name) and the range."""
+    if fmt not in FORMATS:
+        raise BadRequestError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if start is not None and end is not None and end <= start:
+        raise BadRequestError(f"--to ({utc_iso(end)}) must be after --from ({utc_iso(start)})")
+    if fmt == "wfdb":
+        record_path(out)
+    else:
+        out_file(out, (SUFFIX[fmt],))
 
 
 def load(db_path: Path | str, device_id: str, start: float | None = None,
          end: float | None = None) -> list[StoredReading]:
     """The device's readings in [start, end); NoDataError (one line) when there are none."""
-    if start is not None and end is not None and end <= start:
-        raise BadRequestError(f"--to ({utc_iso(end)}) must be after --from ({utc_iso(start)})")
     readings = device_readings(db_path, device_id, start, end, limit=MAX_READINGS)
     if readings:
         return readings
@@ -60,8 +74,7 @@ def export(db_path: Path | str, device_id: str, fmt: str, out: Path | str, *,
            start: float | None = None, end: float | None = None,
            profile: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write one export; returns its summary (module docstring)."""
-    if fmt not in FORMATS:
-        raise BadRequestError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    check_request(fmt, out, start, end)
     readings = load(db_path, device_id, start, end)
     truncated = len(readings) >= MAX_READINGS
     tl = build_timeline(device_id, readings)

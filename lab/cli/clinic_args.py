@@ -10,7 +10,10 @@ if TYPE_CHECKING:
 
 
 def add_export(sub: Subparsers, common: OneLineParser) -> None:
-    """`ecgpipe export` (clinic/export)."""
+    """`ecgpipe export` (clinic/export; its arguments are lab/cli/export_cmd.py's)."""
+    from lab.cli.export_cmd import add_arguments
+
+    add_arguments(sub, common)
 
 
 def add_serve(sub: Subparsers, common: OneLineParser) -> None:
@@ -21,7 +24,9 @@ def add_serve(sub: Subparsers, common: OneLineParser) -> None:
 
 
 def export(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    from lab.cli import export_cmd
+
+    return export_cmd.run(args)
 
 
 def serve(args: argparse.Namespace) -> int:
