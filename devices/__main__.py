@@ -10,8 +10,12 @@
                       [--reconnect-backoff jitter|none] [--backoff-cap 30] [--backlog-pace N]
                       [--cohort NAME:COUNT[:hr=LO-HI][:strips=N] ...] [--record-until T]
                       [--profiles MIX] [--profile-file TOML] [--episode SPEC ...]
-                      [--procs N]
+                      [--procs N] [--metrics-port N [--metrics-host 127.0.0.1]]
 
+--metrics-port N: serve Prometheus metrics (devices/metrics.py, docs/metrics.md) on
+http://HOST:N/metrics (0: a free port) and say where in DIR/fleet/metrics.json; with --procs N
+each slice K serves its own, on port N + K - 1 (free ports for 0), and writes fleet/metrics-K.json.
+A port that cannot be served: one line on stderr, exit 1, at start.
 --procs N (N > 1): a supervisor (devices/supervisor.py) that runs the fleet in N processes,
 each `--slice K/N` of the devices. Bad arguments: one error line on stderr, exit 2. SIGTERM or SIGINT: a
 graceful stop, exit 0. A device-side failure: one line on stderr, exit 1.
@@ -28,8 +32,10 @@ from typing import NoReturn
 
 from devices.errors import ConfigError, DeviceError, ProfileError
 from devices.fleet import SOURCES, Fleet, FleetConfig
+from devices.metrics import FleetMetrics
 from devices.profile import Cohort
 from devices.supervisor import MAX_PROCS, die_with_parent, run_supervisor
+from ecgcore.metrics_http import MetricsServer, MetricsServerError
 from ecgcore.modes import BACKOFFS, DELIVERY_MODES, OUTBOX_POLICIES, RECORDINGS, OutboxPolicy, Recording
 from ecgcore.strict_warnings import apply_from_env
 
@@ -120,7 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episode", action="append", default=[], metavar="KIND@START+DURATION[:devices=I-J]",
                    help="schedule an episode (af-episode, vt-run, pause, lead-off, ...) from START "
                         "(simulated Unix seconds or ISO time) for DURATION (20m, 6s, 3h); repeat")
+    p.add_argument("--metrics-port", type=_metrics_port, default=None, metavar="N",
+                   help="serve Prometheus metrics on http://HOST:N/metrics (0: a free port), recorded"
+                        " in DIR/fleet/metrics.json; with --procs, slice K uses N+K-1 and"
+                        " fleet/metrics-K.json (default: no metrics)")
+    p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
+                   help="with --metrics-port: the address to listen on (default: %(default)s)")
     return p
+
+
+def _metrics_port(text: str) -> int:
+    if not text.strip().isdigit() or not 0 <= int(text) <= 65_535:
+        raise argparse.ArgumentTypeError(f"metrics port {text!r} is not a number in 0..65535")
+    return int(text)
 
 
 def _cohort(spec: str) -> Cohort:
@@ -139,6 +157,12 @@ def _slice(spec: str) -> tuple[int, int]:
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[FleetConfig, int]:
     """The fleet's settings and the number of processes (--procs)."""
+    config, procs, _ = parse_all(argv)
+    return config, procs
+
+
+def parse_all(argv: Sequence[str] | None = None) -> tuple[FleetConfig, int, tuple[str, int] | None]:
+    """parse_args, and where to serve metrics: (host, port) with --metrics-port, else None."""
     parser = build_parser()
     ns = parser.parse_args(argv)
     if not 1 <= ns.procs <= MAX_PROCS:
@@ -147,7 +171,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[FleetConfig, int]:
         parser.error(f"--procs {ns.procs} is more than the {ns.devices} devices")
     if ns.procs > 1 and ns.slice is not None:
         parser.error("--slice is a child's, --procs N its supervisor's: not both")
-    return _config(parser, ns), ns.procs
+    if ns.metrics_port and ns.metrics_port + ns.procs - 1 > 65_535:
+        parser.error(f"--metrics-port {ns.metrics_port} leaves no port for each of the {ns.procs} processes")
+    if not ns.metrics_host.strip():
+        parser.error("--metrics-host must not be empty")
+    where = None if ns.metrics_port is None else (ns.metrics_host, ns.metrics_port)
+    return _config(parser, ns), ns.procs, where
 
 
 def parse_config(argv: Sequence[str] | None = None) -> FleetConfig:
@@ -174,18 +203,46 @@ def _config(parser: argparse.ArgumentParser, ns: argparse.Namespace) -> FleetCon
         parser.error(str(exc))  # exits 2
 
 
+def _serve_metrics(config: FleetConfig, where: tuple[str, int] | None
+                   ) -> tuple[FleetMetrics | None, MetricsServer | None]:
+    """The metrics and their endpoint, serving already, with --metrics-port (else None, None).
+    Slice K of a fleet in several processes: port + K - 1 (a free one for 0), its own label."""
+    if where is None:
+        return None, None
+    host, port = where
+    k = None if config.slice is None else config.slice[0]
+    metrics = FleetMetrics("fleet" if k is None else f"fleet-{k}")
+    return metrics, MetricsServer(metrics.registry, host, port + k - 1 if port and k else port)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     apply_from_env()
-    config, procs = parse_args(argv)
+    config, procs, where = parse_all(argv)
     if procs > 1:
         return run_supervisor(config, sys.argv[1:] if argv is None else argv, procs)
     if config.slice is not None:
         die_with_parent()  # a kill -9 of the supervisor is a crash of every device
     try:
-        fleet = Fleet(config)
+        metrics, server = _serve_metrics(config, where)
+    except MetricsServerError as exc:  # the port is taken, the host does not resolve
+        print(f"devices: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return _run(config, metrics, server)
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _run(config: FleetConfig, metrics: FleetMetrics | None, server: MetricsServer | None) -> int:
+    try:
+        fleet = Fleet(config, metrics=metrics)
     except DeviceError as exc:  # e.g. a device that is not provisioned
         print(f"devices: error: {exc}", file=sys.stderr)
         return 2
+    if server is not None and metrics is not None:
+        name = "metrics.json" if config.slice is None else f"metrics-{config.slice[0]}.json"
+        server.write_record(config.fleet_dir / name, name=metrics.fleet, at=fleet.clock.now())
 
     def stop(_signum: int, _frame: object) -> None:
         fleet.request_stop()

@@ -89,6 +89,7 @@ from devices.ecg_source import EcgStream, make_source
 from devices.errors import ConfigError, ProfileError
 from devices.history import HistoryFile, NoHistory
 from devices.keys import FleetKeys
+from devices.metrics import FleetMetrics, FleetSample
 from devices.mqtt_adapter import FixedRetry, JitterBackoff, LinkEvent, MqttHub
 from devices.outbox import Outbox
 from devices.profile import Cohort, PatientProfile
@@ -321,8 +322,10 @@ class Fleet:
 
     def __init__(self, config: FleetConfig, clock: Clock | None = None,
                  out: TextIO | None = None,
-                 real_clock: Callable[[], float] = time.monotonic) -> None:
+                 real_clock: Callable[[], float] = time.monotonic,
+                 metrics: FleetMetrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics  # Prometheus (devices/metrics.py): sampled with devices.json
         self.clock = clock if clock is not None else make_clock(config.speed)
         self._real = real_clock  # network timers and the loop's cadence: real seconds
         self._out = out if out is not None else sys.stdout
@@ -437,6 +440,7 @@ class Fleet:
         if now >= self._next_report:
             self._next_report = now + 1.0
             self._write_devices_json()
+            self._sample_metrics()
             self._report(now)
             if self.config.slice is not None and parent_stopped():
                 self.outbox.commit()  # frozen with its supervisor, holding no lock
@@ -557,6 +561,17 @@ class Fleet:
 
     def _write_devices_json(self) -> None:
         write_json_atomic(self.config.devices_json, self.status())
+
+    def _sample_metrics(self) -> None:
+        """Hand the metrics this process's state and totals (about once a real second)."""
+        if self.metrics is None:
+            return
+        stats = [d.stats for d in self.devices]
+        self.metrics.sample(FleetSample(
+            devices=len(self.devices), connected=self.hub.online, outbox=self._buffered(),
+            evicted=sum(s.evicted for s in stats), generated=sum(s.generated for s in stats),
+            published_live=sum(s.published_live for s in stats),
+            published_backlog=sum(s.published_backlog for s in stats)))
 
     def _report(self, now: float) -> None:
         online = self.hub.online

@@ -5,7 +5,7 @@ The supervisor drives no device. It
     1. writes fleet/profiles.json for ALL devices (as a one-process fleet does), creates the
        outbox (so the file is in WAL mode before several processes open it) and opens the
        history once (so a torn last line is repaired before any child appends);
-    2. removes stale fleet/devices-*.json and starts N children
+    2. removes stale fleet/devices-*.json and metrics-*.json, and starts N children
        `python -m devices <same args> --procs 1 --slice K/N`, K = 1..N, each driving a
        contiguous slice of the device ids (devices/fleet.py, "A slice"). They inherit its
        stdout and stderr (the component's log, fleet/fleet.log); a child's own lines start
@@ -115,7 +115,7 @@ class Supervisor:
         Outbox(cfg.outbox_path, capacity=cfg.outbox_capacity, policy=cfg.outbox_policy).close()
         if cfg.history:
             HistoryFile(cfg.history_path).close()
-        for stale in cfg.fleet_dir.glob("devices-*.json"):
+        for stale in (*cfg.fleet_dir.glob("devices-*.json"), *cfg.fleet_dir.glob("metrics-*.json")):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
         self.merge()

@@ -3,9 +3,11 @@
     python -m ingest --state-dir DIR --host HOST --port PORT [--acks | --no-acks]
                      [--client-id ecgpipe-ingest] [--speed 1.0]
     python -m ingest --state-dir DIR --nats nats://H:P,... --mqtt-servers H:P,... [--worker K] ...
+    ... [--metrics-port N [--metrics-host 127.0.0.1]]   Prometheus metrics (docs/metrics.md)
 
 `main(argv)` is also what the lab's `ecgpipe ingest run ...` calls. Exit codes: 0 after a
-clean stop (SIGTERM/SIGINT), 1 on an IngestError (one line on stderr), 2 on bad arguments.
+clean stop (SIGTERM/SIGINT), 1 on an IngestError or a metrics port that cannot be served
+(one line on stderr), 2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ecgcore.clock import make_clock
 from ecgcore.signals import run_until_signalled
 from ecgcore.strict_warnings import apply_from_env
 from ingest.errors import ConfigError, IngestError
+
+if TYPE_CHECKING:
+    from ecgcore.metrics_http import MetricsServer
+    from ingest.metrics import IngestMetrics
 
 PROG = "python -m ingest"
 
@@ -46,6 +52,7 @@ def _int_in(what: str, lo: int, hi: int) -> Callable[[str], int]:
 
 
 _port = _int_in("port", 1, 65_535)
+_metrics_port = _int_in("metrics port", 0, 65_535)
 _keepalive = _int_in("keepalive", 1, 65_535)
 _session_expiry = _int_in("session expiry", 0, 2**32 - 1)
 
@@ -138,6 +145,17 @@ def add_service_options(p: argparse.ArgumentParser, *, from_stack: bool = False)
     p.add_argument("--reconnect-max", default=4.0, type=_reconnect, metavar="SECONDS",
                    help="longest wait between attempts to reach the broker again, real seconds;"
                    " the first wait is a quarter of it, doubling (default: %(default)s: 1, 2, 4, 4, ...)")
+    add_metrics_options(p)
+
+
+def add_metrics_options(p: argparse.ArgumentParser) -> None:
+    """Prometheus metrics (ingest/metrics.py, docs/metrics.md)."""
+    p.add_argument("--metrics-port", default=None, type=_metrics_port, metavar="N",
+                   help="serve Prometheus metrics on http://HOST:N/metrics (0: a free port) and say"
+                        " where in DIR/ingest/metrics.json (metrics-WORKER.json for a worker);"
+                        " a port that is taken stops the service at start (default: no metrics)")
+    p.add_argument("--metrics-host", default="127.0.0.1", type=_nonempty, metavar="HOST",
+                   help="with --metrics-port: the address to listen on (default: %(default)s)")
 
 
 def add_nats_options(p: argparse.ArgumentParser) -> None:
@@ -252,17 +270,48 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         keepalive_s=args.keepalive, session_expiry_s=args.session_expiry, secrets=secrets,
         rate_limit=args.rate_limit or None, rate_burst=max(1.0, args.rate_burst),
     )
+    from ecgcore.metrics_http import MetricsServerError
     try:
-        service = IngestService(config, make_clock(args.speed))
-    except (IngestError, OSError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigError) else 1
-
-    try:
-        return run_until_signalled(service.run, service.request_stop)
-    except IngestError as exc:
+        metrics, server = _serve_metrics(args, args.worker)
+    except MetricsServerError as exc:  # the port is taken, the host does not resolve
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
+    try:
+        try:
+            service = IngestService(config, make_clock(args.speed), metrics=metrics)
+        except (IngestError, OSError) as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return 2 if isinstance(exc, ConfigError) else 1
+        if server is not None:
+            from ingest.service import worker_file
+            server.write_record(config.ingest_dir / worker_file("metrics.json", config.worker),
+                                name=_metrics_name(config.worker), at=service.clock.now())
+        try:
+            return run_until_signalled(service.run, service.request_stop)
+        except IngestError as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return 1
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _metrics_name(worker: str | None) -> str:
+    """The endpoint's name and its `worker` label: the lab's component name."""
+    return "ingest" if worker is None else f"ingest-{worker}"
+
+
+def _serve_metrics(args: argparse.Namespace,
+                   worker: str | None) -> tuple[IngestMetrics | None, MetricsServer | None]:
+    """With --metrics-port: the metrics and their endpoint, serving already (bound before the
+    service opens its store, so a port that is taken fails at once)."""
+    if args.metrics_port is None:
+        return None, None
+    from ecgcore.metrics_http import MetricsServer
+    from ingest.metrics import IngestMetrics
+
+    metrics = IngestMetrics(_metrics_name(worker))
+    return metrics, MetricsServer(metrics.registry, args.metrics_host, args.metrics_port)
 
 
 if __name__ == "__main__":

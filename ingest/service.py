@@ -28,8 +28,9 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TextIO
@@ -42,6 +43,7 @@ from ingest.announce import SESSION_NAME, Announcer
 from ingest.errors import StoreUnavailableError
 from ingest.handoff import BatchQueue
 from ingest.keys import IngestSecrets
+from ingest.metrics import BatchOutcome, IngestMetrics
 from ingest.nats_source import NatsConfig, NatsSource
 from ingest.pg_store import where
 from ingest.ratelimit import RateLimit
@@ -168,6 +170,8 @@ class IngestService:
         store: Store | None = None,
         source: Source | None = None,
         out: TextIO | None = None,
+        metrics: IngestMetrics | None = None,
+        real_clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -182,6 +186,12 @@ class IngestService:
                         else RateLimit(rate=config.rate_limit, burst=config.rate_burst))
         self._stop = threading.Event()
         self.ready_written = threading.Event()
+        # Prometheus metrics (ingest/metrics.py), counted once per batch; the real timer times
+        # commits (machine seconds, whatever the clock's speed)
+        self.metrics = metrics
+        self._real = real_clock
+        if metrics is not None:
+            metrics.watch_source(lambda: self.source.connected, self.source.queue.qsize)
 
     def _default_source(self) -> Source:
         """The NATS cluster's shared consumer with --nats, else the MQTT Subscriber."""
@@ -281,6 +291,7 @@ class IngestService:
             else:
                 quarantined.append(v)
         stored_at = self.clock.now()
+        began = self._real()
         try:
             result = self._store_when_reachable(accepted, quarantined, stored_at, refused)
         except StoreUnavailableError:
@@ -291,18 +302,24 @@ class IngestService:
             result = self._store_one_by_one(accepted, quarantined, stored_at)
             if refused:
                 self.store.store_batch([], [], stored_at, refused=refused)
+        commit_s = self._real() - began
         self.stats.refused += sum(refused.values())
         # Committed. End-to-end acks are queued before the PUBACKs: paho writes packets in the
         # order they were queued, so a crash that loses an ack usually also loses the PUBACKs
         # and the broker redelivers (a duplicate, acked again) instead of the device waiting
         # for its ack timeout. Only when paho's outgoing window (20 QoS 1 messages in flight)
         # is full can a PUBACK overtake an ack; the device's resend covers that case.
+        acks_sent = 0
         if self.config.acks:
             acks = build_acks(result, None if sec is None else sec.ack_key)
-            self.stats.acks_sent += self.source.publish_acks([(a.topic, a.payload) for a in acks])
+            acks_sent = self.source.publish_acks([(a.topic, a.payload) for a in acks])
+            self.stats.acks_sent += acks_sent
         # Every message of the batch is recorded now, so the broker may forget them.
         self.source.ack_broker(batch)
         self._count(batch, result)
+        if self.metrics is not None:
+            self.metrics.observe_batch(BatchOutcome(len(batch), accepted, quarantined, result,
+                                                    sum(refused.values()), commit_s, stored_at, acks_sent))
         return result
 
     def _store_when_reachable(self, accepted: Sequence[Accepted], quarantined: Sequence[Quarantined],

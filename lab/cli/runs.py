@@ -86,7 +86,9 @@ def ingest_run(args: argparse.Namespace) -> int:
             *(["--worker", args.worker] if args.worker else []),
             "--keepalive", str(args.keepalive), "--session-expiry", str(args.session_expiry),
             "--reconnect-max", repr(args.reconnect_max), "--rate-limit", repr(args.rate_limit),
-            "--rate-burst", repr(args.rate_burst)]
+            "--rate-burst", repr(args.rate_burst),
+            *(["--metrics-port", str(args.metrics_port), "--metrics-host", args.metrics_host]
+              if args.metrics_port is not None else [])]
     given = {"--host": args.host, "--port": args.port, "--speed": args.speed}
     if None in given.values() or args.acks is None:
         from lab.stack.control import proxy_port

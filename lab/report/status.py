@@ -8,6 +8,9 @@ and states come from their pidfiles alone and `stack_error` says what is wrong (
 it held, such as the delivery mode and the ports, are then None); a damaged pidfile shows as
 `pidfile_error` of its component; an unreadable fleet/devices.json as `devices_error` (it is
 rewritten every second by a running fleet, so only the online counts are unknown).
+
+`metrics`: each Prometheus endpoint the stack's processes recorded (lab/stack/metrics.py), by
+name (ingest, ingest-K, fleet, fleet-K): url, host, port, pid, and `live` while that pid runs.
 `problems(doc)` lists the first two kinds: `ecgpipe status` prints the view and then exits 1
 with the first of them as its one-line error.
 
@@ -24,6 +27,7 @@ from ecgcore.modes import LINKS
 from lab.errors import StateDirError
 from lab.nemesis.proxyctl import link_state, upstreams_of
 from lab.stack.control import proxy_port
+from lab.stack.metrics import metrics_records
 from lab.stack.procs import RUNNING, STOPPED, Component
 from lab.stack.statedir import COMPONENTS, StackConfig, StateDir
 from lab.timefmt import when
@@ -68,6 +72,7 @@ def status(sd: StateDir) -> dict[str, Any]:
             "reconnects": v.get("reconnects", 0), "boot_epoch": v.get("boot_epoch")}
         for d, v in sorted(devs.items())
     }
+    doc["metrics"] = metrics_records(sd.root)
     return doc
 
 
@@ -201,8 +206,15 @@ def format_status(doc: dict[str, Any], limit: int = 30, now: float | None = None
         lines.append("devices: " + shown + (f", ... {len(items) - limit} more" if len(items) > limit else ""))
     if doc.get("devices_error"):
         lines.append(f"devices online unknown: {doc['devices_error']}")
+    lines += _metrics_lines(doc.get("metrics") or {})
     lines += [f"warning: {p}" for p in problems(doc)]
     return "\n".join(lines)
+
+
+def _metrics_lines(endpoints: dict[str, Any]) -> list[str]:
+    """One line: where each live process serves its Prometheus metrics."""
+    live = [f"{n} {e['url']}" for n, e in endpoints.items() if e.get("live") and e.get("url")]
+    return ["metrics: " + ", ".join(live)] if live else []
 
 
 def _detail(name: str, c: dict[str, Any], now: float) -> str:

@@ -29,6 +29,7 @@ from lab.errors import ComponentError, ConfigError, StateDirError
 from lab.stack import nats_stack as nats
 from lab.stack import postgres as pg
 from lab.stack.broker import BrokerSecurity, BrokerSettings, broker_argv, write_config
+from lab.stack.metrics import METRICS_ARGS
 from lab.stack.ports import free_port, port_open
 from lab.stack.procs import EXITED, RUNNING, STOPPED, python_argv
 from lab.stack.provisioning import ensure_provisioned
@@ -82,6 +83,7 @@ def component_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
             "--outbox-capacity", str(cfg.outbox_capacity), "--outbox-policy", cfg.outbox_policy,
             "--chunk-seconds", str(cfg.chunk_seconds), "--sample-rate", str(cfg.sample_rate),
             "--seed", str(cfg.seed), "--ack-timeout", str(cfg.ack_timeout), "--id-prefix", cfg.id_prefix,
+            *METRICS_ARGS,
             "--window", str(cfg.window), "--keepalive", str(cfg.keepalive),
             "--reconnect-backoff", cfg.reconnect_backoff, "--backoff-cap", str(cfg.backoff_cap),
             *(["--procs", str(cfg.fleet_procs)] if cfg.fleet_procs > 1 else []),
@@ -110,7 +112,7 @@ def _ingest_argv(sd: StateDir, cfg: StackConfig, worker: str | None, common: lis
                        "--keepalive", str(cfg.ingest_keepalive),
                        "--session-expiry", str(cfg.ingest_session_expiry),
                        "--rate-limit", repr(cfg.ingest_rate_limit / share),
-                       "--rate-burst", repr(max(5000, cfg.outbox_capacity) / share))
+                       "--rate-burst", repr(max(5000, cfg.outbox_capacity) / share), *METRICS_ARGS)
 
 
 def ingest_ready_path(sd: StateDir, name: str) -> Path:
