@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from clinic.api import lab_routes, live, patients
 from clinic.api.problems import install_error_handlers
 from clinic.api.tokens import TokenBook, token_dir
+from ecgcore.clock import Clock, SystemClock
 from lab.stack.statedir import StateDir
 
 DESCRIPTION = """Read-only access for clinicians to what an ecgpipe state dir holds: the patients
@@ -52,12 +53,15 @@ class HeadAsGet:
         await self.app({**scope, "method": "GET"}, receive, no_body)
 
 
-def create_app(state_dir: StateDir, *, title: str = "ecgpipe clinic API") -> FastAPI:
-    """The API over `state_dir`; its users are those with a token file under it."""
+def create_app(state_dir: StateDir, *, clock: Clock | None = None,
+               title: str = "ecgpipe clinic API") -> FastAPI:
+    """The API over `state_dir`; its users are those with a token file under it. `clock` gives
+    "now" for ages ("the oldest 3 h ago"; default the system clock, as `inspect` uses)."""
     app = FastAPI(title=title, description=DESCRIPTION, version="1",
                   openapi_tags=[{"name": "patients", "description": "patients and their ECG"},
                                 {"name": "lab", "description": "the ledger and the outage"}])
     app.state.state_dir = state_dir
+    app.state.clock = clock or SystemClock()
     app.state.tokens = TokenBook(token_dir(state_dir.root))
     install_error_handlers(app)
     app.include_router(patients.router)

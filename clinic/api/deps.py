@@ -1,6 +1,7 @@
 """FastAPI dependencies every route of `ecgpipe serve` shares (the live page's too).
 
 - `get_state_dir(request) -> StateDir`: the state dir the app was made for (`create_app`).
+- `get_now(request) -> float`: now, on the app's clock (ages such as "the oldest 3 h ago").
 - `require_user(request) -> str`: the user whose token the request's `Authorization: Bearer
   <token>` header carries (clinic/api/tokens.py); 401 with a JSON `detail` and a
   `WWW-Authenticate: Bearer` header when the header is missing, not Bearer, or no user's token.
@@ -33,6 +34,11 @@ def get_state_dir(request: Request) -> StateDir:
     if not isinstance(sd, StateDir):  # create_app sets it; anything else is a bug
         raise TypeError("the app has no state dir: make it with clinic.api.app.create_app")
     return sd
+
+
+def get_now(request: Request) -> float:
+    """The app's clock's now (`create_app(..., clock=)`; the system clock by default)."""
+    return float(request.app.state.clock.now())
 
 
 def _token_book(request: Request) -> TokenBook:
