@@ -38,6 +38,7 @@ from ingest.store_range import StoredReading
 from wire.reading import FLAG_LEAD_OFF
 
 INVALID = -32768  # int16's minimum: "no sample here" in WFDB fmt 16 and the EDF export's gap value
+TIME_RESOLUTION = 1e-6  # s: capture times travel as whole microseconds
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,11 +139,12 @@ def build_timeline(device_id: str, readings: Sequence[StoredReading]) -> Timelin
     cursor = 0
     for r in ordered:
         offset = (r.captured_at - (first.captured_at + cursor / fs)) * fs  # in samples
-        if offset > 0.5 and placed:
+        half = 0.5 + TIME_RESOLUTION * fs  # exactly half a sample is not a gap, float noise aside
+        if offset > half and placed:
             slots = max(1, round(offset))
             gaps.append(Span(cursor, slots))
             cursor += slots
-        skip = max(1, round(-offset)) if offset < -0.5 else 0
+        skip = max(1, round(-offset)) if offset < -half else 0
         if skip:
             whole = skip >= len(r.samples)
             overlaps.append(Overlap(r.boot_epoch, r.seq, r.captured_at,
