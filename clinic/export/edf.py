@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pyedflib
+from pyedflib._extensions._pyedflib import set_starttime_subsecond
 
 from clinic.errors import BadRequestError
 from clinic.export.outpath import out_file
@@ -72,15 +73,28 @@ def write_edf(tl: Timeline, path: Path | str) -> list[Path]:
         writer.setPatientCode(tl.device_id)
         writer.setPatientName("ecgpipe_patient")
         writer.setEquipment("ecgpipe")
-        writer.setStartdatetime(utc_datetime(tl.start))
         writer.set_number_of_annotation_signals(
             min(MAX_ANNOTATION_SIGNALS, max(1, math.ceil(len(notes) / max(records, 1)) + 1)))
+        _set_start(writer, tl.start)
         _write_records(writer, tl, records)
         for onset, duration, text in notes:
             writer.writeAnnotation(onset, duration, text)
     finally:
         writer.close()
     return [out]
+
+
+def _set_start(writer: pyedflib.EdfWriter, t: float) -> None:
+    """The start date/time, its sub-second part in EDF+'s units (100 ns). pyedflib 0.1.42 passes
+    microseconds x 100 to edflib, 10 times too much (a start of .012345 s is written "+0.1234500",
+    one past .099999 s not at all), and its EdfReader divides by the same 100; so the whole
+    seconds go through setStartdatetime and the sub-second part straight to edflib, last of the
+    header calls (each of them re-sends pyedflib's value). pyedflib's reader then shows a tenth
+    of it; `EdfReader.starttime_subsecond` x 100 ns is the true part, as EDFbrowser reads it."""
+    start = utc_datetime(t)
+    writer.setStartdatetime(start.replace(microsecond=0))
+    if start.microsecond and set_starttime_subsecond(writer.handle, start.microsecond * 10) < 0:
+        raise BadRequestError(f"pyedflib refused the start time's sub-second part ({start.microsecond} us)")
 
 
 def _write_records(writer: pyedflib.EdfWriter, tl: Timeline, records: int) -> None:
