@@ -111,12 +111,12 @@ def write_store(db: Path, device_id: str = DEVICE, specs: list[Spec] = SPECS,
     rows = [reading(device_id, s) for s in specs]
     rows += [reading(OTHER, Spec(1, k, float(k))) for k in range(others)]
     for r in rows:
-        v = validate(f"heartcheck/{r.device_id}/ecg", encode_reading(r), T0)
+        v = validate(f"heartcheck/{r.device_id}/ecg", encode_reading(r), r.captured_at + 5)
         assert isinstance(v, Accepted), v
         accepted.append(v)
     store = SqliteStore(db)
     try:
-        store.store_batch(accepted, [], T0 + 100)
+        store.store_batch(accepted, [], max(r.captured_at for r in rows) + 10)
     finally:
         store.close()
     return db
