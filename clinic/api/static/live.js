@@ -72,6 +72,7 @@
   }
 
   function render(s) {
+    document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);  // for scripts and tests
     renderHeader(s);
     renderLedger(s);
     renderDevices(s.devices);
@@ -98,6 +99,7 @@
     const rate = s.ingest_rate.per_s;
     $("ingest-rate").textContent = rate === null ? "–" : rate.toFixed(1) + " /s";
     $("ingest-rate").dataset.value = rate === null ? "" : String(rate);
+    $("ingest-rate-window").textContent = "(stored per second, last " + ago(s.ingest_rate.window_s) + ")";
     setNumber("broker-queue", s.broker_queue);
   }
 
