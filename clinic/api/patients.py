@@ -34,8 +34,13 @@ router = APIRouter(prefix="/api", tags=["patients"], dependencies=API_DEPENDENCI
 StateDep = Annotated[StateDir, Depends(get_state_dir)]
 NowDep = Annotated[float, Depends(get_now)]
 DeviceId = Annotated[str, Path(description="the patient's device id, e.g. hc-0001", min_length=1,
-                               max_length=64)]
+                               max_length=64, examples=["hc-0001"])]
 MAX_KEY = 2**62  # boot and seq: larger is no reading (and no SQLite integer)
+# what `from` and `to` look like (the document's hint; the parser says what is wrong with a value)
+TIME_SCHEMA: dict[str, Any] = {
+    "pattern": r"^\s*(\d{1,11}(\.\d*)?|\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?"
+               r"([Zz]|[+-]\d{2}:?\d{2})?)\s*$",
+    "examples": ["2026-11-30T12:00:00Z", "1796040000"]}
 
 
 def _require_patient(sd: StateDir, device_id: str) -> None:
@@ -76,9 +81,10 @@ _READINGS_RESPONSES: dict[int | str, dict[str, Any]] = {
 def get_readings(
         device_id: DeviceId, sd: StateDep,
         start: Annotated[str | None, Query(alias="from", description="Unix seconds or ISO 8601 "
-                                           "(default: 5 min before `to`, or before the newest)")] = None,
+                                           "(default: 5 min before `to`, or before the newest)",
+                                           json_schema_extra=TIME_SCHEMA)] = None,
         end: Annotated[str | None, Query(alias="to", description="Unix seconds or ISO 8601, "
-                                         "exclusive (default: open)")] = None,
+                                         "exclusive (default: open)", json_schema_extra=TIME_SCHEMA)] = None,
         limit: Annotated[int, Query(ge=1, le=3600, description="at most this many readings")] = 300,
         samples: Annotated[rd.Samples, Query(description="counts (int16), mv, or none")] = "counts",
         accept: Annotated[str | None, Header()] = None) -> Response | ReadingsPage:
@@ -99,8 +105,10 @@ def get_readings(
                                           "description": "the reading on ECG paper (25 mm/s, 10 mm/mV)"}},
             summary="one stored reading on ECG paper")
 def get_reading_png(device_id: DeviceId, sd: StateDep, now: NowDep,
-                    boot: Annotated[int, Path(ge=0, le=MAX_KEY)],
-                    seq: Annotated[int, Path(ge=0, le=MAX_KEY)]) -> Response:
+                    boot: Annotated[int, Path(ge=0, le=MAX_KEY, examples=[1],
+                                              description="the device's boot epoch")],
+                    seq: Annotated[int, Path(ge=0, le=MAX_KEY, examples=[0],
+                                             description="the reading's sequence number")]) -> Response:
     return Response(reading_png(sd, device_id, boot, seq, now), media_type="image/png")
 
 
