@@ -77,7 +77,9 @@
     renderLedger(s);
     renderDevices(s.devices);
     drawBacklog(s);
-    $("updated").textContent = "stack time " + clock(s.now) + " UTC" + (s.speed !== 1 ? " (" + s.speed + "×)" : "");
+    $("updated").textContent = "stack time " + clock(s.now) + " UTC" + (s.speed !== 1 ? " (" + s.speed + "×)" : "") +
+      (s.build_s > 0.3 ? " · the ledger takes " + s.build_s.toFixed(1) + " s to read: refreshed every " +
+        Math.max(s.refresh_s / 2, 3 * s.build_s).toFixed(1) + " s" : "");
   }
 
   function renderHeader(s) {
