@@ -200,3 +200,16 @@ def test_openapi_and_docs_are_served(client: TestClient) -> None:
             "/api/ledger", "/api/outage"} <= paths
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert client.get("/docs").status_code == 200
+
+
+def test_a_damaged_store_is_503_in_one_line_and_a_missing_one_empty(sd: StateDir) -> None:
+    client = client_for(sd)
+    sd.ingest_db.unlink()
+    assert client.get(f"/api/patients/{DEV1}/readings").json()["readings"] == []
+    assert client.get(f"/api/patients/{DEV1}/readings/1/0.png").status_code == 404
+    assert client.get("/api/ledger").json()["available"] is False
+    sd.ingest_db.write_bytes(b"not a database" * 100)
+    for path in ("/api/patients", f"/api/patients/{DEV1}/readings", "/api/outage"):
+        r = client.get(path)
+        assert r.status_code == 503, path
+        assert "ingest.sqlite" in r.json()["detail"] and "\n" not in r.json()["detail"]
