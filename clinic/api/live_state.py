@@ -74,6 +74,7 @@ class LiveSource:
         self._known: set[str] = set()
         self._expires = 0.0
         self._ecg: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._newest: tuple[float, dict[str, float]] | None = None
 
     def snapshot(self, device: str | None = None) -> dict[str, Any]:
         """The page's document; the ECG is `device`'s (default: the first device)."""
@@ -101,12 +102,15 @@ class LiveSource:
             hit = self._ecg.get(device)
             if hit is not None and self.monotonic() < hit[0]:
                 return hit[1]
-        end = float(doc["now"])
+        now = float(doc["now"])
+        newest = doc["stack"]["state"] == DOWN or doc["speed"] != 1.0
         try:
-            if doc["stack"]["state"] == DOWN:  # nothing more is coming: show its last stored seconds
-                newest = last_captured(self.sd.ingest_db).get(device)
-                end = newest[0] + 1.0 if newest else end
-            ecg = ecg_window(self.sd.ingest_db, device, end)
+            end = now + 1e-3
+            if newest:  # the newest stored seconds (live_ecg.py says why)
+                last = self._newest_captured().get(device)
+                end = last + 1e-3 if last is not None else end
+            ecg = ecg_window(self.sd.ingest_db, device, end, newest=newest)
+            ecg["behind_s"] = round(now - ecg["end"], 3) if ecg["segments"] else None
         except _READ_ERRORS as exc:
             ecg = {"device": device, "error": str(exc), "segments": [], "seconds": ECG_SECONDS}
         with self._lock:
@@ -114,6 +118,15 @@ class LiveSource:
                 self._ecg.clear()
             self._ecg[device] = (self.monotonic() + self.refresh_s / 2, ecg)
         return ecg
+
+    def _newest_captured(self) -> dict[str, float]:
+        """Each device's newest stored capture time, read once per stack build (one GROUP BY
+        over the store: 0.16 s at 360,000 readings)."""
+        with self._lock:
+            if self._newest is None or self._newest[0] != self._expires:
+                found = last_captured(self.sd.ingest_db)
+                self._newest = (self._expires, {d: at for d, (at, _) in found.items()})
+            return self._newest[1]
 
     def _build(self) -> dict[str, Any]:
         st = self.clock.read()

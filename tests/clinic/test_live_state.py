@@ -185,11 +185,19 @@ def test_ecg_window_keeps_gaps_and_clips_to_the_window(sd: StateDir) -> None:
     assert ecg_window(sd.ingest_db, DEV2, end=T0 + 100, seconds=10)["segments"] == []
 
 
+def test_ecg_window_of_the_newest_stored_seconds(sd: StateDir) -> None:
+    ecg = ecg_window(sd.ingest_db, DEV1, end=T0 + 5.001, seconds=3, newest=True)  # as LiveSource asks
+    assert (ecg["follows"], ecg["start"], ecg["end"]) == ("newest", T0 + 3, T0 + 6)  # seq 5 ends at T0 + 6
+    assert [s["seq"] for s in ecg["segments"]] == [4, 5]  # seq 3 (T0 + 3 .. 4) never stored: a gap
+    assert ecg_window(sd.ingest_db, DEV1, end=T0 + 30, seconds=3)["segments"] == []  # "now": nothing
+
+
 def test_snapshot_shows_the_chosen_device_and_the_newest_seconds_when_down(sd: StateDir) -> None:
     src = source(sd, Ticks(), wall=T0 + 3600)
     snap = src.snapshot(DEV2)
     assert snap["ecg"]["device"] == DEV2
     assert [s["seq"] for s in snap["ecg"]["segments"]] == [0, 1, 2]  # down: its last stored seconds
+    assert snap["ecg"]["follows"] == "newest" and snap["ecg"]["behind_s"] == pytest.approx(3600 - 3)
     assert src.snapshot()["ecg"]["device"] == DEV1  # the first device by default
 
 

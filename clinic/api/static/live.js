@@ -36,6 +36,8 @@
     return (s / 3600).toFixed(1) + " h";
   }
 
+  const plural = (n, word) => n + " " + word + (n === 1 ? "" : "s");
+
   function setNumber(id, v) {
     const el = $(id);
     el.textContent = num(v);
@@ -143,7 +145,9 @@
     const ser = s.series, pad = { l: 56, r: 64, t: 22, b: 26 };
     g.clearRect(0, 0, w, h);
     g.font = "11px system-ui, sans-serif";
-    const t0 = ser.t.length ? Math.min(ser.t[0], s.now - 10) : s.now - 60, t1 = s.now;
+    // from the first level (or a minute ago) or the first fault window's start, if earlier
+    const t0 = Math.min(ser.t.length ? Math.min(ser.t[0], s.now - 10) : s.now - 60, ...s.faults.map((f) => f.start));
+    const t1 = s.now;
     const pw = w - pad.l - pad.r, ph = h - pad.t - pad.b;
     const x = (t) => pad.l + ((t - t0) / Math.max(1e-9, t1 - t0)) * pw;
     const held = ser.outbox.concat(ser.broker.filter((v) => v !== null));
@@ -212,7 +216,7 @@
       lastDraw = at;
       const [g, w, h] = sizeCanvas(c);
       const e = snap.ecg, ahead = Math.min((performance.now() - received) / 1000, 2 * snap.refresh_s);
-      const end = e.end + ahead * snap.speed * (snap.stack.state === "down" ? 0 : 1), start = end - e.seconds;
+      const end = e.end + (e.follows === "now" ? ahead * snap.speed : 0), start = end - e.seconds;
       const mm = w / (e.seconds * 25);      // px per mm: 25 mm/s across the width
       paper(g, w, h, mm);
       const mid = h / 2;
@@ -230,9 +234,11 @@
       g.stroke();
       $("ecg-device").textContent = e.device;
       $("ecg-note").textContent = e.error ? "cannot read the store: " + e.error
-        : e.segments.length ? e.segments.length + (e.segments.length === 1 ? " reading" : " readings") + " in the last " + e.seconds + " s, the newest captured at " +
-          clock(e.segments[e.segments.length - 1].t0) + " UTC"
-          : "nothing stored for " + e.device + " in the last " + e.seconds + " s";
+        : !e.segments.length ? "nothing stored for " + e.device + " in the last " + e.seconds + " s"
+          : e.follows === "now" ? plural(e.segments.length, "reading") + " in the last " + e.seconds +
+            " s, the newest captured at " + clock(e.segments[e.segments.length - 1].t0) + " UTC"
+            : "its newest " + e.seconds + " stored seconds (" + plural(e.segments.length, "reading") + "), ending at " +
+              clock(e.end) + " UTC: " + ago(e.behind_s) + " before the stack's now";
     }
     requestAnimationFrame(drawEcg);
   }
