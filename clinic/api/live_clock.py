@@ -4,9 +4,10 @@ axis (every timestamp the lab writes is the injected clock's: docs/architecture.
     shared clock (scenario runs: stack.json's clock_origin, and clock_anchor or DIR/clock-anchor)
                   the same ScaledClock every process of the run builds (ecgcore.clock)
     speed 1       the system clock, as every process of the stack
-    `up --speed K` without a shared clock: each process started its own ScaledClock, so the
-                  fleet's is the one that dates the readings: fleet/devices.json's `updated_at`
-                  carried forward from the file's mtime at K simulated seconds per real second
+    speed K, no shared clock (a stack.json written by hand or an older lab): each process
+                  started its own ScaledClock, so the fleet's is the one that dates the
+                  readings: fleet/devices.json's `updated_at` carried forward from the file's
+                  mtime at K simulated seconds per real second
 """
 
 from __future__ import annotations
