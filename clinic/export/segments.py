@@ -27,6 +27,7 @@ Nothing here copies samples: a Placed holds its reading and the slice it contrib
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -192,14 +193,12 @@ def _lead_off_spans(placed: Sequence[Placed]) -> list[Span]:
 def grid_block(timeline: Timeline, start: int, stop: int, placed_from: int = 0
                ) -> tuple[npt.NDArray[np.int16], int]:
     """Slots [start, stop) as int16 counts, INVALID where there is no sample, and the index of
-    the first Placed a later block needs (pass it back as `placed_from`: blocks in order cost
-    one pass). A data sample equal to INVALID is written as INVALID + 1 (one count: the value
-    is reserved for "no sample", as in WFDB)."""
+    the first Placed a later block needs (pass it back as `placed_from` to start the search
+    there; any block is a binary search away). A data sample equal to INVALID is written as
+    INVALID + 1 (one count: the value is reserved for "no sample", as in WFDB)."""
     block = np.full(stop - start, INVALID, dtype=np.int16)
-    i = placed_from
     placed = timeline.placed
-    while i < len(placed) and placed[i].end <= start:
-        i += 1
+    i = bisect_right(placed, start, lo=placed_from, key=_end)  # the first that ends after start
     j = i
     while j < len(placed) and placed[j].index < stop:
         p = placed[j]
@@ -208,6 +207,10 @@ def grid_block(timeline: Timeline, start: int, stop: int, placed_from: int = 0
         j += 1
     np.maximum(block, INVALID + 1, out=block, where=_data_mask(timeline, start, stop, i, j))
     return block, i
+
+
+def _end(p: Placed) -> int:
+    return p.end
 
 
 def _data_mask(timeline: Timeline, start: int, stop: int, i: int, j: int) -> npt.NDArray[np.bool_]:
