@@ -2,7 +2,8 @@
 
 --out PATH is the record path without an extension (a trailing .hea or .dat is taken off):
 PATH.hea (the header), PATH.dat (the samples) and, when there is anything to note,
-PATH.ann (annotations). The record name (PATH's last part) must be WFDB's: letters, digits,
+PATH.ann (annotations; one left by an earlier export to the same path is removed when
+there is nothing to note). The record name (PATH's last part) must be WFDB's: letters, digits,
 `_` and `-`.
 
 - header: one signal "ECG", fs, units "mV", fmt 16, adc_gain = counts per mV (1000 / gain in
@@ -117,7 +118,8 @@ def _write_annotations(tl: Timeline, rec: Path) -> bool:
     notes = [(g.index, '"', f"gap {tl.seconds(g.samples):.3f} s ({g.samples} samples)") for g in tl.gaps]
     notes += [(s.index, "~", f"lead-off {tl.seconds(s.samples):.3f} s") for s in tl.lead_off]
     notes += [(p.index, '"', overlap_text(p)) for p in tl.placed if p.skip]
-    if not notes:
+    if not notes:  # wfdb cannot write an empty annotation file; an old one would be stale
+        rec.with_name(f"{rec.name}.{ANN_EXT}").unlink(missing_ok=True)
         return False
     notes.sort(key=lambda n: n[0])
     with quiet():

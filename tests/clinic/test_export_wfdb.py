@@ -86,3 +86,14 @@ def test_summary_lists_gaps_with_start_and_duration(record: tuple[Path, dict[str
     assert [(g["sample_index"], g["samples"]) for g in gaps] == GAPS
     assert gaps[0]["start"] == pytest.approx(T0 + 20.0, abs=1e-6)
     assert gaps[0]["duration_s"] == pytest.approx(5.0)
+
+
+def test_no_gaps_no_annotations_and_no_stale_file(tmp_path: Path) -> None:
+    db = write_store(tmp_path / "ingest.sqlite")
+    stale = tmp_path / f"rec.{ANN_EXT}"
+    stale.write_bytes(b"from an earlier export")
+    summary = export(db, DEVICE, "wfdb", tmp_path / "rec.hea", start=T0, end=T0 + 10)  # seq 0..9
+    assert summary["gaps"] == []
+    assert summary["files"] == [str(tmp_path / "rec.hea"), str(tmp_path / "rec.dat")]
+    assert not stale.exists()
+    assert rd(tmp_path / "rec").sig_len == 10 * FS
