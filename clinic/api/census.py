@@ -8,9 +8,11 @@ the remainder), the store (ingest.store_range.last_captured), the outboxes
 
 "Not yet received" is what the device captured and the store does not hold, less what the
 device evicted (that will never arrive): `buffered_on_device` (the ledger's buffered: in the
-outbox and not stored) plus `sent_not_stored` (the ledger's lost: the device let go of it and
-the store does not hold it, so it is in flight, queued at the broker, or lost; the lab cannot
-tell these apart per reading while the outage lasts). The sentence's "oldest" is the oldest
+outbox and not stored) plus, while any component of the stack runs, `sent_not_stored` (the
+ledger's lost: the device let go of it and the store does not hold it, so it is in flight,
+queued at the broker, or lost; the lab cannot tell these apart per reading while the outage
+lasts). Once nothing runs (after `down`, a finished scenario run) those can no longer arrive:
+they are `lost`, and not counted as "not yet received". The sentence's "oldest" is the oldest
 buffered reading's capture time (the outboxes keep capture times; the broker's queue does not
 show them).
 """
@@ -24,8 +26,10 @@ from devices import outbox_view
 from devices.profiles_file import read_profiles
 from ingest import store_view
 from ingest.store_range import last_captured
+from lab.errors import LabError
 from lab.report.ledger import DeviceLedger, Ledger
 from lab.report.summary import gather_ledger
+from lab.stack.procs import EXITED
 from lab.stack.statedir import StateDir
 from lab.timefmt import ago
 
@@ -40,6 +44,7 @@ class Census:
         self.last = last_captured(sd.ingest_db)
         self.profiles: dict[str, dict[str, Any]] = read_profiles(sd.devices_json.parent) or {}
         self._stored: dict[str, set[int]] | None = None
+        self.live = stack_live(sd)
 
     def ids(self) -> list[str]:
         return sorted(set(self.ledger) | set(self.last))
@@ -69,9 +74,11 @@ class Census:
 
     def not_received(self, device_id: str, led: DeviceLedger, now: float) -> NotReceived:
         oldest = self.oldest_buffered(device_id) if led.buffered else None
-        return NotReceived(count=led.buffered + led.lost, buffered_on_device=led.buffered,
-                           oldest_buffered=instant(oldest), sent_not_stored=led.lost,
-                           evicted=led.evicted, sentence=sentence(led, oldest, now))
+        transit, lost = (led.lost, 0) if self.live else (0, led.lost)
+        return NotReceived(count=led.buffered + transit, buffered_on_device=led.buffered,
+                           oldest_buffered=instant(oldest), sent_not_stored=transit, lost=lost,
+                           evicted=led.evicted, stack_running=self.live,
+                           sentence=sentence(led, oldest, now, live=self.live))
 
 
 def known_device(sd: StateDir, device_id: str) -> bool:
@@ -88,24 +95,36 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def sentence(led: DeviceLedger, oldest: float | None, now: float) -> str:
+def sentence(led: DeviceLedger, oldest: float | None, now: float, *, live: bool) -> str:
     """"42 readings captured but not yet received, the oldest 3 h ago (40 buffered on the
-    device, 2 sent but not stored: ...)", or "all 120 captured readings received"."""
-    count = led.buffered + led.lost
-    if count == 0:
-        text = f"all {_plural(led.stored, 'captured reading')} received"
-    else:
+    device; 2 sent but not stored yet: ...)", or "all 120 captured readings received"; with
+    what will never arrive (lost once the stack is stopped, evicted) after a "; "."""
+    transit, lost = (led.lost, 0) if live else (0, led.lost)
+    count = led.buffered + transit
+    parts = []
+    if count:
         text = f"{_plural(count, 'reading')} captured but not yet received"
         if oldest is not None:
             text += f", the oldest {ago(max(0.0, now - oldest))} ago"
-        parts = [f"{led.buffered} buffered on the device"] if led.buffered else []
-        if led.lost:
-            parts.append(f"{led.lost} sent but not stored: in flight, queued at the broker, or lost")
-        text += f" ({'; '.join(parts)})"
+        where = [f"{led.buffered} buffered on the device"] if led.buffered else []
+        if transit:
+            where.append(f"{transit} sent but not stored yet: in flight, queued at the broker, or lost")
+        parts.append(f"{text} ({'; '.join(where)})")
+    if lost:
+        parts.append(f"{_plural(lost, 'reading')} sent but never stored: lost")
     if led.evicted:
-        text += (f"; {_plural(led.evicted, 'reading')} evicted by the device's full outbox "
-                 f"will never arrive")
-    return text
+        parts.append(f"{_plural(led.evicted, 'reading')} evicted by the device's full outbox: "
+                     f"will never arrive")
+    return "; ".join(parts) or f"all {_plural(led.stored, 'captured reading')} received"
+
+
+def stack_live(sd: StateDir) -> bool:
+    """Whether any component of the stack runs (or is frozen): then what was sent and is not
+    stored may still arrive."""
+    try:
+        return any(sd.component(n).state() != EXITED for n in sd.component_names())
+    except LabError:  # a damaged pidfile: say "may still arrive" rather than "lost"
+        return True
 
 
 def profile_summary(entry: dict[str, Any] | None) -> Profile | None:

@@ -41,9 +41,11 @@ class NotReceived(BaseModel):
     count: int = Field(description="buffered_on_device + sent_not_stored")
     buffered_on_device: int = Field(description="in the device's outbox, not stored")
     oldest_buffered: Instant | None = Field(description="capture time of the oldest of those")
-    sent_not_stored: int = Field(description="let go of by the device, not stored: in flight, "
-                                             "queued at the broker, or lost")
+    sent_not_stored: int = Field(description="while the stack runs: let go of by the device, not "
+                                             "stored yet: in flight, queued at the broker, or lost")
+    lost: int = Field(description="with the stack stopped: sent and never stored")
     evicted: int = Field(description="dropped by the device's full outbox: will never arrive")
+    stack_running: bool = Field(description="whether any component of the stack runs")
     sentence: str = Field(description="the same, for a person")
 
 

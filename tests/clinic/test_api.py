@@ -46,16 +46,30 @@ def test_patients_say_what_has_not_arrived(client: TestClient) -> None:
     assert one["readings_stored"] == 5 and one["readings_generated"] == 10
     assert one["completeness"] == 0.5
     assert one["last_reading"] == {"unix": T0 + 5, "iso": "2026-11-30T12:00:05.000Z"}
-    nr = one["not_received"]
-    assert (nr["count"], nr["buffered_on_device"], nr["sent_not_stored"], nr["evicted"]) == (5, 4, 1, 0)
+    nr = one["not_received"]  # nothing of the stack runs: the reading sent and not stored is lost
+    assert nr["stack_running"] is False
+    assert (nr["count"], nr["buffered_on_device"], nr["sent_not_stored"], nr["lost"]) == (4, 4, 0, 1)
     assert nr["oldest_buffered"]["unix"] == T0 + 6
-    assert nr["sentence"].startswith("5 readings captured but not yet received, the oldest 2 h 59 min ago")
-    assert "4 buffered on the device" in nr["sentence"]
+    assert nr["sentence"] == ("4 readings captured but not yet received, the oldest 2 h 59 min ago "
+                              "(4 buffered on the device); 1 reading sent but never stored: lost")
     assert one["profile"]["hr_bpm"] == 70.0 and one["profile"]["cohort"] == "elderly"
     two = by_id[DEV2]
     assert two["completeness"] == 1.0
     assert two["not_received"]["count"] == 0
     assert two["not_received"]["sentence"] == "all 3 captured readings received"
+
+
+def test_while_the_stack_runs_what_was_sent_may_still_arrive(sd: StateDir) -> None:
+    stand_in = sd.component("broker")  # a live process under the broker's pidfile
+    stand_in.start(["sleep", "120"])
+    try:
+        nr = client_for(sd).get(f"/api/patients/{DEV1}").json()["not_received"]
+    finally:
+        stand_in.stop(deadline_s=10)
+    assert nr["stack_running"] is True
+    assert (nr["count"], nr["sent_not_stored"], nr["lost"]) == (5, 1, 0)
+    assert nr["sentence"].startswith("5 readings captured but not yet received, the oldest")
+    assert "1 sent but not stored yet: in flight, queued at the broker, or lost" in nr["sentence"]
 
 
 def test_one_patient_and_a_missing_one(client: TestClient) -> None:

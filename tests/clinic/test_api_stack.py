@@ -78,6 +78,7 @@ def test_a_clinician_sees_the_outage_grow(tmp_path: Path) -> None:
         grown = int(wait_until(lambda: waiting() > first and waiting(), timeout=60,  # type: ignore[call-overload]
                                what="the outage line growing"))
         line = api.patient()["not_received"]
+        assert line["stack_running"] is True and line["lost"] == 0
         assert line["buffered_on_device"] >= grown - line["sent_not_stored"]
         assert line["oldest_buffered"] is not None and "the oldest" in line["sentence"]
         outage = api.get("/api/outage")
