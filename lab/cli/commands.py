@@ -203,6 +203,10 @@ def cut(args: argparse.Namespace) -> int:
 
 
 def heal(args: argparse.Namespace) -> int:
+    if args.link.startswith("nats-"):  # a NATS node's partition
+        from lab.cli.partition_args import on_routes
+
+        return on_routes(args, heal=True)
     return _on_link(args, "heal")
 
 
@@ -219,11 +223,12 @@ def flap(args: argparse.Namespace) -> int:
 
 def handlers() -> dict[str, Handler]:
     """The table main dispatches on: command name → handler (lab.cli.parser.command_name)."""
-    from lab.cli import clinic_args, looking, runs
+    from lab.cli import clinic_args, looking, partition_args, runs
 
     return {
         "up": up, "provision": provision, "attack": attack, "status": looking.status_or_watch, "down": down,
         "kill": kill, "start": start, "resume": resume, "cut": cut, "heal": heal, "slow": slow, "flap": flap,
+        "partition": partition_args.partition,
         "inspect devices": looking.inspect_devices_or_watch, "inspect device": looking.inspect_device,
         "inspect broker": looking.inspect_broker, "inspect ingest": looking.inspect_ingest,
         "inspect reading": looking.inspect_reading, "inspect alerts": looking.inspect_alerts,

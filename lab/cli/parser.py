@@ -19,6 +19,7 @@ from typing import Any, NoReturn, Protocol
 from ecgcore.modes import DELIVERY_MODES, LINKS, OUTBOX_POLICIES, Delivery, OutboxPolicy
 from lab.cli.choices import Components, LogChoices
 from lab.cli.clinic_args import add_export, add_serve
+from lab.cli.partition_args import NATS_NODES, add_partition
 from lab.cli.security_args import add_attack, add_provision
 from lab.errors import LabError
 from lab.stack.statedir import COMPONENTS
@@ -237,9 +238,10 @@ def _add_fault_commands(sub: Subparsers, common: OneLineParser) -> None:
                    help="keep connections open but drop every byte both ways (only keepalives notice)")
     c.add_argument("--for", dest="for_s", type=duration, metavar="DURATION", help=until)
 
-    h = command(sub, "heal", "end a link's fault: clean forwarding again", "ecgpipe heal devices",
-                (common,))
-    h.add_argument("link", **links)
+    h = command(sub, "heal", "end a link's fault, or a NATS node's partition: clean forwarding again",
+                "ecgpipe heal devices\necgpipe heal nats-2", (common,))
+    h.add_argument("link", choices=(*LINKS, *NATS_NODES), help="the link, or a NATS node (its partition)")
+    add_partition(sub, common)
 
     s = command(sub, "slow", "add latency (± jitter) and/or a bandwidth cap to a link",
                 "ecgpipe slow devices --latency 300ms --jitter 100ms --bandwidth 64kbps --for 2m",

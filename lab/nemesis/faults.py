@@ -41,6 +41,11 @@ class LinkFault:
     up_s: float = 0.0
     down_s: float = 0.0
     issued_at: float | None = None
+    # one fault over several links (a NATS node's partition: its pairs' route proxies): what the
+    # history calls it, on what target, and whether this link's proxy is the one that records it
+    record_as: str | None = None
+    record_target: str | None = None
+    record: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -59,6 +64,9 @@ class LinkFault:
             raise ConfigError("flap needs --up and --down, both more than 0")
         if self.kind == "heal" and self.for_s is not None:
             raise ConfigError("heal takes no --for")
+        for name in ("record_as", "record_target"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
 
     @property
     def params(self) -> dict[str, Any]:

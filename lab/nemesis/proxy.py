@@ -1,6 +1,6 @@
 """A TCP proxy that can break its link on command: the lab's network nemesis (a process).
 
-    python -m lab.nemesis.proxy --state-dir DIR --name ingest|devices --listen-port P
+    python -m lab.nemesis.proxy --state-dir DIR --name ingest|devices|route-A-B --listen-port P
                         (--upstream HOST:PORT [--upstream HOST:PORT ...]
                          | --upstream-host H --upstream-port U)
                         [--listen-host H] [--speed K] [--seed N]
@@ -39,6 +39,7 @@ from lab.nemesis.faults import LinkFault
 from lab.nemesis.proxyflow import parse_hostport
 from lab.nemesis.proxynet import Forwarder
 from lab.nemesis.tracker import FaultLog, FaultTracker
+from lab.stack.nats_routes import ROUTE_LINKS
 from lab.stack.statedir import nemesis_history_path, proxy_control_path, proxy_state_path
 
 POLL_S = 0.01  # control file poll, real seconds (a fault's edge is this sharp: 200 s at 20,000x)
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     apply_from_env()
     p = argparse.ArgumentParser(prog="python -m lab.nemesis.proxy", description=__doc__.splitlines()[0])
     p.add_argument("--state-dir", required=True, type=Path)
-    p.add_argument("--name", required=True, choices=LINKS)
+    p.add_argument("--name", required=True, choices=(*LINKS, *ROUTE_LINKS))
     p.add_argument("--listen-host", default="127.0.0.1")
     p.add_argument("--listen-port", type=int, required=True)
     p.add_argument("--upstream", action="append", type=_hostport, default=[], metavar="HOST:PORT",

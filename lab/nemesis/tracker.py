@@ -6,6 +6,10 @@ Every fault that starts is recorded in `history/nemesis.jsonl`, and so is its en
     {"t", "event": "fault_phase", "fault": "flap", "target", "seq", "phase": "down" | "up"}
     {"t", "event": "fault_end",   "fault": "cut", "target", "seq", "reason", "duration_s"}
 
+A fault over several links (a NATS node's partition, lab.nemesis.partition) is recorded once,
+by the proxy it names, as "fault": "partition", "target": "nats-K" (or "nats-leader"), and
+"via" the cut or blackhole it is made of.
+
 `reason` is expired (its --for ran out), healed, replaced (another fault took its place)
 or stopped (the proxy stopped). Times come from the injected clock: `t` is simulated wall
 time, durations are simulated seconds.
@@ -37,9 +41,12 @@ class FaultTracker:
         return self.clock.monotonic() - self.started_mono
 
     def _record(self, event: str, fault: LinkFault, **extra: Any) -> dict[str, Any]:
-        rec = {"t": round(self.clock.now(), 3), "event": event, "fault": fault.kind,
-               "target": self.target, "seq": fault.seq, **extra}
-        self.history.append(rec)
+        """Append one record (under the name and target a fault over several links gives, by
+        the one proxy it names) and return it."""
+        rec = {"t": round(self.clock.now(), 3), "event": event, "fault": fault.record_as or fault.kind,
+               "target": fault.record_target or self.target, "seq": fault.seq, **extra}
+        if fault.record:
+            self.history.append(rec)
         return rec
 
     def _end(self, reason: str) -> None:
@@ -59,7 +66,9 @@ class FaultTracker:
         if fault.kind != "heal":
             self.fault = fault
             self.started_mono = self.clock.monotonic()
-            self.started_at = self._record("fault_start", fault, for_s=fault.for_s, **fault.params)["t"]
+            via = {"via": fault.kind} if fault.record_as else {}
+            start = self._record("fault_start", fault, for_s=fault.for_s, **via, **fault.params)
+            self.started_at = start["t"]
             self.effect = effect_at(fault, 0.0)
             if self.effect.phase:
                 self._record("fault_phase", fault, phase=self.effect.phase)

@@ -30,6 +30,7 @@ from lab.stack import nats_stack as nats
 from lab.stack import postgres as pg
 from lab.stack.broker import BrokerSecurity, BrokerSettings, broker_argv, write_config
 from lab.stack.metrics import METRICS_ARGS
+from lab.stack.nats_routes import ROUTE_PROXIES
 from lab.stack.ports import free_port, port_open
 from lab.stack.procs import EXITED, RUNNING, STOPPED, python_argv
 from lab.stack.provisioning import ensure_provisioned
@@ -283,7 +284,9 @@ def up(sd: StateDir, cfg: StackConfig, progress: Progress = _quiet) -> StackConf
             stages = (*ingest_components(cfg.ingest_workers), *(("analysis",) if cfg.analysis else ()))
             store = (pg.COMPONENT,) if cfg.store == "postgres" else ()
             servers = nats.NODES if nats.is_nats(cfg) else ("broker",)
-            for name in (*servers, "watch", *(PROXIES if cfg.proxies else ()), *store, *stages, "devices"):
+            routes = ROUTE_PROXIES if cfg.nats_route_ports else ()  # the cluster's routes pass them
+            for name in (*routes, *servers, "watch", *(PROXIES if cfg.proxies else ()), *store, *stages,
+                         "devices"):
                 start_component(sd, cfg, name, progress)
                 if name == servers[-1] and nats.is_nats(cfg):
                     nats.wait_ready(sd, cfg)
@@ -307,7 +310,7 @@ def down(sd: StateDir, progress: Progress = _quiet) -> list[str]:
     against a recycled pid). Keeps the files. Returns the names of those it stopped."""
     stopped = []
     for name in ("devices", *sd.ingest_names(), "analysis", "watch", *PROXIES, *sd.broker_names(),
-                 pg.COMPONENT):
+                 *ROUTE_PROXIES, pg.COMPONENT):
         comp = sd.component(name)
         if comp.state() == EXITED:
             continue

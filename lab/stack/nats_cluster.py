@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +46,7 @@ from lab.stack.nats_monitor import (
     streams,
 )
 from lab.stack.nats_probe import round_trip
+from lab.stack.nats_routes import UNDIALLABLE_PORT
 from lab.stack.ports import free_port, port_open
 from lab.stack.procs import EXITED, RUNNING, STOPPED, Component
 
@@ -103,10 +104,13 @@ class NatsCluster:
 
     def __init__(self, root: Path, limits: ClusterLimits | None = None, host: str = "127.0.0.1",
                  names: tuple[str, ...] = NODE_NAMES, ports: list[NodePorts] | None = None,
-                 security: NodeSecurity | None = None, probe_login: ClientCredentials | None = None) -> None:
+                 security: NodeSecurity | None = None, probe_login: ClientCredentials | None = None,
+                 routes: Mapping[str, tuple[int, ...]] | None = None) -> None:
         """`ports`: each node's, in `names`' order (a stack's, saved in stack.json); None: free
         ports chosen now. `security`: logins and TLS (None: anonymous, plaintext); then
-        `probe_login` is whom the readiness round trip logs in as (the watcher)."""
+        `probe_login` is whom the readiness round trip logs in as (the watcher). `routes`: the
+        ports each node's routes dial, by name (the route proxies, lab.stack.nats_routes; then
+        every node advertises an undiallable cluster address); None: the others' cluster ports."""
         self.root = root
         self.probe_login = probe_login
         self.limits = limits or ClusterLimits()
@@ -115,9 +119,13 @@ class NatsCluster:
             ports = [NodePorts(*free[4 * i: 4 * i + 4]) for i in range(len(names))]
         all_ports = ports
         self.nodes: dict[str, NatsNode] = {}
+        advertise = None if routes is None else f"{host}:{UNDIALLABLE_PORT}"
         for name, own in zip(names, all_ports, strict=True):
             peers = tuple(p.cluster for p in all_ports if p is not own)
-            settings = NodeSettings(name, own, root / name / "store", peers, self.limits, host, security)
+            if routes is not None:  # JetStream refuses to start with no route: one to itself, ignored
+                peers = routes[name] or (own.cluster,)
+            settings = NodeSettings(name, own, root / name / "store", peers, self.limits, host, security,
+                                    advertise)
             self.nodes[name] = NatsNode(settings, root / name)
 
     def __iter__(self) -> Iterator[NatsNode]:
@@ -274,6 +282,25 @@ class NatsCluster:
     def stream_leader(self, name: str = MQTT_MSGS) -> str | None:
         counts = self.stream(name)
         return counts.leader if counts else None
+
+    def routes(self) -> dict[str, set[str] | None]:
+        """Each running node's routes from its `/routez`: the names of the nodes it has a route
+        to (None: no answer). Several connections to one node count once."""
+        ids: dict[str, str] = {}
+        for node in self.running():
+            varz = node.monitor("/varz")
+            if varz is not None:
+                ids[str(varz.get("server_id"))] = node.name
+        out: dict[str, set[str] | None] = {}
+        for node in self.running():
+            routez = node.monitor("/routez")
+            listed = routez.get("routes") if routez else None
+            if not isinstance(listed, list):
+                out[node.name] = None
+                continue
+            remotes = [str(r.get("remote_id")) for r in listed if isinstance(r, dict)]
+            out[node.name] = {ids.get(r, r) for r in remotes}
+        return out
 
     def node_counts(self, name: str) -> NodeCounts | None:
         node = self.node(name)

@@ -82,10 +82,11 @@ class NodeSettings:
     name: str
     ports: NodePorts
     store_dir: Path
-    peers: tuple[int, ...]  # the other nodes' cluster ports
+    peers: tuple[int, ...]  # the cluster ports this node's routes dial (the others', or route proxies')
     limits: ClusterLimits = ClusterLimits()
     host: str = "127.0.0.1"
     security: NodeSecurity | None = None  # None: anonymous and plaintext (`up --insecure`)
+    advertise: str | None = None  # the cluster address told to the others (None: the listen address)
 
     def security_values(self, config_dir: Path | None = None) -> dict[str, str]:
         """`config_dir`: where node.conf is written. nats-server reads an include's path relative
@@ -108,6 +109,7 @@ class NodeSettings:
             "http_port": str(self.ports.http), "cluster_port": str(self.ports.cluster),
             "mqtt_port": str(self.ports.mqtt), "store_dir": str(self.store_dir),
             "cluster_name": CLUSTER_NAME, "routes": routes,
+            "cluster_advertise": f"  advertise: {json.dumps(self.advertise)}" if self.advertise else "",
             "max_memory_store": lim.max_memory_store, "max_file_store": lim.max_file_store,
             "stream_replicas": str(lim.stream_replicas), "ack_wait": lim.ack_wait,
             "max_ack_pending": str(lim.max_ack_pending), **self.security_values(config_dir),

@@ -11,7 +11,9 @@ How the rest of the stack meets the cluster (docs/scale.md):
   (the nodes' client ports), and publishes acks and its status over MQTT to the nodes directly;
 - the watcher reads `/jsz` from every node (lab/stack/nats_watch.py).
 `broker` on the command line names all three nodes (`kill broker` kills the cluster);
-`nats-leader` names the node leading the readings' stream at that moment.
+`nats-leader` names the node leading the readings' stream at that moment. With the proxies,
+the nodes' routes go through route proxies of their own (lab/stack/nats_routes.py), started
+before the nodes, so `ecgpipe partition nats-K` can cut one node off the other two.
 
 Security is the Mosquitto stack's: a secure stack (the default) gives every node the users file
 `ecgpipe provision` wrote (DIR/secrets/broker/nats-users.conf: bcrypt hashes, per-device
@@ -26,6 +28,7 @@ from ecgcore.credentials import CredentialsError, SecretsDir
 from lab.errors import BrokerError, ComponentError, ConfigError
 from lab.stack.nats_cluster import NatsCluster
 from lab.stack.nats_config import NodePorts, NodeSecurity, node_argv, write_node_config
+from lab.stack.nats_routes import ROUTE_LINKS, ROUTE_PROXIES, dialled, upstream_node
 from lab.stack.ports import free_port, port_open
 from lab.stack.statedir import StackConfig, StateDir
 
@@ -39,18 +42,43 @@ def is_nats(cfg: StackConfig) -> bool:
 
 
 def with_ports(cfg: StackConfig, taken: set[int]) -> StackConfig:
-    """A NATS stack's nodes' ports: kept when saved, else 12 free ones, none in `taken`."""
+    """A NATS stack's nodes' ports: kept when saved, else 12 free ones, none in `taken`; and
+    with the proxies, one for each route proxy (lab.stack.nats_routes)."""
     from dataclasses import replace
 
     if not is_nats(cfg) or cfg.nats_ports:
         return cfg
+    routed = len(ROUTE_LINKS) if cfg.proxies else 0
     ports: list[int] = []
-    while len(ports) < 4 * len(NODES):
+    while len(ports) < 4 * len(NODES) + routed:
         p = free_port(cfg.host)
         if p not in ports and p not in taken:
             ports.append(p)
     spec = tuple(":".join(str(p) for p in ports[4 * i: 4 * i + 4]) for i in range(len(NODES)))
-    return replace(cfg, nats_ports=spec, port=ports[2])  # `port`: node 1's MQTT, for the watcher's sake
+    return replace(cfg, nats_ports=spec, port=ports[2],  # `port`: node 1's MQTT, for the watcher's sake
+                   nats_route_ports=tuple(str(p) for p in ports[4 * len(NODES):]))
+
+
+def route_ports(cfg: StackConfig) -> dict[str, int] | None:
+    """Each route proxy's port by its link (route-1-2 ...), or None: direct routes."""
+    if not cfg.nats_route_ports:
+        return None
+    try:
+        return dict(zip(ROUTE_LINKS, (int(p) for p in cfg.nats_route_ports), strict=True))
+    except ValueError as exc:
+        raise ConfigError(f"stack.json: nats_route_ports {list(cfg.nats_route_ports)} is not "
+                          f"{len(ROUTE_LINKS)} ports") from exc
+
+
+def route_proxy_argv(cfg: StackConfig, root: str, link: str) -> list[str]:
+    """A route proxy: listens where its pair's lower node dials, forwards to the higher node."""
+    from lab.stack.procs import python_argv
+
+    own = (route_ports(cfg) or {})[link]
+    upstream = node_ports(cfg)[NODES.index(upstream_node(link))].cluster
+    return python_argv("lab.nemesis.proxy", "--state-dir", root, "--name", link, "--listen-host", cfg.host,
+                       "--listen-port", str(own), "--upstream", f"{cfg.host}:{upstream}",
+                       "--speed", str(cfg.speed), "--seed", str(cfg.seed))
 
 
 def node_ports(cfg: StackConfig) -> list[NodePorts]:
@@ -71,8 +99,10 @@ def cluster(sd: StateDir, cfg: StackConfig) -> NatsCluster:
             probe = secrets.client("watcher", tls=cfg.tls)
         except CredentialsError as exc:
             raise ConfigError(str(exc)) from exc
+    proxied = route_ports(cfg)
+    routes = None if proxied is None else {n: dialled(n, proxied) for n in NODES}
     return NatsCluster(sd.broker_dir, host=cfg.host, names=NODES, ports=node_ports(cfg),
-                       security=security, probe_login=probe)
+                       security=security, probe_login=probe, routes=routes)
 
 
 def argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str]:
@@ -120,6 +150,8 @@ def special_argv(sd: StateDir, cfg: StackConfig, name: str) -> list[str] | None:
 
     if name in NODES:
         return argv(sd, cfg, name)
+    if name in ROUTE_PROXIES:
+        return route_proxy_argv(cfg, str(sd.root), name.removeprefix("proxy-"))
     if name == "watch":
         return python_argv("lab.stack.nats_watch", "--state-dir", str(sd.root), "--monitor", monitors(cfg),
                            "--names", ",".join(NODES), "--speed", str(cfg.speed))

@@ -20,6 +20,7 @@ from ecgcore.modes import (
     Recording,
 )
 from lab.errors import ConfigError, SettingError, StateDirError
+from lab.stack.nats_routes import ROUTE_PROXIES
 from lab.stack.procs import Component
 
 DEFAULT_STATE_DIR = ".ecgpipe"
@@ -28,9 +29,9 @@ COMPONENTS = ("broker", "ingest", "analysis", "devices", "watch", "proxy-ingest"
 _LAYOUT = {"broker": ("broker", "broker"), "ingest": ("ingest", "ingest"),
            "postgres": ("postgres", "postgres"),
            **{f"nats-{i}": (f"broker/nats-{i}", f"nats-{i}") for i in (1, 2, 3)},
-           "analysis": ("analysis", "analysis"),
-           "devices": ("fleet", "fleet"), "watch": ("watch", "watch"),
-           "proxy-ingest": ("proxy", "proxy-ingest"), "proxy-devices": ("proxy", "proxy-devices")}
+           "analysis": ("analysis", "analysis"), "devices": ("fleet", "fleet"), "watch": ("watch", "watch"),
+           "proxy-ingest": ("proxy", "proxy-ingest"), "proxy-devices": ("proxy", "proxy-devices"),
+           **{p: ("proxy", p) for p in ROUTE_PROXIES}}
 
 
 MAX_INGEST_WORKERS = 16
@@ -120,6 +121,7 @@ class StackConfig:
     store: str = "sqlite"  # or "postgres": a PostgreSQL the stack runs (lab/stack/postgres.py)
     broker: str = "mosquitto"  # or "nats-cluster": three NATS nodes (lab/stack/nats_stack.py)
     nats_ports: tuple[str, ...] = ()  # nats-cluster: each node's "client:cluster:mqtt:http"
+    nats_route_ports: tuple[str, ...] = ()  # nats-cluster with proxies: each route proxy's port (nats_routes)
     pg_port: int = 0  # with store postgres: its port on host (0: `up` picks one)
     fleet_procs: int = 1  # processes the fleet runs in (devices --procs N): 10,000 devices each at most
 
@@ -329,7 +331,7 @@ class StateDir:
     def has_pidfiles(self) -> bool:
         """Whether any component's pidfile is there (damaged or not)."""
         return any(os.path.lexists(self.component(n).pidfile)
-                   for n in (*COMPONENTS, "postgres", "nats-1", "nats-2", "nats-3",
+                   for n in (*COMPONENTS, "postgres", "nats-1", "nats-2", "nats-3", *ROUTE_PROXIES,
                              *self._workers_on_disk()))
 
     def _workers_on_disk(self) -> list[str]:
@@ -370,7 +372,8 @@ class StateDir:
     def component_names(self) -> tuple[str, ...]:
         """Every component of this state dir, in COMPONENTS' order, ingest's workers in ingest's
         place when it has several, and the PostgreSQL store's server when it has one."""
-        workers, nodes = self.ingest_names(), self.broker_names()
+        routes = tuple(p for p in ROUTE_PROXIES if os.path.lexists(self.component(p).pidfile))
+        workers, nodes = self.ingest_names(), (*self.broker_names(), *routes)  # a cluster's route proxies
         names = tuple(x for c in COMPONENTS
                       for x in (workers if c == "ingest" else nodes if c == "broker" else (c,)))
         return (*names, "postgres") if self._has_postgres() else names

@@ -1,0 +1,132 @@
+"""One NATS node partitioned from the other two (`ecgpipe partition`, issue 13), on a stack whose
+routes pass the lab's route proxies (lab/stack/nats_routes.py): the isolated node has no route,
+the other two keep theirs; a QoS 1 publish to the isolated node gets no PUBACK (JetStream has no
+quorum there) while the majority PUBACKs; after `heal` the routes come back, the isolated
+node's publishes are PUBACKed and every reading ends stored. docs/nats.md, facts 30-34."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ecgcore.waiting import wait_until as poll_until
+from lab.stack import nats_stack
+from lab.stack.levels import Stable, buffered_total, stored_total
+from lab.stack.nats_cluster import NatsCluster
+from lab.stack.nats_monitor import JSZ_DETAIL, MQTT_MSGS, streams
+from lab.stack.statedir import StateDir
+from tests.conftest import wait_until
+from tests.lab.natsutil import Mq, payload
+from tests.lab.test_cli import cj, cli
+from tests.lab.test_cli_faults import one_line
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+NODES = ("nats-1", "nats-2", "nats-3")
+N = 20  # probe publishes on each side
+
+
+def majority_leader(c: NatsCluster, node: str) -> str | None:
+    jsz = c.node(node).monitor(JSZ_DETAIL)
+    found = streams(jsz).get(MQTT_MSGS) if jsz else None
+    return found.leader if found else None
+
+
+def full_mesh(c: NatsCluster) -> bool:
+    routes = c.routes()
+    return all(routes.get(n) == set(NODES) - {n} for n in NODES)
+
+
+def test_rendered_routes_go_through_the_pair_proxies(tmp_path: Path) -> None:
+    """Each pair's one route: the lower node dials its pair's proxy, nats-3 (no pair where it is
+    the lower) routes to itself, which NATS ignores (JetStream refuses a node with no route);
+    every node advertises an undiallable cluster address. Without proxies: direct routes."""
+    proxied = {"route-1-2": 7012, "route-1-3": 7013, "route-2-3": 7023}
+    from lab.stack.nats_routes import dialled, links_of
+
+    routes = {n: dialled(n, proxied) for n in NODES}
+    assert routes == {"nats-1": (7012, 7013), "nats-2": (7023,), "nats-3": ()}
+    assert links_of("nats-2") == ("route-1-2", "route-2-3")
+    assert links_of("nats-1") == ("route-1-2", "route-1-3")
+    c = NatsCluster(tmp_path, names=NODES, routes=routes)
+    conf = {n.name: n.settings.values()["routes"] + n.settings.values()["cluster_advertise"] for n in c}
+    assert "127.0.0.1:7012" in conf["nats-1"] and "127.0.0.1:7013" in conf["nats-1"]
+    assert f"127.0.0.1:{c.node('nats-3').ports.cluster}" in conf["nats-3"]
+    assert all('advertise: "127.0.0.1:1"' in text for text in conf.values())
+    direct = NatsCluster(tmp_path / "direct", names=NODES)
+    assert all(n.settings.values()["cluster_advertise"] == "" for n in direct)
+
+
+def test_partition_cli_refuses_a_stack_without_route_proxies(tmp_path: Path) -> None:
+    s = tmp_path / "stack"
+    res = cli(s, "partition", "nats-2", check=False)
+    assert res.returncode != 0 and "no stack" in one_line(res.stderr), res.stderr
+    res = cli(s, "partition", "nats-4", check=False)
+    assert res.returncode == 2 and "invalid choice" in res.stderr
+
+
+def _probe(port: int, name: str, unique: Callable[[str], str]) -> tuple[Mq, str]:
+    return Mq(port, unique(name)).connected(60), f"probe/{unique(name)}"
+
+
+def test_a_partitioned_leader_has_no_route_no_puback_and_heals_without_loss(
+        tmp_path: Path, unique: Callable[[str], str]) -> None:
+    s = tmp_path / "stack"
+    sd = StateDir(s)
+    cli(s, "up", "--devices", "4", "--broker", "nats-cluster", "--insecure", "--delivery", "broker-ack")
+    try:
+        cfg = sd.config()
+        c = nats_stack.cluster(sd, cfg)
+        mqtt = {n: p.mqtt for n, p in zip(NODES, nats_stack.node_ports(cfg), strict=True)}
+        wait_until(lambda: full_mesh(c), 60, what="every node routing to the other two")
+        wait_until(lambda: stored_total(sd) >= 8, 60, what="readings stored before the partition")
+
+        node = c.stream_leader()
+        assert node in NODES
+        a, b = (n for n in NODES if n != node)
+        iso, iso_topic = _probe(mqtt[node], "iso", unique)  # connected before: a CONNECT needs a quorum
+        maj, maj_topic = _probe(mqtt[a], "maj", unique)
+        line = one_line(cli(s, "partition", "nats-leader").stdout)
+        assert line.startswith(f"partitioned nats-leader ({node}) from the other two nodes"), line
+        wait_until(lambda: c.routes() == {node: set(), a: {b}, b: {a}}, 30,
+                   what=f"{node} without routes, {a} and {b} routing to each other")
+        late = Mq(mqtt[node], unique("late"))
+        t0 = time.monotonic()
+        iso_mids = [iso.publish(iso_topic, payload(i)) for i in range(N)]
+        maj_mids = [maj.publish(maj_topic, payload(i)) for i in range(N)]
+        wait_until(lambda: maj.acked_count(maj_mids) == N, 90, what="the majority's PUBACKs")
+        maj_s = time.monotonic() - t0
+        # the minority side: no PUBACK, not while the majority answered nor 15 s later
+        assert not poll_until(lambda: iso.acked_count(iso_mids) > 0, 15.0, poll_s=0.1), iso.acked
+        assert c.routes()[node] == set()
+        assert late.connacks == [], late.connacks  # a CONNECT to the isolated node: no CONNACK either
+        print(f"MEASURED partition of the leader {node}: majority {N} PUBACKed in {maj_s:.1f} s; "
+              f"isolated 0 of {N} in {time.monotonic() - t0:.1f} s; isolated publisher disconnects "
+              f"{iso.disconnects}; the majority's stream leader {majority_leader(c, a)}")
+
+        healed = one_line(cli(s, "heal", node).stdout)
+        assert healed.startswith("healed the partition"), healed
+        t1 = time.monotonic()
+        wait_until(lambda: full_mesh(c), 60, what="the routes back after the heal")
+        routes_s = time.monotonic() - t1
+        wait_until(lambda: iso.acked_count(iso_mids) == N, 120, what="the isolated side's PUBACKs, healed")
+        late.connected(60)
+        print(f"MEASURED heal: routes back in {routes_s:.1f} s, the isolated side's {N} PUBACKed "
+              f"{time.monotonic() - t1:.1f} s after the heal, {iso.disconnects} disconnects")
+        for probe in (iso, maj, late):
+            probe.close()
+        wait_until(lambda: buffered_total(sd) == 0, 120, what="the devices' outboxes empty after the heal")
+        cli(s, "kill", "devices", "--signal", "TERM")
+        wait_until(Stable(sd), 90, what="ingest quiet once the fleet stopped")
+    finally:
+        cli(s, "down")
+    records = [json.loads(ln) for ln in (s / "history" / "nemesis.jsonl").read_text().splitlines()]
+    parts = [(r["event"], r["target"], r.get("via")) for r in records if r["fault"] == "partition"]
+    assert parts == [("fault_start", "nats-leader", "cut"), ("fault_end", "nats-leader", None)], records
+    t = cj(s, "report")["totals"]
+    assert t["lost"] == 0 and t["evicted"] == 0, t
+    assert t["generated"] == t["stored"] + t["buffered"] and t["buffered"] == 0, t
