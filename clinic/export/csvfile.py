@@ -23,7 +23,7 @@ from typing import TextIO
 import numpy as np
 import numpy.typing as npt
 
-from clinic.export.outpath import out_file
+from clinic.export.outpath import atomic, out_file
 from clinic.export.segments import Placed, Span, Timeline
 
 HEADER = "time_utc,seconds_since_start,ecg_mV,boot_epoch,seq,lead_off,gap_s"
@@ -33,7 +33,7 @@ def write_csv(tl: Timeline, path: Path | str) -> list[Path]:
     """Write the CSV file; returns the files written."""
     out = out_file(path, (".csv",))
     gaps = list(tl.gaps)
-    with out.open("w", encoding="ascii", newline="") as f:
+    with atomic(out) as tmp, tmp.open("w", encoding="ascii", newline="") as f:
         f.write(HEADER + "\n")
         g = 0
         for p in tl.placed:

@@ -29,7 +29,7 @@ import pyedflib
 from pyedflib._extensions._pyedflib import set_starttime_subsecond
 
 from clinic.errors import BadRequestError
-from clinic.export.outpath import out_file
+from clinic.export.outpath import atomic, out_file
 from clinic.export.segments import INVALID, Timeline, grid_block, overlap_text
 from clinic.export.times import utc_datetime
 
@@ -63,6 +63,12 @@ def write_edf(tl: Timeline, path: Path | str) -> list[Path]:
     out = out_file(path, (".edf",))
     records = math.ceil(tl.length / tl.fs)
     notes = edf_annotations(tl, records)
+    with atomic(out) as tmp:
+        _write(tl, tmp, records, notes)
+    return [out]
+
+
+def _write(tl: Timeline, out: Path, records: int, notes: list[tuple[float, float, str]]) -> None:
     gain_mv = tl.gain_uv / 1000.0
     writer = pyedflib.EdfWriter(str(out), 1, file_type=pyedflib.FILETYPE_EDFPLUS)
     try:
@@ -81,7 +87,6 @@ def write_edf(tl: Timeline, path: Path | str) -> list[Path]:
             writer.writeAnnotation(onset, duration, text)
     finally:
         writer.close()
-    return [out]
 
 
 def _set_start(writer: pyedflib.EdfWriter, t: float) -> None:

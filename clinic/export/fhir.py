@@ -35,7 +35,7 @@ from fhir.resources.R4B.device import Device
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 
-from clinic.export.outpath import out_file
+from clinic.export.outpath import atomic, out_file
 from clinic.export.segments import INVALID, Placed, Timeline, build_timeline, grid_block
 from clinic.export.times import utc_iso
 from ingest.store_range import StoredReading
@@ -216,7 +216,7 @@ def write_fhir(tl: Timeline, path: Path | str, *,
     shell = bundle_shell(tl.device_id)
     Bundle.model_validate(shell)
     head = json.dumps(shell)[:-1]  # without its closing brace
-    with out.open("w", encoding="utf-8") as f:
+    with atomic(out) as tmp, tmp.open("w", encoding="utf-8") as f:
         f.write(head + ', "entry": [\n')
         for i, entry in enumerate(entries(tl.device_id, (), profile=profile, validate=True, timeline=tl)):
             f.write((",\n" if i else "") + json.dumps(entry, separators=(",", ":")))

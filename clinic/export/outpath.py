@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from clinic.errors import BadRequestError
@@ -24,3 +26,16 @@ def out_file(path: Path | str, suffixes: tuple[str, ...]) -> Path:
 def blocks(length: int, size: int = BLOCK) -> list[tuple[int, int]]:
     """[start, stop) slot ranges of at most `size`, covering [0, length)."""
     return [(i, min(i + size, length)) for i in range(0, length, size)]
+
+
+@contextmanager
+def atomic(out: Path) -> Iterator[Path]:
+    """A temporary path beside `out` to write; it becomes `out` only when the block ends without
+    an error (Ctrl-C included), so a failed export never leaves a file that looks complete."""
+    tmp = out.with_name(f".{out.name}.partial")
+    try:
+        yield tmp
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

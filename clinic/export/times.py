@@ -12,14 +12,25 @@ def parse_time(text: str) -> float:
     """Unix seconds from `text`: a number of Unix seconds ("1796045935.5"), or ISO 8601
     ("2026-12-01T15:43:48Z", "2026-12-01 15:43", "2026-12-01"; UTC when it names no zone).
     BadRequestError in one line otherwise."""
+    value = _parse(text)
+    try:
+        utc_iso(value)
+    except (OverflowError, OSError, ValueError):
+        value = -1.0
+    if value < 0:
+        raise BadRequestError(f"{text!r} is not a time: it is before 1970 or after 9999")
+    return value
+
+
+def _parse(text: str) -> float:
     raw = text.strip()
     try:
         value = float(raw)
     except ValueError:
         pass
     else:
-        if not math.isfinite(value) or value < 0:
-            raise BadRequestError(f"{text!r} is not a time (Unix seconds must be 0 or more)")
+        if not math.isfinite(value):
+            raise BadRequestError(f"{text!r} is not a time (Unix seconds are a finite number)")
         return value
     try:
         dt = datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw)

@@ -86,8 +86,9 @@ def text(doc: dict[str, Any]) -> str:
     lines += [f"  {g['start_utc']}  {g['duration_s']:.3f} s" for g in gaps[:GAPS_SHOWN]]
     if len(gaps) > GAPS_SHOWN:
         lines.append(f"  ... and {len(gaps) - GAPS_SHOWN} more (--json lists them all)")
-    lines.append(f"{len(doc['overlaps'])} overlapping readings cut (the first placed wins), "
-                 f"{len(doc['lead_off'])} lead-off spans")
+    cut, lead = len(doc["overlaps"]), len(doc["lead_off"])
+    lines.append(f"{cut} overlapping reading{'s' * (cut != 1)} cut (the first placed wins), "
+                 f"{lead} lead-off span{'s' * (lead != 1)}")
     if doc["truncated"]:
         lines.append(f"only the first {doc['max_readings']:,} readings of the range: export the rest "
                      f"with --from {doc['end']:.6f}")

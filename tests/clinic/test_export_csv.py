@@ -69,3 +69,21 @@ def test_lead_off_rows_are_marked(rows: list[dict[str, str]]) -> None:
     marked = {int(r["seq"]) for r in rows if r["lead_off"] == "1"}
     assert marked == {30, 31}
     assert np.sum([r["lead_off"] == "1" for r in rows]) == 2 * FS
+
+
+@pytest.mark.parametrize("fmt", ["csv", "edf", "fhir"])
+def test_a_failed_export_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    db = write_store(tmp_path / "store" / "ingest.sqlite")
+    out = tmp_path / f"x.{fmt}"
+    out.write_text("an earlier export")
+
+    def broken(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    for module in ("csvfile", "edf", "fhir"):  # every writer's way to the grid or its readings
+        target = "slot_times" if module == "csvfile" else "grid_block"
+        monkeypatch.setattr(f"clinic.export.{module}.{target}", broken)
+    with pytest.raises(KeyboardInterrupt):
+        export(db, DEVICE, fmt, out)
+    assert out.read_text() == "an earlier export"  # untouched: the new one was never complete
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store", out.name]  # no partial file left

@@ -162,7 +162,8 @@ def test_times_are_iso_8601_utc_by_default_or_unix_seconds(text: str, value: flo
     assert parse_time(text) == pytest.approx(value)
 
 
-@pytest.mark.parametrize("text", ["yesterday", "", "-5", "nan", "2026-13-01", "12:00"])
+@pytest.mark.parametrize("text", ["yesterday", "", "-5", "nan", "inf", "1e20", "1900-01-01", "2026-13-01",
+                                  "12:00"])
 def test_a_bad_time_is_one_clear_line(text: str) -> None:
     with pytest.raises(BadRequestError, match="is not a time") as exc:
         parse_time(text)
