@@ -15,6 +15,7 @@ from clinic.errors import BadRequestError, NoDataError
 from clinic.export.run import check_request, load
 from clinic.export.times import parse_time, utc_iso
 from ingest.store import SqliteStore
+from ingest.store_open import open_store
 from ingest.validate import Accepted, validate
 from wire import Reading, encode_reading
 from wire.reading import FLAG_LEAD_OFF
@@ -104,9 +105,10 @@ def reading(device_id: str, s: Spec, t0: float = T0) -> Reading:
 
 
 def write_store(db: Path, device_id: str = DEVICE, specs: list[Spec] = SPECS,
-                others: int = 3) -> Path:
-    """Store `specs` of `device_id` (and `others` readings of another device) in a new SQLite
-    ingest store at `db`, through the ingest service's own validation and store."""
+                others: int = 3, dsn: str | None = None) -> Path:
+    """Store `specs` of `device_id` (and `others` readings of another device) in a new ingest
+    store for `db` (a state dir's ingest/ingest.sqlite), through the ingest service's own
+    validation and store: SQLite, or with `dsn` PostgreSQL (db's folder then gets store.json)."""
     accepted = []
     rows = [reading(device_id, s) for s in specs]
     rows += [reading(OTHER, Spec(1, k, float(k))) for k in range(others)]
@@ -114,7 +116,7 @@ def write_store(db: Path, device_id: str = DEVICE, specs: list[Spec] = SPECS,
         v = validate(f"heartcheck/{r.device_id}/ecg", encode_reading(r), r.captured_at + 5)
         assert isinstance(v, Accepted), v
         accepted.append(v)
-    store = SqliteStore(db)
+    store = open_store(db.parent, dsn) if dsn else SqliteStore(db)
     try:
         store.store_batch(accepted, [], max(r.captured_at for r in rows) + 10)
     finally:
