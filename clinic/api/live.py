@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, Response
 
 from clinic.api.deps import API_DEPENDENCIES, get_state_dir
 from clinic.api.live_state import source_for
-from clinic.api.problems import ERROR_RESPONSES, ParamError
+from clinic.api.problems import ERROR_RESPONSES, NOT_FOUND, ParamError
 from lab.stack.statedir import StateDir
 
 STATIC = Path(__file__).with_name("static")
@@ -56,7 +56,7 @@ def asset(name: str) -> Response:
     return FileResponse(STATIC / name, media_type=media, headers=_PAGE_HEADERS)
 
 
-@api.get("/state", summary="The live page's snapshot of the stack")
+@api.get("/state", responses=NOT_FOUND, summary="The live page's snapshot of the stack")
 def live_state(sd: Annotated[StateDir, Depends(get_state_dir)],
                device: Annotated[str | None, Query(description="the device whose ECG to include "
                                                                "(default: the first)")] = None,
