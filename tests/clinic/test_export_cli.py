@@ -92,3 +92,20 @@ def test_a_state_dir_without_a_store(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert err == (f"ecgpipe: error: no ingest store in {tmp_path / 'nothing'} "
                    f"({tmp_path / 'nothing' / 'ingest' / 'ingest.sqlite'} is missing): give the stack's "
                    "--state-dir, or start one with `ecgpipe up`\n")
+
+
+def test_a_truncated_export_says_where_the_rest_starts(state: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("clinic.export.run.MAX_READINGS", 10)
+    rc, text, _ = run(capsys, "export", "--state-dir", str(state), "--device", DEVICE, "--format", "csv",
+                      "--out", str(tmp_path / "a.csv"))
+    assert rc == 0
+    assert "10 readings" in text
+    hint = next(line for line in text.splitlines() if line.startswith("only the first 10 readings"))
+    rest_from = hint.rsplit("--from ", 1)[1]
+    rc, out, _ = run(capsys, "export", "--state-dir", str(state), "--device", DEVICE, "--format", "csv",
+                     "--out", str(tmp_path / "b.csv"), "--from", rest_from, "--json")
+    assert rc == 0
+    doc = json.loads(out)
+    assert doc["first_sample"] == pytest.approx(float(rest_from), abs=1e-6)  # seq 10: the next one
