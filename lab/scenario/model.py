@@ -24,7 +24,7 @@ from ecgcore.modes import (
 from lab.checker.expect import WINDOW_ID, Expectation
 from lab.errors import LabError
 from lab.scenario import targets
-from lab.scenario.targets import PROCESS_TARGETS, WORKER_TARGET, engine_problem, target_problem
+from lab.scenario.targets import PARTITION, WORKER_TARGET, engine_problem, fault_targets, target_problem
 
 if TYPE_CHECKING:  # episodes.py and attacks.py build on this module
     from lab.scenario.attacks import Attack
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # episodes.py and attacks.py build on this module
 
 NETWORK_KINDS = ("cut", "blackhole", "latency", "bandwidth", "flap")
 PROCESS_KINDS = ("kill", "term", "stop")
-FAULT_KINDS = NETWORK_KINDS + PROCESS_KINDS
+FAULT_KINDS = (*NETWORK_KINDS, *PROCESS_KINDS, PARTITION)
 
 Path_ = tuple[str | int, ...]
 
@@ -249,7 +249,8 @@ class Fault:
     Network kinds (target = link "ingest" or "devices", through the lab's TCP proxy): cut,
     blackhole, latency (latency ± jitter), bandwidth (bytes/s each way), flap (down/up).
     Process kinds (target ingest, broker or devices): kill (-9 at start, started again at end),
-    term (SIGTERM, started again at end), stop (SIGSTOP, SIGCONT at end)."""
+    term (SIGTERM, started again at end), stop (SIGSTOP, SIGCONT at end). partition (target nats-K
+    or nats-leader): that node's routes cut from start to end (lab.nemesis.partition)."""
 
     id: str
     kind: str
@@ -270,10 +271,9 @@ class Fault:
         if not (isinstance(self.id, str) and WINDOW_ID.fullmatch(self.id)):
             raise _fail("id", f"a fault id is letters, digits, '-' or '_', got {self.id!r}")
         _choice(self, "kind", FAULT_KINDS)
-        targets = LINKS if self.kind in NETWORK_KINDS else (*PROCESS_TARGETS, "ingest-K")
-        worker = self.kind not in NETWORK_KINDS and WORKER_TARGET.fullmatch(str(self.target))
+        what, targets = fault_targets(self.kind, LINKS if self.kind in NETWORK_KINDS else None)
+        worker = what == "process" and WORKER_TARGET.fullmatch(str(self.target))
         if self.target not in targets and not worker:
-            what = "link" if self.kind in NETWORK_KINDS else "process"
             raise _fail("target", f"{self.kind} needs a {what} target: one of "
                                   f"{', '.join(map(repr, targets))}, not {self.target!r}")
         if not (_is_num(self.start) and self.start >= 0):
@@ -297,7 +297,7 @@ class Fault:
 
     @property
     def layer(self) -> str:
-        return "network" if self.kind in NETWORK_KINDS else "process"
+        return "process" if self.kind in PROCESS_KINDS else "network"  # a partition: the routes
 
     def overlaps(self, other: Fault) -> bool:
         return self.start < other.end and other.start < self.end

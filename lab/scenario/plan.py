@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.scenario.model import Scenario, ScenarioError, _is_num
+from lab.scenario.targets import PARTITION
 
 
 @dataclass(frozen=True)
@@ -14,7 +15,8 @@ class Step:
     """One timed action. `at` is simulated seconds since the run began, `real_at` = at / speed.
 
     action: apply (params are lab.nemesis.faults.Fault fields: kind cut|blackhole|slow|flap, latency_s,
-    jitter_s, bandwidth_bytes_s, up_s, down_s) | heal | kill | term | stop | cont | start |
+    jitter_s, bandwidth_bytes_s, up_s, down_s) | heal | partition | heal-partition (a NATS node's
+    routes) | kill | term | stop | cont | start |
     attack | attack-end (params: as, victim, rate; kind is the attack's) | end.
     event: what the nemesis history records: fault_start | fault_end | run_end."""
 
@@ -39,9 +41,12 @@ def plan(scenario: Scenario, speed: float = 1.0, variant: str | None = None) -> 
     var = scenario.variant(variant)
     steps: list[tuple[float, int, str, Step]] = []
     for f in scenario.faults:
-        if f.layer == "network":
+        if f.kind == PARTITION:  # a NATS node's routes cut (lab.nemesis.partition), then every route healed
+            params: dict[str, Any] = {"kind": f.kind}
+            begin, finish = "partition", "heal-partition"
+        elif f.layer == "network":
             kind = {"latency": "slow", "bandwidth": "slow"}.get(f.kind, f.kind)
-            params: dict[str, Any] = {"kind": kind}
+            params = {"kind": kind}
             for name, key in (("latency", "latency_s"), ("jitter", "jitter_s"),
                               ("bandwidth", "bandwidth_bytes_s"), ("up", "up_s"), ("down", "down_s")):
                 if getattr(f, name) is not None:

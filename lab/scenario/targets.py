@@ -8,6 +8,18 @@ import re
 # leading the readings' stream when the fault starts)
 PROCESS_TARGETS = ("ingest", "broker", "devices", "postgres", "nats-1", "nats-2", "nats-3", "nats-leader")
 WORKER_TARGET = re.compile(r"ingest-([1-9][0-9]?)")
+PARTITION = "partition"  # the fault kind that cuts one NATS node's routes (lab.nemesis.partition)
+PARTITION_TARGETS = ("nats-1", "nats-2", "nats-3", "nats-leader")
+
+
+def fault_targets(kind: str, links: tuple[str, ...] | None) -> tuple[str, tuple[str, ...]]:
+    """What a fault of `kind` may target, in words, and the names: a link (`links`, for the
+    network kinds), a NATS node (a partition) or a process (ingest-K besides these)."""
+    if kind == PARTITION:
+        return "NATS node", PARTITION_TARGETS
+    if links is not None:
+        return "link", links
+    return "process", (*PROCESS_TARGETS, "ingest-K")
 
 
 def target_problem(target: str, workers: int, store: str, kind: str = "mosquitto") -> tuple[str, str] | None:

@@ -25,7 +25,7 @@ from ingest.errors import IngestError
 from lab.checker import check
 from lab.history import label_windows, load_history
 from lab.history.brokerstats import queued_now
-from lab.nemesis import proxyctl
+from lab.nemesis import partition, proxyctl
 from lab.nemesis.process import ProcessAction, ProcessNemesis, ProcessOp
 from lab.scenario.config import MIN_KEEPALIVE_S, SCENARIO_ORIGIN, max_lag_s, stack_config, story_drain
 from lab.scenario.drain import DELIVERED, OUT_OF_TIME, DrainRule
@@ -57,6 +57,10 @@ def apply_step(step: Step, sd: StateDir, clock: ScaledClock, nemesis: ProcessNem
         proxyctl.send(sd.root, step.target or "", step.params["kind"], clock, **params)
     elif step.action == "heal":
         proxyctl.send(sd.root, step.target or "", "heal", clock)
+    elif step.action == "partition":
+        partition.partition(sd, step.target or "", clock)
+    elif step.action == "heal-partition":
+        partition.heal_partition(sd, clock)
     else:
         nemesis.apply(process_op(step))
 

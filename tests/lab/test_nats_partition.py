@@ -73,8 +73,51 @@ def _probe(port: int, name: str, unique: Callable[[str], str]) -> tuple[Mq, str]
     return Mq(port, unique(name)).connected(60), f"probe/{unique(name)}"
 
 
-def test_a_partitioned_leader_has_no_route_no_puback_and_heals_without_loss(
+def _partition_and_heal(s: Path, c: NatsCluster, target: str, node: str, mqtt: dict[str, int],
+                        unique: Callable[[str], str]) -> dict[str, float]:
+    """Partition `target` (which names `node` now) through the CLI; probes connected before to
+    the isolated node and to the majority publish N QoS 1 messages each. Checks /routez, the
+    PUBACKs on each side, a CONNECT to the isolated node, and the heal. Returns timings."""
+    a, b = (n for n in NODES if n != node)
+    iso, iso_topic = _probe(mqtt[node], "iso", unique)  # connected before: a CONNECT needs a quorum
+    maj, maj_topic = _probe(mqtt[a], "maj", unique)
+    line = one_line(cli(s, "partition", target).stdout)
+    named = f"{target} ({node})" if target != node else node
+    assert line.startswith(f"partitioned {named} from the other two nodes"), line
+    wait_until(lambda: c.routes() == {node: set(), a: {b}, b: {a}}, 30,
+               what=f"{node} without routes, {a} and {b} routing to each other")
+    late = Mq(mqtt[node], unique("late"))
+    t0 = time.monotonic()
+    iso_mids = [iso.publish(iso_topic, payload(i)) for i in range(N)]
+    maj_mids = [maj.publish(maj_topic, payload(i)) for i in range(N)]
+    wait_until(lambda: maj.acked_count(maj_mids) == N, 90, what="the majority's PUBACKs")
+    out = {"majority_puback_s": time.monotonic() - t0}
+    # the minority side: no PUBACK, not while the majority answered nor 15 s later
+    assert not poll_until(lambda: iso.acked_count(iso_mids) > 0, 15.0, poll_s=0.1), iso.acked
+    assert c.routes()[node] == set()
+    assert late.connacks == [], late.connacks  # a CONNECT to the isolated node: no CONNACK either
+    out |= {"isolated_silent_s": time.monotonic() - t0, "isolated_disconnects": iso.disconnects}
+    leader = majority_leader(c, a)
+    assert leader in (a, b), leader  # the majority leads the stream (elected, if it was the node)
+
+    healed = one_line(cli(s, "heal", node).stdout)
+    assert healed.startswith("healed the partition"), healed
+    t1 = time.monotonic()
+    wait_until(lambda: full_mesh(c), 60, what="the routes back after the heal")
+    out["routes_back_s"] = time.monotonic() - t1
+    wait_until(lambda: iso.acked_count(iso_mids) == N, 120, what="the isolated side's PUBACKs, healed")
+    out["isolated_puback_after_heal_s"] = time.monotonic() - t1
+    late.connected(60)
+    for probe in (iso, maj, late):
+        probe.close()
+    print(f"MEASURED partition {named}: {out}; the majority's stream leader {leader}")
+    return out
+
+
+def test_a_partitioned_node_has_no_route_and_no_puback_and_heals_without_loss(
         tmp_path: Path, unique: Callable[[str], str]) -> None:
+    """The stream's leader first (the majority elects another), then a follower that holds
+    neither the stream nor ingest's connection (ingest keeps storing through it)."""
     s = tmp_path / "stack"
     sd = StateDir(s)
     cli(s, "up", "--devices", "4", "--broker", "nats-cluster", "--insecure", "--delivery", "broker-ack")
@@ -84,41 +127,19 @@ def test_a_partitioned_leader_has_no_route_no_puback_and_heals_without_loss(
         mqtt = {n: p.mqtt for n, p in zip(NODES, nats_stack.node_ports(cfg), strict=True)}
         wait_until(lambda: full_mesh(c), 60, what="every node routing to the other two")
         wait_until(lambda: stored_total(sd) >= 8, 60, what="readings stored before the partition")
+        leader = c.stream_leader()
+        assert leader in NODES
+        _partition_and_heal(s, c, "nats-leader", leader, mqtt, unique)
+        wait_until(lambda: buffered_total(sd) == 0, 120, what="the devices' outboxes empty after the heal")
 
-        node = c.stream_leader()
-        assert node in NODES
-        a, b = (n for n in NODES if n != node)
-        iso, iso_topic = _probe(mqtt[node], "iso", unique)  # connected before: a CONNECT needs a quorum
-        maj, maj_topic = _probe(mqtt[a], "maj", unique)
-        line = one_line(cli(s, "partition", "nats-leader").stdout)
-        assert line.startswith(f"partitioned nats-leader ({node}) from the other two nodes"), line
-        wait_until(lambda: c.routes() == {node: set(), a: {b}, b: {a}}, 30,
-                   what=f"{node} without routes, {a} and {b} routing to each other")
-        late = Mq(mqtt[node], unique("late"))
-        t0 = time.monotonic()
-        iso_mids = [iso.publish(iso_topic, payload(i)) for i in range(N)]
-        maj_mids = [maj.publish(maj_topic, payload(i)) for i in range(N)]
-        wait_until(lambda: maj.acked_count(maj_mids) == N, 90, what="the majority's PUBACKs")
-        maj_s = time.monotonic() - t0
-        # the minority side: no PUBACK, not while the majority answered nor 15 s later
-        assert not poll_until(lambda: iso.acked_count(iso_mids) > 0, 15.0, poll_s=0.1), iso.acked
-        assert c.routes()[node] == set()
-        assert late.connacks == [], late.connacks  # a CONNECT to the isolated node: no CONNACK either
-        print(f"MEASURED partition of the leader {node}: majority {N} PUBACKed in {maj_s:.1f} s; "
-              f"isolated 0 of {N} in {time.monotonic() - t0:.1f} s; isolated publisher disconnects "
-              f"{iso.disconnects}; the majority's stream leader {majority_leader(c, a)}")
-
-        healed = one_line(cli(s, "heal", node).stdout)
-        assert healed.startswith("healed the partition"), healed
-        t1 = time.monotonic()
-        wait_until(lambda: full_mesh(c), 60, what="the routes back after the heal")
-        routes_s = time.monotonic() - t1
-        wait_until(lambda: iso.acked_count(iso_mids) == N, 120, what="the isolated side's PUBACKs, healed")
-        late.connected(60)
-        print(f"MEASURED heal: routes back in {routes_s:.1f} s, the isolated side's {N} PUBACKed "
-              f"{time.monotonic() - t1:.1f} s after the heal, {iso.disconnects} disconnects")
-        for probe in (iso, maj, late):
-            probe.close()
+        # a follower that is not ingest's node (ingest's readings go through proxy-ingest to the
+        # first node it reached: nats-1, which the devices' proxy also gave a device or two)
+        leader = c.stream_leader()
+        follower = next(n for n in reversed(NODES) if n not in (leader, "nats-1"))
+        n = stored_total(sd)
+        out = _partition_and_heal(s, c, follower, follower, mqtt, unique)
+        assert out["majority_puback_s"] < 30, out  # no election: the leader is on the majority side
+        assert stored_total(sd) >= n + 8  # ingest stored through the partition
         wait_until(lambda: buffered_total(sd) == 0, 120, what="the devices' outboxes empty after the heal")
         cli(s, "kill", "devices", "--signal", "TERM")
         wait_until(Stable(sd), 90, what="ingest quiet once the fleet stopped")
@@ -126,7 +147,8 @@ def test_a_partitioned_leader_has_no_route_no_puback_and_heals_without_loss(
         cli(s, "down")
     records = [json.loads(ln) for ln in (s / "history" / "nemesis.jsonl").read_text().splitlines()]
     parts = [(r["event"], r["target"], r.get("via")) for r in records if r["fault"] == "partition"]
-    assert parts == [("fault_start", "nats-leader", "cut"), ("fault_end", "nats-leader", None)], records
+    assert parts == [("fault_start", "nats-leader", "cut"), ("fault_end", "nats-leader", None),
+                     ("fault_start", follower, "cut"), ("fault_end", follower, None)], records
     t = cj(s, "report")["totals"]
     assert t["lost"] == 0 and t["evicted"] == 0, t
     assert t["generated"] == t["stored"] + t["buffered"] and t["buffered"] == 0, t

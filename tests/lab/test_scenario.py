@@ -28,8 +28,8 @@ SHIPPED = ["ambulatory-artifacts", "blackhole-vs-cut", "broker-durability-matrix
            "broker-durability",
            "broker-restart-no-persistence",
            "cardiocomm-72h", "device-reboot", "forged-acks", "ingest-crash-loop",
-           "ingest-freeze-broker-restart", "injection-during-outage", "stolen-device-credentials",
-           "thundering-herd", "worker-crash"]
+           "ingest-freeze-broker-restart", "injection-during-outage", "nats-partition",
+           "stolen-device-credentials", "thundering-herd", "worker-crash"]
 
 # A valid file; the tests below break one line of it at a time. Line numbers are 1-based.
 GOOD = textwrap.dedent('''\

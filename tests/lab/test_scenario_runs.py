@@ -87,6 +87,10 @@ JOBS: dict[str, tuple[str, ...]] = {
     # once unfaithful at 20x on the loaded CI runner (rc 3 with lost 0 and buffered 0)
     **{f"durability-nats-{v}": ("broker-durability-nats", "--devices", "10", "--chunk-seconds", "5",
                                 "--speed", "10", "--variant", v) for v in ("broker-ack", "end-to-end")},
+    # one node partitioned from the other two, the stream leader and then a follower (issue 13),
+    # at 10x like the other cluster scenario (12 simulated minutes: 72 real seconds a variant)
+    **{f"nats-partition-{v}": ("nats-partition", "--devices", "10", "--chunk-seconds", "5",
+                               "--speed", "10", "--variant", v) for v in ("broker-ack", "end-to-end")},
     # three ingest workers, one crashing, one away 10 min (issue 13), at 20x
     **{f"workers-{v}": ("worker-crash", "--devices", "10", "--chunk-seconds", "5", "--speed", "20",
                         "--variant", v) for v in ("broker-ack", "end-to-end")},
@@ -452,3 +456,18 @@ def test_the_nats_cluster_loses_nothing_where_mosquitto_lost_hundreds(runs: RunP
         assert {w["id"] for w in check["windows"]} >= {"node-queueing", "leader-draining", "leader-steady"}
     ba = runs.get("durability-nats-broker-ack").variant("broker-ack")
     assert ba["check"]["backlog"]["broker_hwm"] > 100, ba["check"]["backlog"]  # the cut queued at the cluster
+
+
+def test_a_partitioned_nats_node_costs_re_sends_and_a_stall_never_a_reading(runs: RunPool) -> None:
+    """nats-partition: the stream leader, then a follower (nats-1 again), cut off the other two
+    for 3 minutes each. The isolated node has no quorum: its devices get no PUBACK and re-send
+    to the majority (broker-ack) or hold their readings (end to end); nothing is lost."""
+    for v in ("broker-ack", "end-to-end"):
+        run = runs.get(f"nats-partition-{v}")
+        passed(run)
+        check = run.variant(v)["check"]
+        assert check["totals"]["lost"] == 0 and check["totals"]["buffered"] == 0, check["totals"]
+        windows = {w["id"]: w for w in check["windows"]}
+        assert set(windows) == {"leader-cut-off", "follower-cut-off"}, windows
+        assert {w["fault"] for w in windows.values()} == {"partition"}, windows
+        assert check["cost"]["resent_by_reason"].get("no-puback", 0) > 0, check["cost"]
