@@ -159,12 +159,18 @@ class IngestMetrics:
 
 
 def _lags(accepted: Sequence[Accepted], stored: Sequence[tuple[str, int, int]],
-          stored_at: float) -> Iterator[float]:
+          stored_at: float) -> list[float]:
     """stored_at − capture end of each newly stored reading, once per key (a key repeated in
     the batch is stored once: the other copies are duplicates)."""
-    left = set(stored)
-    for a in accepted:
-        f = a.fields
-        if f.key in left:
-            left.discard(f.key)
-            yield stored_at - f.captured_at - (f.n_samples / f.sample_rate_hz if f.sample_rate_hz else 0.0)
+    fields = [a.fields for a in accepted]
+    if len(stored) != len(fields):  # duplicates or conflicts among them: only the stored, once each
+        left = set(stored)
+        chosen = []
+        for f in fields:
+            key = (f.device_id, f.boot_epoch, f.seq)
+            if key in left:
+                left.discard(key)
+                chosen.append(f)
+        fields = chosen
+    return [stored_at - f.captured_at - (f.n_samples / f.sample_rate_hz if f.sample_rate_hz else 0.0)
+            for f in fields]
