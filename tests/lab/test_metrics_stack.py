@@ -1,23 +1,24 @@
 """The stack's Prometheus endpoints, scraped while it runs (docs/metrics.md): `ecgpipe up`
 serves them on free ports and records them in the state dir, `status` shows them, the ingest
 counter follows the store, and the fleet's outbox gauge rises while ingest is dead and falls
-once it is back. Also with two ingest workers and a fleet in two processes."""
+once it is back. Also with two ingest workers and a fleet in two processes; and, without a
+stack, how the records are read (lab/stack/metrics.py)."""
 
 from __future__ import annotations
 
+import os
 import urllib.request
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ecgcore.files import read_json
+from ecgcore.files import read_json, write_json_atomic
 from lab.stack.levels import stored_total
+from lab.stack.metrics import metrics_records
 from lab.stack.statedir import StateDir
 from tests.conftest import wait_until
 from tests.lab.test_cli import cj, cli
-
-pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -53,6 +54,8 @@ def outbox(state: Path) -> float:
     return total(scrape(url_of(state, "fleet/metrics.json")), "ecgpipe_fleet_outbox_readings")
 
 
+@pytest.mark.broker
+@pytest.mark.slow
 def test_metrics_move_with_the_readings_through_an_ingest_outage(tmp_path: Path) -> None:
     s = tmp_path / "stack"
     sd = StateDir(s)
@@ -109,6 +112,8 @@ def test_metrics_move_with_the_readings_through_an_ingest_outage(tmp_path: Path)
         cli(s, "down", check=False)
 
 
+@pytest.mark.broker
+@pytest.mark.slow
 def test_every_worker_and_fleet_process_has_its_own_endpoint(tmp_path: Path) -> None:
     s = tmp_path / "stack"
     sd = StateDir(s)
@@ -137,3 +142,19 @@ def test_every_worker_and_fleet_process_has_its_own_endpoint(tmp_path: Path) -> 
         wait_until(lambda: workers_stored() >= in_store, 20, what="the workers to count what is stored")
     finally:
         cli(s, "down", check=False)
+
+
+def test_records_are_read_in_order_with_liveness_and_damage_named(tmp_path: Path) -> None:
+    me = {"host": "127.0.0.1", "port": 9, "url": "http://127.0.0.1:9/metrics", "at": 1.0}
+    ing = tmp_path / "ingest"
+    write_json_atomic(ing / "metrics-10.json", {**me, "name": "ingest-10", "pid": os.getpid()})
+    write_json_atomic(ing / "metrics-2.json", {**me, "name": "ingest-2", "pid": 2**22 + 1})  # above pid_max
+    write_json_atomic(tmp_path / "fleet" / "metrics.json", {**me, "name": "fleet", "pid": os.getpid()})
+    (tmp_path / "fleet" / "metrics-1.json").write_text("{half")
+    (tmp_path / "fleet" / "devices.json").write_text("{}")  # not a record
+    found = metrics_records(tmp_path)
+    assert list(found) == ["ingest-2", "ingest-10", "fleet", "fleet-1"]
+    assert found["ingest-10"]["live"] is True and found["ingest-10"]["url"] == me["url"]
+    assert found["ingest-2"]["live"] is False  # no such pid: the process that wrote it is gone
+    assert found["fleet-1"]["live"] is False and "metrics-1.json" in found["fleet-1"]["error"]
+    assert metrics_records(tmp_path / "nothing-here") == {}
