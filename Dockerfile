@@ -5,13 +5,14 @@ FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends mosquitto \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY wire ./wire
 COPY ecgcore ./ecgcore
 COPY devices ./devices
 COPY ingest ./ingest
 COPY analysis ./analysis
 COPY lab ./lab
+COPY clinic ./clinic
 COPY broker_config ./broker_config
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir -c constraints.txt .
 ENV PYTHONUNBUFFERED=1
