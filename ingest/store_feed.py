@@ -72,7 +72,9 @@ def _has_flags(snap: Rows) -> bool:
     return any(row[1] == "flags" for row in snap.rows("PRAGMA table_info(readings)"))
 
 
-def _select(snap: Rows, where: str, params: tuple[object, ...]) -> list[FeedReading]:
+def select_readings(snap: Rows, where: str, params: tuple[object, ...]) -> list[FeedReading]:
+    """The readings `where` (an SQL tail with ? placeholders: WHERE, ORDER BY, LIMIT) selects,
+    with their samples (ingest/store_range.py reads through this too)."""
     fields = _FIELDS + (", flags" if _has_flags(snap) else "")
     rows = snap.rows(f"SELECT {fields} FROM readings {where}", params)  # noqa: S608 -- constant SQL, values bound
     out = []
@@ -90,7 +92,7 @@ def _select(snap: Rows, where: str, params: tuple[object, ...]) -> list[FeedRead
 def readings_after(db_path: Path | str, cursor: int, limit: int) -> list[FeedReading]:
     """Up to `limit` readings with rowid > cursor, in rowid (commit) order."""
     with store_snapshot(db_path) as snap:
-        return _select(snap, "WHERE rowid > ? ORDER BY rowid LIMIT ?", (int(cursor), int(limit)))
+        return select_readings(snap, "WHERE rowid > ? ORDER BY rowid LIMIT ?", (int(cursor), int(limit)))
 
 
 def device_readings(db_path: Path | str, device_id: str, boot_epoch: int, seq_lo: int,
@@ -98,7 +100,7 @@ def device_readings(db_path: Path | str, device_id: str, boot_epoch: int, seq_lo
     """The stored readings of one device and boot with seq_lo <= seq <= seq_hi, by seq (the
     primary key's index answers it)."""
     with store_snapshot(db_path) as snap:
-        return _select(snap, "WHERE device_id = ? AND boot_epoch = ? AND seq BETWEEN ? AND ?"
+        return select_readings(snap, "WHERE device_id = ? AND boot_epoch = ? AND seq BETWEEN ? AND ?"
                              " ORDER BY seq", (device_id, int(boot_epoch), int(seq_lo), int(seq_hi)))
 
 

@@ -28,7 +28,7 @@ from tests.clinic.test_export_store import (
 
 def stored(seq: int, at: float, n: int = 10, *, rate: int = 100, gain: float = 1.0, boot: int = 1,
            flags: int = 0, device: str = "d") -> StoredReading:
-    return StoredReading(device_id=device, boot_epoch=boot, seq=seq, captured_at=at, stored_at=at,
+    return StoredReading(rowid=0, device_id=device, boot_epoch=boot, seq=seq, captured_at=at, stored_at=at,
                          sample_rate_hz=rate, gain_uv=gain, samples=np.arange(n, dtype=np.int16) + seq * 100,
                          flags=flags, strip_id=0, chunk=0, chunks=1)
 
