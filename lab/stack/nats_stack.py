@@ -169,10 +169,13 @@ def upstream_args(cfg: StackConfig, link: str) -> list[str]:
 
 def ingest_args(cfg: StackConfig, port: int) -> list[str]:
     """Ingest on the cluster: readings from the JetStream consumer through its link's proxy
-    (`port`), acks and status over MQTT to the nodes."""
+    (`port`), or without the proxies (`up --no-proxy`) from the nodes' client ports; acks and
+    status over MQTT to the nodes."""
     if not is_nats(cfg):
         return []
-    return ["--nats", f"nats://{cfg.host}:{port}", "--mqtt-servers", ",".join(mqtt_servers(cfg))]
+    direct = ",".join(f"nats://{u}" for u in client_upstreams(cfg))
+    servers = f"nats://{cfg.host}:{port}" if cfg.proxies else direct
+    return ["--nats", servers, "--mqtt-servers", ",".join(mqtt_servers(cfg))]
 
 
 def device_args(cfg: StackConfig) -> list[str]:

@@ -7,6 +7,7 @@ node's publishes are PUBACKed and every reading ends stored. docs/nats.md, facts
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,6 +68,25 @@ def test_partition_cli_refuses_a_stack_without_route_proxies(tmp_path: Path) -> 
     assert res.returncode != 0 and "no stack" in one_line(res.stderr), res.stderr
     res = cli(s, "partition", "nats-4", check=False)
     assert res.returncode == 2 and "invalid choice" in res.stderr
+
+
+def test_without_proxies_the_routes_go_node_to_node_and_nothing_partitions(tmp_path: Path) -> None:
+    """`up --no-proxy`: direct routes (each node to the other two, no advertise), no route proxy,
+    ingest on the nodes' client ports (it stores), and `partition` refused in one line."""
+    s = tmp_path / "stack"
+    sd = StateDir(s)
+    cli(s, "up", "--devices", "2", "--broker", "nats-cluster", "--insecure", "--no-proxy")
+    try:
+        c = nats_stack.cluster(sd, sd.config())
+        conf = (s / "broker" / "nats-1" / "node.conf").read_text()
+        assert not re.search(r"^\s*advertise:", conf, re.MULTILINE)
+        assert not [n for n in sd.component_names() if n.startswith("proxy-route")]
+        wait_until(lambda: full_mesh(c), 60, what="every node routing to the other two")
+        wait_until(lambda: stored_total(sd) >= 2, 60, what="readings stored without the proxies")
+        res = cli(s, "partition", "nats-2", check=False)
+        assert res.returncode == 1 and "routes go node to node" in one_line(res.stderr), res.stderr
+    finally:
+        cli(s, "down")
 
 
 def _probe(port: int, name: str, unique: Callable[[str], str]) -> tuple[Mq, str]:
