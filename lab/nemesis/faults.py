@@ -46,6 +46,7 @@ class LinkFault:
     record_as: str | None = None
     record_target: str | None = None
     record: bool = True
+    record_node: str | None = None  # the node a partition of nats-leader cut off
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -64,7 +65,7 @@ class LinkFault:
             raise ConfigError("flap needs --up and --down, both more than 0")
         if self.kind == "heal" and self.for_s is not None:
             raise ConfigError("heal takes no --for")
-        for name in ("record_as", "record_target"):
+        for name in ("record_as", "record_target", "record_node"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
 

@@ -9,9 +9,9 @@ the other two keep their route and K has none. Its devices and ingest connection
 touched: clients on K's MQTT and client ports still reach K, the minority side.
 
 The history (history/nemesis.jsonl) gets one fault_start and one fault_end, "fault":
-"partition", "target" as given (nats-2 or nats-leader), "via": cut|blackhole, recorded by the
-first of K's two route proxies; the second applies the same fault and records nothing. Both
-run the same --for, so they end together (within their polls).
+"partition", "target" as given (nats-2 or nats-leader), "node" (the one cut off), "via":
+cut|blackhole, recorded by the first of K's two route proxies; the second applies the same
+fault and records nothing. Both run the same --for, so they end together (within their polls).
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def partition(sd: StateDir, target: str, clock: Clock, kind: str = "cut", for_s:
     reset = 0
     for i, link in enumerate(cut):
         _f, _before, after = proxyctl.send(sd.root, link, kind, clock, deadline_s, for_s=for_s,
-                                          record_as=FAULT, record_target=target, record=i == 0)
+                                          record_as=FAULT, record_target=target, record=i == 0,
+                                          record_node=node)
         reset += int((after.get("last_apply") or {}).get("reset") or 0)
     named = f"{target} ({node})" if target != node else node
     until = f"for {format_duration(for_s)}" if for_s else f"until `ecgpipe heal {node}`"

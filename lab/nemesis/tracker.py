@@ -7,8 +7,8 @@ Every fault that starts is recorded in `history/nemesis.jsonl`, and so is its en
     {"t", "event": "fault_end",   "fault": "cut", "target", "seq", "reason", "duration_s"}
 
 A fault over several links (a NATS node's partition, lab.nemesis.partition) is recorded once,
-by the proxy it names, as "fault": "partition", "target": "nats-K" (or "nats-leader"), and
-"via" the cut or blackhole it is made of.
+by the proxy it names, as "fault": "partition", "target": "nats-K" (or "nats-leader"), "node"
+the node it cut off, and "via" the cut or blackhole it is made of.
 
 `reason` is expired (its --for ran out), healed, replaced (another fault took its place)
 or stopped (the proxy stopped). Times come from the injected clock: `t` is simulated wall
@@ -66,7 +66,7 @@ class FaultTracker:
         if fault.kind != "heal":
             self.fault = fault
             self.started_mono = self.clock.monotonic()
-            via = {"via": fault.kind} if fault.record_as else {}
+            via = {"via": fault.kind, "node": fault.record_node} if fault.record_as else {}
             start = self._record("fault_start", fault, for_s=fault.for_s, **via, **fault.params)
             self.started_at = start["t"]
             self.effect = effect_at(fault, 0.0)

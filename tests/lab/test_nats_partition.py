@@ -147,9 +147,9 @@ def test_a_partitioned_node_has_no_route_and_no_puback_and_heals_without_loss(
         mqtt = {n: p.mqtt for n, p in zip(NODES, nats_stack.node_ports(cfg), strict=True)}
         wait_until(lambda: full_mesh(c), 60, what="every node routing to the other two")
         wait_until(lambda: stored_total(sd) >= 8, 60, what="readings stored before the partition")
-        leader = c.stream_leader()
-        assert leader in NODES
-        _partition_and_heal(s, c, "nats-leader", leader, mqtt, unique)
+        first = c.stream_leader()
+        assert first in NODES
+        _partition_and_heal(s, c, "nats-leader", first, mqtt, unique)
         wait_until(lambda: buffered_total(sd) == 0, 120, what="the devices' outboxes empty after the heal")
 
         # a follower that is not ingest's node (ingest's readings go through proxy-ingest to the
@@ -166,9 +166,10 @@ def test_a_partitioned_node_has_no_route_and_no_puback_and_heals_without_loss(
     finally:
         cli(s, "down")
     records = [json.loads(ln) for ln in (s / "history" / "nemesis.jsonl").read_text().splitlines()]
-    parts = [(r["event"], r["target"], r.get("via")) for r in records if r["fault"] == "partition"]
-    assert parts == [("fault_start", "nats-leader", "cut"), ("fault_end", "nats-leader", None),
-                     ("fault_start", follower, "cut"), ("fault_end", follower, None)], records
+    parts = [(r["event"], r["target"], r.get("node"), r.get("via"))
+             for r in records if r["fault"] == "partition"]
+    assert parts == [("fault_start", "nats-leader", first, "cut"), ("fault_end", "nats-leader", None, None),
+                     ("fault_start", follower, follower, "cut"), ("fault_end", follower, None, None)], records
     t = cj(s, "report")["totals"]
     assert t["lost"] == 0 and t["evicted"] == 0, t
     assert t["generated"] == t["stored"] + t["buffered"] and t["buffered"] == 0, t

@@ -73,12 +73,13 @@ def test_a_fault_over_two_links_is_recorded_once_under_its_own_name() -> None:
     log = Log()
     first, second = FaultTracker("route-1-2", clock, log), FaultTracker("route-2-3", clock, log)
     for tracker, records in ((first, True), (second, False)):
-        tracker.apply(LinkFault("cut", seq=1, for_s=30.0, record_as="partition", record_target="nats-2",
-                                record=records))
+        tracker.apply(LinkFault("cut", seq=1, for_s=30.0, record_as="partition", record_target="nats-leader",
+                                record=records, record_node="nats-2"))
     clock.advance(31.0)
     first.tick()
     second.tick()
-    seen = [(r["event"], r["fault"], r["target"], r.get("via"), r.get("reason")) for r in log.records]
-    assert seen == [("fault_start", "partition", "nats-2", "cut", None),
-                    ("fault_end", "partition", "nats-2", None, "expired")], seen
+    seen = [(r["event"], r["fault"], r["target"], r.get("node"), r.get("via"), r.get("reason"))
+            for r in log.records]
+    assert seen == [("fault_start", "partition", "nats-leader", "nats-2", "cut", None),
+                    ("fault_end", "partition", "nats-leader", None, None, "expired")], seen
     assert first.fault is None and second.fault is None  # both ended by their own --for
