@@ -23,7 +23,7 @@ def add_partition(sub: Subparsers, common: OneLineParser) -> None:
     pt.add_argument("node", choices=(*NATS_NODES, "nats-leader"),
                     help="the node, or nats-leader: the one leading the readings' stream now")
     pt.add_argument("--blackhole", action="store_true", help="keep the route connections open but "
-                    "drop every byte (the nodes notice by their pings, minutes later)")
+                    "drop every byte (the nodes' /routez still listed them after 6 min: docs/nats.md)")
     pt.add_argument("--for", dest="for_s", type=unit(parse_duration), metavar="DURATION",
                     help="simulated duration after which the partition ends by itself (30s, 2m)")
 
