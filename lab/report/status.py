@@ -195,11 +195,13 @@ def _fault_text(c: dict[str, Any]) -> str:
 def format_status(doc: dict[str, Any], limit: int = 30, now: float | None = None) -> str:
     now = time.time() if now is None else now
     settings = f"delivery {doc['delivery']}" if doc.get("stack_error") is None else "stack.json unreadable"
+    names = _names(doc)
+    w = max([14, *(len(n) + 1 for n in names)])  # proxy-route-1-2 is 15 characters
     lines = [f"stack in {doc['state_dir']} ({settings})",
-             f"{'component':<14}{'pid':>8}  {'state':<9}detail"]
-    for name in _names(doc):
+             f"{'component':<{w}}{'pid':>8}  {'state':<9}detail"]
+    for name in names:
         c = doc[name]
-        lines.append(f"{name:<14}{c['pid'] or '-':>8}  {c['state']:<9}{_detail(name, c, now)}")
+        lines.append(f"{name:<{w}}{c['pid'] or '-':>8}  {c['state']:<9}{_detail(name, c, now)}")
     items = list(doc["device_states"].items())
     if items:
         shown = ", ".join(f"{d} {'online' if v['online'] else 'OFFLINE'}" for d, v in items[:limit])
