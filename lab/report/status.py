@@ -56,6 +56,9 @@ def status(sd: StateDir) -> dict[str, Any]:
         doc["broker"] = _tier(doc, [n for n in doc["components"] if n.startswith("nats-")], "nodes")
     for link in LINKS:
         doc[f"proxy-{link}"].update(_link(sd, cfg, link, doc[f"proxy-{link}"]))
+    for name in doc["components"]:  # a NATS cluster's route proxies (lab/stack/nats_routes.py)
+        if name.startswith("proxy-route-"):
+            doc[name].update(_link(sd, None, name.removeprefix("proxy-"), doc[name]))
     doc["broker"].update({"host": cfg.host if cfg else None, "port": cfg.port if cfg else None,
                           "max_queued": cfg.max_queued if cfg else None,
                           "persistence": cfg.persistence if cfg else None})
@@ -168,8 +171,10 @@ def _link(sd: StateDir, cfg: StackConfig | None, link: str, comp: dict[str, Any]
     if not isinstance(conns, dict):
         conns = {}
     ups = upstreams_of(st)
-    return {"listen_port": proxy_port(cfg, link) if cfg else None,
-            "upstream_port": cfg.port if cfg else None,
+    raw_listen = st.get("listen")
+    listen = raw_listen if isinstance(raw_listen, dict) else {}
+    return {"listen_port": proxy_port(cfg, link) if cfg else listen.get("port"),
+            "upstream_port": cfg.port if cfg else (ups[0].get("port") if ups else None),
             "upstreams": [f"{u.get('host')}:{u.get('port')}" for u in ups] if ups else None,
             "fault": st.get("fault") if live else None,
             "connections": conns.get("open", 0) if live else 0,

@@ -19,6 +19,7 @@ from lab.stack import nats_stack
 from lab.stack.levels import buffered_total, generated_total, stored_total
 from lab.stack.nats_cluster import NatsCluster
 from lab.stack.nats_monitor import JSZ_DETAIL, MQTT_MSGS, streams
+from lab.stack.nats_routes import links_of
 from lab.stack.statedir import StateDir
 from tests.conftest import wait_until
 from tests.lab.natsutil import Mq, payload
@@ -106,6 +107,10 @@ def _partition_and_heal(s: Path, c: NatsCluster, target: str, node: str, mqtt: d
     assert line.startswith(f"partitioned {named} from the other two nodes"), line
     wait_until(lambda: c.routes() == {node: set(), a: {b}, b: {a}}, 30,
                what=f"{node} without routes, {a} and {b} routing to each other")
+    st = cj(s, "status")  # the route proxies' rows say which are cut
+    cut = {n for n in st["components"]
+           if n.startswith("proxy-route-") and (st[n].get("fault") or {}).get("fault") == "cut"}
+    assert cut == {f"proxy-{link}" for link in links_of(node)}, [st[n].get("fault") for n in sorted(cut)]
     late = Mq(mqtt[node], unique("late"))
     t0 = time.monotonic()
     iso_mids = [iso.publish(iso_topic, payload(i)) for i in range(N)]
