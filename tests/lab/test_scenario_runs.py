@@ -83,10 +83,6 @@ JOBS: dict[str, tuple[str, ...]] = {
     # broker kill -9 with each snapshot setting (issue 13), at 20x
     **{f"durability-{v}": ("broker-durability", "--devices", "10", "--chunk-seconds", "5", "--speed", "20",
                            "--variant", v) for v in DURABILITY},
-    # the longest of the cluster's runs (150 real seconds at 10x; see below) before the workers'
-    # runs, so the pool does not end on it
-    "durability-nats-end-to-end": ("broker-durability-nats", "--devices", "10", "--chunk-seconds", "5",
-                                   "--speed", "10", "--variant", "end-to-end"),
     # three ingest workers, one crashing, one away 10 min (issue 13), at 20x
     **{f"workers-{v}": ("worker-crash", "--devices", "10", "--chunk-seconds", "5", "--speed", "20",
                         "--variant", v) for v in ("broker-ack", "end-to-end")},
@@ -97,6 +93,8 @@ JOBS: dict[str, tuple[str, ...]] = {
     # (rc 3 with lost 0 and buffered 0); its broker-ack variant passes at 20x
     "durability-nats-broker-ack": ("broker-durability-nats", "--devices", "10", "--chunk-seconds", "5",
                                    "--speed", "20", "--variant", "broker-ack"),
+    "durability-nats-end-to-end": ("broker-durability-nats", "--devices", "10", "--chunk-seconds", "5",
+                                   "--speed", "10", "--variant", "end-to-end"),
     # one node partitioned from the other two, the stream leader and then a follower (issue 13),
     # 12 simulated minutes at 10x: 72 real seconds a variant
     **{f"nats-partition-{v}": ("nats-partition", "--devices", "10", "--chunk-seconds", "5",
